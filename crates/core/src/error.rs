@@ -1,0 +1,231 @@
+//! Domain errors: what the caller did that the rules refuse. Each message is lowercase, names the
+//! offending input in backticks, and has a [`DomainError::help`] saying what to do next.
+
+use thiserror::Error;
+
+/// How an error is to be reported: the server maps these to HTTP statuses, the CLI to exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCategory {
+    /// The input is malformed or breaks a rule of the role.
+    Invalid,
+    /// The caller is not allowed to do this.
+    Forbidden,
+    /// The thing named does not exist.
+    NotFound,
+    /// The thing exists but is in a state where this cannot happen.
+    Conflict,
+}
+
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum DomainError {
+    #[error("invalid duration `{input}`")]
+    InvalidDuration { input: String },
+    #[error("invalid name `{input}`")]
+    InvalidName { input: String },
+    #[error("invalid subject `{input}`")]
+    InvalidSubject { input: String },
+    #[error("invalid grant id `{input}`")]
+    InvalidGrantId { input: String },
+    #[error("role file `{file}` is invalid: {message}")]
+    InvalidRoleFile { file: String, message: String },
+    #[error("invalid `{field}`: {problem}")]
+    InvalidField {
+        field: &'static str,
+        problem: String,
+    },
+    #[error("unknown role `{role}`")]
+    UnknownRole { role: String },
+    #[error("unknown grant `{grant}`")]
+    UnknownGrant { grant: String },
+    #[error("unknown user `{name}`")]
+    UnknownPrincipal { name: String },
+    #[error("user `{name}` already exists")]
+    PrincipalExists { name: String },
+    #[error("duration `{requested}` is longer than role `{role}` allows (`{max}`)")]
+    DurationOverMax {
+        requested: String,
+        max: String,
+        role: String,
+    },
+    #[error("role `{role}` requires an incident reference")]
+    IncidentRequired { role: String, pattern: String },
+    #[error("incident reference `{incident}` does not match `{pattern}` required by role `{role}`")]
+    IncidentMismatch {
+        incident: String,
+        pattern: String,
+        role: String,
+    },
+    #[error("`{principal}` may not request role `{role}`")]
+    NotRequester { principal: String, role: String },
+    #[error("`{principal}` may not approve requests for role `{role}`")]
+    NotApprover { principal: String, role: String },
+    #[error("`{principal}` may not {action} grant `{grant}`")]
+    NotAllowed {
+        principal: String,
+        action: &'static str,
+        grant: String,
+    },
+    #[error("`{principal}` may not {action}")]
+    AdminOnly {
+        principal: String,
+        action: &'static str,
+    },
+    #[error("`{principal}` requested grant `{grant}` and cannot approve it")]
+    SelfApproval { principal: String, grant: String },
+    #[error("`{principal}` has already approved grant `{grant}`")]
+    AlreadyApproved { principal: String, grant: String },
+    #[error("grant `{grant}` is `{state}`; only a grant that is {expected} can be {action}")]
+    WrongState {
+        grant: String,
+        state: &'static str,
+        expected: &'static str,
+        action: &'static str,
+    },
+    #[error("grant `{grant}` has already ended (`{state}`)")]
+    AlreadyEnded { grant: String, state: &'static str },
+    #[error("grant `{grant}` has used all {max} extensions its role allows")]
+    ExtensionsExhausted { grant: String, max: u32 },
+    #[error(
+        "extending grant `{grant}` by `{requested}` would make it `{total}` in total, over the role's `{max}`"
+    )]
+    ExtensionOverMax {
+        grant: String,
+        requested: String,
+        total: String,
+        max: String,
+    },
+    #[error("grant `{grant}` already has an extension waiting for approval")]
+    ExtensionPending { grant: String },
+    #[error("the credential for grant `{grant}` was already delivered")]
+    CredentialAlreadyDelivered { grant: String },
+    #[error("grant `{grant}` is `{state}`, so it has no credential to deliver")]
+    CredentialNotAvailable { grant: String, state: &'static str },
+}
+
+impl DomainError {
+    /// What the user should do next.
+    pub fn help(&self) -> String {
+        match self {
+            Self::InvalidDuration { .. } => {
+                "write a whole number and a unit: `30s`, `10m`, `4h` or `2d` (at most 366 days)".into()
+            }
+            Self::InvalidName { .. } => {
+                "use 1-64 characters of a-z, 0-9, `.`, `_` or `-`, starting with a letter or digit"
+                    .into()
+            }
+            Self::InvalidSubject { .. } => "write `user:NAME` or `group:NAME`".into(),
+            Self::InvalidGrantId { .. } | Self::UnknownGrant { .. } => {
+                "list grants with `breakglass grants list` and copy the id".into()
+            }
+            Self::InvalidRoleFile { .. } => {
+                "fix the role file and reload (SIGHUP) or restart; the previously loaded roles stay in force"
+                    .into()
+            }
+            Self::InvalidField { .. } => "correct the field and send the request again".into(),
+            Self::UnknownRole { .. } => "list the roles you can request with `breakglass roles list`".into(),
+            Self::UnknownPrincipal { .. } => "list users with `breakglass users list`".into(),
+            Self::PrincipalExists { .. } => "pick another name, or use the existing user".into(),
+            Self::DurationOverMax { max, .. } => {
+                format!("ask for `{max}` or less; extend later if the role allows extensions")
+            }
+            Self::IncidentRequired { pattern, .. } => {
+                format!("pass `--incident` with a reference matching `{pattern}`")
+            }
+            Self::IncidentMismatch { pattern, .. } => {
+                format!("pass the incident reference in the form `{pattern}`")
+            }
+            Self::NotRequester { role, .. } => {
+                format!("ask the owner of role `{role}` to add you to its `requesters`")
+            }
+            Self::NotApprover { role, .. } => {
+                format!("only members of role `{role}`'s `approval.approvers` can approve; ask one of them")
+            }
+            Self::NotAllowed { .. } => {
+                "ask the requester, an approver of the role or an admin to do it".into()
+            }
+            Self::AdminOnly { .. } => "ask a member of the `admins` group".into(),
+            Self::SelfApproval { .. } => {
+                "another approver of the role must approve it; nobody approves their own request".into()
+            }
+            Self::AlreadyApproved { .. } => {
+                "a quorum counts distinct people; another approver must approve".into()
+            }
+            Self::WrongState { grant, .. } | Self::AlreadyEnded { grant, .. } => {
+                format!("see its current state with `breakglass grants show {grant}`")
+            }
+            Self::ExtensionsExhausted { .. } | Self::ExtensionOverMax { .. } => {
+                "request a new grant with a fresh justification instead".into()
+            }
+            Self::ExtensionPending { .. } => "wait for the pending extension to be approved or denied".into(),
+            Self::CredentialAlreadyDelivered { grant } => format!(
+                "credentials are shown once; if it was lost, revoke with `breakglass revoke {grant}` and request again"
+            ),
+            Self::CredentialNotAvailable { grant, .. } => {
+                format!("see its current state with `breakglass grants show {grant}`")
+            }
+        }
+    }
+
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Self::InvalidDuration { .. }
+            | Self::InvalidName { .. }
+            | Self::InvalidSubject { .. }
+            | Self::InvalidGrantId { .. }
+            | Self::InvalidRoleFile { .. }
+            | Self::InvalidField { .. }
+            | Self::DurationOverMax { .. }
+            | Self::IncidentRequired { .. }
+            | Self::IncidentMismatch { .. }
+            | Self::ExtensionOverMax { .. } => ErrorCategory::Invalid,
+            Self::UnknownRole { .. }
+            | Self::UnknownGrant { .. }
+            | Self::UnknownPrincipal { .. } => ErrorCategory::NotFound,
+            Self::NotRequester { .. }
+            | Self::NotApprover { .. }
+            | Self::NotAllowed { .. }
+            | Self::AdminOnly { .. }
+            | Self::SelfApproval { .. } => ErrorCategory::Forbidden,
+            Self::PrincipalExists { .. }
+            | Self::AlreadyApproved { .. }
+            | Self::WrongState { .. }
+            | Self::AlreadyEnded { .. }
+            | Self::ExtensionsExhausted { .. }
+            | Self::ExtensionPending { .. }
+            | Self::CredentialAlreadyDelivered { .. }
+            | Self::CredentialNotAvailable { .. } => ErrorCategory::Conflict,
+        }
+    }
+
+    /// A short stable code for clients and for `auth.denied` audit events.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidDuration { .. } => "invalid_duration",
+            Self::InvalidName { .. } => "invalid_name",
+            Self::InvalidSubject { .. } => "invalid_subject",
+            Self::InvalidGrantId { .. } => "invalid_grant_id",
+            Self::InvalidRoleFile { .. } => "invalid_role_file",
+            Self::InvalidField { .. } => "invalid_field",
+            Self::UnknownRole { .. } => "unknown_role",
+            Self::UnknownGrant { .. } => "unknown_grant",
+            Self::UnknownPrincipal { .. } => "unknown_user",
+            Self::PrincipalExists { .. } => "user_exists",
+            Self::DurationOverMax { .. } => "duration_over_max",
+            Self::IncidentRequired { .. } => "incident_required",
+            Self::IncidentMismatch { .. } => "incident_mismatch",
+            Self::NotRequester { .. } => "not_requester",
+            Self::NotApprover { .. } => "not_approver",
+            Self::NotAllowed { .. } => "not_allowed",
+            Self::AdminOnly { .. } => "admin_only",
+            Self::SelfApproval { .. } => "self_approval",
+            Self::AlreadyApproved { .. } => "already_approved",
+            Self::WrongState { .. } => "wrong_state",
+            Self::AlreadyEnded { .. } => "already_ended",
+            Self::ExtensionsExhausted { .. } => "extensions_exhausted",
+            Self::ExtensionOverMax { .. } => "extension_over_max",
+            Self::ExtensionPending { .. } => "extension_pending",
+            Self::CredentialAlreadyDelivered { .. } => "credential_already_delivered",
+            Self::CredentialNotAvailable { .. } => "credential_not_available",
+        }
+    }
+}

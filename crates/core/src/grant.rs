@@ -1,0 +1,896 @@
+//! The grant state machine.
+//!
+//! ```text
+//! requested ─approve×quorum→ approved → activating → active → revoking → expired | revoked
+//!     ├─deny→ denied     ├─cancel→ cancelled     └─request_ttl→ timed_out
+//! activating ─provider error→ failed
+//! ```
+//!
+//! Every transition is `(&Grant, command, &Role, now) -> Result<Transition, DomainError>`; the
+//! caller persists the new grant and its events together or not at all.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EndCauseKind;
+use crate::{
+    Actor, DomainError, Duration, EventDraft, EventKind, GrantId, Name, Principal, Role, Target,
+    Timestamp,
+};
+
+const MAX_REASON_CHARS: usize = 1000;
+const MAX_INCIDENT_CHARS: usize = 200;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub approver: Name,
+    pub at: Timestamp,
+    pub comment: Option<String>,
+}
+
+/// An approved extension of an active grant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub duration: Duration,
+    pub reason: String,
+    pub requested_at: Timestamp,
+    pub extended_at: Timestamp,
+    pub approvals: Vec<Approval>,
+}
+
+/// An extension waiting for the same approval the grant needed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingExtension {
+    pub duration: Duration,
+    pub reason: String,
+    pub requested_at: Timestamp,
+    pub approvals: Vec<Approval>,
+}
+
+/// Why a grant in `revoking` is ending.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum EndCause {
+    Expiry,
+    Revoke { by: String, reason: String },
+}
+
+/// Where a grant is in its life. Each variant carries only what is true in that state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum GrantState {
+    Requested,
+    Approved {
+        approved_at: Timestamp,
+    },
+    /// Intent recorded: the provider is being (or is about to be) asked to grant.
+    Activating {
+        started_at: Timestamp,
+        expires_at: Timestamp,
+    },
+    Active {
+        activated_at: Timestamp,
+        expires_at: Timestamp,
+    },
+    /// Intent recorded: the provider is being asked to revoke.
+    Revoking {
+        activated_at: Option<Timestamp>,
+        expires_at: Timestamp,
+        end: EndCause,
+    },
+    Expired {
+        activated_at: Option<Timestamp>,
+        expires_at: Timestamp,
+        ended_at: Timestamp,
+    },
+    Revoked {
+        activated_at: Option<Timestamp>,
+        ended_at: Timestamp,
+        by: String,
+        reason: String,
+    },
+    Denied {
+        at: Timestamp,
+        by: String,
+        reason: String,
+    },
+    Cancelled {
+        at: Timestamp,
+        by: String,
+    },
+    TimedOut {
+        at: Timestamp,
+    },
+    Failed {
+        at: Timestamp,
+        reason: String,
+    },
+}
+
+impl GrantState {
+    /// The lowercase name used in the API, the CLI and `--state` filters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Approved { .. } => "approved",
+            Self::Activating { .. } => "activating",
+            Self::Active { .. } => "active",
+            Self::Revoking { .. } => "revoking",
+            Self::Expired { .. } => "expired",
+            Self::Revoked { .. } => "revoked",
+            Self::Denied { .. } => "denied",
+            Self::Cancelled { .. } => "cancelled",
+            Self::TimedOut { .. } => "timed_out",
+            Self::Failed { .. } => "failed",
+        }
+    }
+
+    pub const NAMES: [&'static str; 11] = [
+        "requested",
+        "approved",
+        "activating",
+        "active",
+        "revoking",
+        "expired",
+        "revoked",
+        "denied",
+        "cancelled",
+        "timed_out",
+        "failed",
+    ];
+
+    pub fn is_ended(&self) -> bool {
+        matches!(
+            self,
+            Self::Expired { .. }
+                | Self::Revoked { .. }
+                | Self::Denied { .. }
+                | Self::Cancelled { .. }
+                | Self::TimedOut { .. }
+                | Self::Failed { .. }
+        )
+    }
+}
+
+/// One activation of one role for one principal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub role: Name,
+    pub role_hash: String,
+    pub requester: Name,
+    pub reason: String,
+    pub incident: Option<String>,
+    /// The window asked for; it starts at activation, not at request.
+    pub duration: Duration,
+    pub requested_at: Timestamp,
+    /// The role's target as it was when requested, so the grant can be ended even if the role
+    /// file changes or disappears.
+    pub target: Target,
+    pub approvals: Vec<Approval>,
+    pub extensions: Vec<Extension>,
+    pub pending_extension: Option<PendingExtension>,
+    #[serde(flatten)]
+    pub state: GrantState,
+    pub updated_at: Timestamp,
+}
+
+/// The result of a transition: the grant as it is now and what to record about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub grant: Grant,
+    pub events: Vec<EventDraft>,
+}
+
+/// What a requester supplies.
+#[derive(Clone, Debug, Default)]
+pub struct RequestInput {
+    pub reason: String,
+    pub incident: Option<String>,
+    pub duration: Option<Duration>,
+}
+
+impl Grant {
+    /// A new request for `role` by `requester`.
+    pub fn request(
+        id: GrantId,
+        role: &Role,
+        requester: &Principal,
+        input: RequestInput,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        if !role.may_request(requester) {
+            return Err(DomainError::NotRequester {
+                principal: requester.name.to_string(),
+                role: role.id.to_string(),
+            });
+        }
+        let reason = text_field("reason", &input.reason, MAX_REASON_CHARS, true)?;
+        let duration = input.duration.unwrap_or(role.default_duration);
+        if duration > role.max_duration {
+            return Err(DomainError::DurationOverMax {
+                requested: duration.to_string(),
+                max: role.max_duration.to_string(),
+                role: role.id.to_string(),
+            });
+        }
+        let incident = match input.incident.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(i) => Some(text_field("incident", i, MAX_INCIDENT_CHARS, true)?),
+        };
+        match (&incident, &role.incident_pattern) {
+            (None, Some(p)) if role.require_incident => {
+                return Err(DomainError::IncidentRequired {
+                    role: role.id.to_string(),
+                    pattern: p.as_str().to_owned(),
+                });
+            }
+            (Some(i), Some(p)) if !p.is_match(i) => {
+                return Err(DomainError::IncidentMismatch {
+                    incident: i.clone(),
+                    pattern: p.as_str().to_owned(),
+                    role: role.id.to_string(),
+                });
+            }
+            _ => {}
+        }
+        let grant = Grant {
+            id,
+            role: role.id.clone(),
+            role_hash: role.hash.clone(),
+            requester: requester.name.clone(),
+            reason: reason.clone(),
+            incident: incident.clone(),
+            duration,
+            requested_at: now,
+            target: role.target.clone(),
+            approvals: Vec::new(),
+            extensions: Vec::new(),
+            pending_extension: None,
+            state: GrantState::Requested,
+            updated_at: now,
+        };
+        let event = EventDraft::new(
+            Actor::User(requester.name.clone()),
+            Some(id),
+            EventKind::GrantRequested {
+                role: role.id.to_string(),
+                role_hash: role.hash.clone(),
+                requester: requester.name.to_string(),
+                reason,
+                incident,
+                duration,
+            },
+        );
+        Ok(Transition {
+            grant,
+            events: vec![event],
+        })
+    }
+
+    /// One approval. Reaching the role's quorum of distinct approvers moves a request to
+    /// `approved`; on an active grant with a pending extension, it approves the extension.
+    pub fn approve(
+        &self,
+        role: &Role,
+        approver: &Principal,
+        comment: Option<String>,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let comment = match comment.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) => Some(text_field("comment", c, MAX_REASON_CHARS, true)?),
+        };
+        let extending =
+            self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
+        if !extending && self.state != GrantState::Requested {
+            return Err(self.wrong_state(
+                "a pending request (or an active grant with a pending extension)",
+                "approved",
+            ));
+        }
+        // INVARIANT(7): nobody approves their own request, and a quorum counts distinct people.
+        if approver.name == self.requester {
+            return Err(DomainError::SelfApproval {
+                principal: approver.name.to_string(),
+                grant: self.id.to_string(),
+            });
+        }
+        if !role.may_approve(approver) {
+            return Err(DomainError::NotApprover {
+                principal: approver.name.to_string(),
+                role: role.id.to_string(),
+            });
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        let approval = Approval {
+            approver: approver.name.clone(),
+            at: now,
+            comment: comment.clone(),
+        };
+        let approvals = match next.pending_extension.as_mut().filter(|_| extending) {
+            Some(p) => &mut p.approvals,
+            None => &mut next.approvals,
+        };
+        if approvals.iter().any(|a| a.approver == approver.name) {
+            return Err(DomainError::AlreadyApproved {
+                principal: approver.name.to_string(),
+                grant: self.id.to_string(),
+            });
+        }
+        approvals.push(approval);
+        let count = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
+        let actor = Actor::User(approver.name.clone());
+        let mut events = vec![EventDraft::new(
+            actor.clone(),
+            Some(self.id),
+            EventKind::GrantApproved {
+                approver: approver.name.to_string(),
+                comment,
+                approvals: count,
+                quorum: role.quorum,
+                extension: extending,
+            },
+        )];
+        if count >= role.quorum {
+            if extending {
+                if let (
+                    Some(p),
+                    GrantState::Active {
+                        activated_at,
+                        expires_at,
+                    },
+                ) = (next.pending_extension.take(), &next.state)
+                {
+                    let new_end = expires_at.saturating_add(p.duration);
+                    next.state = GrantState::Active {
+                        activated_at: *activated_at,
+                        expires_at: new_end,
+                    };
+                    next.extensions.push(Extension {
+                        duration: p.duration,
+                        reason: p.reason,
+                        requested_at: p.requested_at,
+                        extended_at: now,
+                        approvals: p.approvals,
+                    });
+                    events.push(EventDraft::new(
+                        actor,
+                        Some(self.id),
+                        EventKind::GrantExtended {
+                            duration: p.duration,
+                            expires_at: new_end,
+                            extensions_used: u32::try_from(next.extensions.len())
+                                .unwrap_or(u32::MAX),
+                        },
+                    ));
+                }
+            } else {
+                next.state = GrantState::Approved { approved_at: now };
+            }
+        }
+        Ok(Transition {
+            grant: next,
+            events,
+        })
+    }
+
+    /// An approver refuses the request (or the pending extension).
+    pub fn deny(
+        &self,
+        role: &Role,
+        by: &Principal,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
+        let extending =
+            self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
+        if !extending && self.state != GrantState::Requested {
+            return Err(self.wrong_state(
+                "a pending request (or an active grant with a pending extension)",
+                "denied",
+            ));
+        }
+        if by.name == self.requester {
+            return Err(DomainError::NotAllowed {
+                principal: by.name.to_string(),
+                action: "deny (cancel your own request instead)",
+                grant: self.id.to_string(),
+            });
+        }
+        if !role.may_approve(by) {
+            return Err(DomainError::NotApprover {
+                principal: by.name.to_string(),
+                role: role.id.to_string(),
+            });
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        if extending {
+            next.pending_extension = None;
+        } else {
+            next.state = GrantState::Denied {
+                at: now,
+                by: by.name.to_string(),
+                reason: reason.clone(),
+            };
+        }
+        let event = EventDraft::new(
+            Actor::User(by.name.clone()),
+            Some(self.id),
+            EventKind::GrantDenied {
+                by: by.name.to_string(),
+                reason,
+                extension: extending,
+            },
+        );
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// The requester (or an admin) withdraws a request that has not been activated.
+    pub fn cancel(&self, by: &Principal, now: Timestamp) -> Result<Transition, DomainError> {
+        if by.name != self.requester && !by.is_admin() {
+            return Err(DomainError::NotAllowed {
+                principal: by.name.to_string(),
+                action: "cancel",
+                grant: self.id.to_string(),
+            });
+        }
+        if !matches!(
+            self.state,
+            GrantState::Requested | GrantState::Approved { .. }
+        ) {
+            return Err(self.wrong_state("requested or approved", "cancelled"));
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.state = GrantState::Cancelled {
+            at: now,
+            by: by.name.to_string(),
+        };
+        let event = EventDraft::new(
+            Actor::User(by.name.clone()),
+            Some(self.id),
+            EventKind::GrantCancelled {
+                by: by.name.to_string(),
+            },
+        );
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// A request nobody approved within the role's `request_ttl`. `None` if not yet due.
+    pub fn time_out(&self, request_ttl: Duration, now: Timestamp) -> Option<Transition> {
+        if self.state != GrantState::Requested
+            || now < self.requested_at.saturating_add(request_ttl)
+        {
+            return None;
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.state = GrantState::TimedOut { at: now };
+        let event = EventDraft::new(
+            Actor::System("reaper"),
+            Some(self.id),
+            EventKind::GrantTimedOut {
+                requested_at: self.requested_at,
+                request_ttl,
+            },
+        );
+        Some(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// Records the intent to activate. The window starts now, not at request.
+    pub fn begin_activation(
+        &self,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        if !matches!(self.state, GrantState::Approved { .. }) {
+            return Err(self.wrong_state("approved", "activated"));
+        }
+        let expires_at = now.saturating_add(self.duration);
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.state = GrantState::Activating {
+            started_at: now,
+            expires_at,
+        };
+        let event = EventDraft::new(
+            actor,
+            Some(self.id),
+            EventKind::GrantActivating {
+                target: self.target.kind().into(),
+                expires_at,
+            },
+        );
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// The provider granted; `fingerprint` identifies the credential without revealing it.
+    pub fn activated(
+        &self,
+        actor: Actor,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let GrantState::Activating { expires_at, .. } = self.state else {
+            return Err(self.wrong_state("activating", "marked active"));
+        };
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.state = GrantState::Active {
+            activated_at: now,
+            expires_at,
+        };
+        let events = vec![
+            EventDraft::new(
+                actor.clone(),
+                Some(self.id),
+                EventKind::GrantActivated {
+                    activated_at: now,
+                    expires_at,
+                },
+            ),
+            self.credential_issued(actor, fingerprint, expires_at),
+        ];
+        Ok(Transition {
+            grant: next,
+            events,
+        })
+    }
+
+    /// The `credential.issued` event for a credential valid until `expires_at`.
+    pub fn credential_issued(
+        &self,
+        actor: Actor,
+        fingerprint: &str,
+        expires_at: Timestamp,
+    ) -> EventDraft {
+        EventDraft::new(
+            actor,
+            Some(self.id),
+            EventKind::CredentialIssued {
+                target: self.target.kind().into(),
+                fingerprint: fingerprint.into(),
+                expires_at,
+            },
+        )
+    }
+
+    /// Activation failed at the provider (or cannot be completed); the reason must hold no secret.
+    pub fn fail(
+        &self,
+        actor: Actor,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        if self.state.is_ended() {
+            return Err(DomainError::AlreadyEnded {
+                grant: self.id.to_string(),
+                state: self.state.name(),
+            });
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.state = GrantState::Failed {
+            at: now,
+            reason: reason.into(),
+        };
+        let event = EventDraft::new(
+            actor,
+            Some(self.id),
+            EventKind::GrantFailed {
+                reason: reason.into(),
+            },
+        );
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// Someone ends the grant early: records the intent to revoke at the provider.
+    pub fn begin_revoke(
+        &self,
+        role: Option<&Role>,
+        by: &Principal,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let allowed = by.name == self.requester
+            || by.is_admin()
+            || role.is_some_and(|r| r.may_approve(by) || r.is_owner(by));
+        if !allowed {
+            return Err(DomainError::NotAllowed {
+                principal: by.name.to_string(),
+                action: "revoke",
+                grant: self.id.to_string(),
+            });
+        }
+        let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
+        let (activated_at, expires_at) = match self.state {
+            GrantState::Active {
+                activated_at,
+                expires_at,
+            } => (Some(activated_at), expires_at),
+            GrantState::Activating { expires_at, .. } => (None, expires_at),
+            ref s if s.is_ended() => {
+                return Err(DomainError::AlreadyEnded {
+                    grant: self.id.to_string(),
+                    state: s.name(),
+                });
+            }
+            _ => {
+                return Err(self.wrong_state("active", "revoked (cancel a pending request instead)"));
+            }
+        };
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.pending_extension = None;
+        next.state = GrantState::Revoking {
+            activated_at,
+            expires_at,
+            end: EndCause::Revoke {
+                by: by.name.to_string(),
+                reason: reason.clone(),
+            },
+        };
+        let event = EventDraft::new(
+            Actor::User(by.name.clone()),
+            Some(self.id),
+            EventKind::GrantRevoking {
+                cause: EndCauseKind::Revoke,
+                by: Some(by.name.to_string()),
+                reason: Some(reason),
+            },
+        );
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// An active grant whose window has closed: records the intent to revoke. `None` if not due.
+    pub fn begin_expiry(&self, now: Timestamp) -> Option<Transition> {
+        let GrantState::Active {
+            activated_at,
+            expires_at,
+        } = self.state
+        else {
+            return None;
+        };
+        if now < expires_at {
+            return None;
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.pending_extension = None;
+        next.state = GrantState::Revoking {
+            activated_at: Some(activated_at),
+            expires_at,
+            end: EndCause::Expiry,
+        };
+        let event = EventDraft::new(
+            Actor::System("reaper"),
+            Some(self.id),
+            EventKind::GrantRevoking {
+                cause: EndCauseKind::Expiry,
+                by: None,
+                reason: None,
+            },
+        );
+        Some(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// The provider confirmed the privilege is gone.
+    pub fn finish_revoke(&self, actor: Actor, now: Timestamp) -> Result<Transition, DomainError> {
+        let GrantState::Revoking {
+            activated_at,
+            expires_at,
+            ref end,
+        } = self.state
+        else {
+            return Err(self.wrong_state("revoking", "finished revoking"));
+        };
+        let mut next = self.clone();
+        next.updated_at = now;
+        let kind = match end {
+            EndCause::Expiry => {
+                next.state = GrantState::Expired {
+                    activated_at,
+                    expires_at,
+                    ended_at: now,
+                };
+                EventKind::GrantExpired { expires_at }
+            }
+            EndCause::Revoke { by, reason } => {
+                next.state = GrantState::Revoked {
+                    activated_at,
+                    ended_at: now,
+                    by: by.clone(),
+                    reason: reason.clone(),
+                };
+                EventKind::GrantRevoked {
+                    by: by.clone(),
+                    reason: reason.clone(),
+                }
+            }
+        };
+        Ok(Transition {
+            grant: next,
+            events: vec![EventDraft::new(actor, Some(self.id), kind)],
+        })
+    }
+
+    /// The holder asks for more time; it needs the same approval as the grant did.
+    pub fn request_extension(
+        &self,
+        role: &Role,
+        by: &Principal,
+        duration: Duration,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        if by.name != self.requester {
+            return Err(DomainError::NotAllowed {
+                principal: by.name.to_string(),
+                action: "extend",
+                grant: self.id.to_string(),
+            });
+        }
+        let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
+        if !matches!(self.state, GrantState::Active { .. }) {
+            return Err(self.wrong_state("active", "extended"));
+        }
+        if self.pending_extension.is_some() {
+            return Err(DomainError::ExtensionPending {
+                grant: self.id.to_string(),
+            });
+        }
+        let used = u32::try_from(self.extensions.len()).unwrap_or(u32::MAX);
+        if used >= role.max_extensions {
+            return Err(DomainError::ExtensionsExhausted {
+                grant: self.id.to_string(),
+                max: role.max_extensions,
+            });
+        }
+        let total = self.total_duration().saturating_add(duration);
+        if total > role.max_duration {
+            return Err(DomainError::ExtensionOverMax {
+                grant: self.id.to_string(),
+                requested: duration.to_string(),
+                total: total.to_string(),
+                max: role.max_duration.to_string(),
+            });
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.pending_extension = Some(PendingExtension {
+            duration,
+            reason: reason.clone(),
+            requested_at: now,
+            approvals: Vec::new(),
+        });
+        let event = EventDraft::new(
+            Actor::User(by.name.clone()),
+            Some(self.id),
+            EventKind::GrantExtensionRequested {
+                by: by.name.to_string(),
+                duration,
+                reason,
+            },
+        );
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// Checks that `by` may receive this grant's credential now.
+    pub fn check_reveal(&self, by: &Principal) -> Result<(), DomainError> {
+        if by.name != self.requester {
+            return Err(DomainError::NotAllowed {
+                principal: by.name.to_string(),
+                action: "receive the credential of",
+                grant: self.id.to_string(),
+            });
+        }
+        if !matches!(self.state, GrantState::Active { .. }) {
+            return Err(DomainError::CredentialNotAvailable {
+                grant: self.id.to_string(),
+                state: self.state.name(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether `p` may see this grant: its requester, anyone who may approve or owns the role,
+    /// admins and auditors.
+    pub fn visible_to(&self, role: Option<&Role>, p: &Principal) -> bool {
+        p.name == self.requester
+            || p.may_read_everything()
+            || role.is_some_and(|r| r.may_approve(p) || r.is_owner(p))
+    }
+
+    /// The initial window plus every approved extension.
+    pub fn total_duration(&self) -> Duration {
+        self.extensions
+            .iter()
+            .fold(self.duration, |acc, e| acc.saturating_add(e.duration))
+    }
+
+    /// When the privilege ends (or ended), if it was ever activated.
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        match self.state {
+            GrantState::Activating { expires_at, .. }
+            | GrantState::Active { expires_at, .. }
+            | GrantState::Revoking { expires_at, .. }
+            | GrantState::Expired { expires_at, .. } => Some(expires_at),
+            _ => None,
+        }
+    }
+
+    fn wrong_state(&self, expected: &'static str, action: &'static str) -> DomainError {
+        if self.state.is_ended() {
+            return DomainError::AlreadyEnded {
+                grant: self.id.to_string(),
+                state: self.state.name(),
+            };
+        }
+        DomainError::WrongState {
+            grant: self.id.to_string(),
+            state: self.state.name(),
+            expected,
+            action,
+        }
+    }
+}
+
+/// A required or optional free-text field: trimmed, non-empty, bounded, no control characters
+/// other than newline and tab.
+fn text_field(
+    field: &'static str,
+    s: &str,
+    max: usize,
+    required: bool,
+) -> Result<String, DomainError> {
+    let t = s.trim();
+    if required && t.is_empty() {
+        return Err(DomainError::InvalidField {
+            field,
+            problem: "it must not be empty".into(),
+        });
+    }
+    if t.chars().count() > max {
+        return Err(DomainError::InvalidField {
+            field,
+            problem: format!("it is longer than {max} characters"),
+        });
+    }
+    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(DomainError::InvalidField {
+            field,
+            problem: "it contains control characters".into(),
+        });
+    }
+    Ok(t.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

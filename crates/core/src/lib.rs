@@ -1,0 +1,24 @@
+//! The pure core of breakglass: domain types, the grant state machine, role definitions,
+//! durations, audit event types and their canonical bytes.
+//!
+//! Nothing in this crate does IO, reads the clock or sleeps. Every transition is a function from
+//! (state, command, now, role) to (new state, events) or a [`DomainError`]; the server feeds it
+//! time through a [`Clock`] and persists what it returns.
+
+pub mod clock;
+pub mod duration;
+pub mod error;
+pub mod event;
+pub mod grant;
+pub mod id;
+pub mod principal;
+pub mod role;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use duration::Duration;
+pub use error::DomainError;
+pub use event::{Actor, AuditEvent, EventDraft, EventKind};
+pub use grant::{Approval, EndCause, Extension, Grant, GrantState, PendingExtension, Transition};
+pub use id::{GrantId, Name, Subject};
+pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};
+pub use role::{Role, RoleSet, Target};
