@@ -634,7 +634,9 @@ impl Grant {
                 });
             }
             _ => {
-                return Err(self.wrong_state("active", "revoked (cancel a pending request instead)"));
+                return Err(
+                    self.wrong_state("active", "revoked (cancel a pending request instead)")
+                );
             }
         };
         let mut next = self.clone();

@@ -1,1 +1,156 @@
-//! placeholder
+//! Persistence for breakglass behind one [`Store`] trait shaped by commands, not tables.
+//!
+//! Every call that changes state takes the audit events that describe the change and writes both
+//! in one transaction: if the audit rows cannot be written, nothing changes (invariant 2).
+//! SQLite is the embedded default ([`SqliteStore`]); PostgreSQL joins behind the same trait.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use breakglass_core::{AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Timestamp};
+
+pub use sqlite::SqliteStore;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A rule of the domain refused the change (for example a user that already exists).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The row changed since it was read; reload and decide again.
+    #[error("the record changed concurrently")]
+    Conflict,
+    #[error("the data directory is not initialised")]
+    NotInitialized,
+    #[error("the store is already initialised")]
+    AlreadyInitialized,
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// An API token as stored: the secret itself is never kept, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: String,
+    pub principal: String,
+    pub secret_hash: [u8; 32],
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A grant with the version its row had when read, for optimistic concurrency.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredGrant {
+    pub grant: Grant,
+    pub version: i64,
+}
+
+/// A credential to keep sealed until its holder collects it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCredential {
+    pub fingerprint: String,
+    pub ciphertext: Vec<u8>,
+}
+
+/// A role file as last loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleRecord {
+    pub id: String,
+    pub hash: String,
+    pub file: String,
+}
+
+/// What the holder collects: the sealed credential and its fingerprint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedCredential {
+    pub fingerprint: String,
+    pub ciphertext: Vec<u8>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Whether `initialize` has run.
+    async fn initialized(&self) -> Result<bool>;
+
+    /// First start: the admin, their token, sealed key material and the opening events, all or
+    /// nothing. Fails with [`StoreError::AlreadyInitialized`] on a second call.
+    async fn initialize(
+        &self,
+        admin: &Principal,
+        token: &ApiToken,
+        secrets: &[(&str, Vec<u8>)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Sealed key material stored at `initialize`.
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    async fn create_principal(
+        &self,
+        p: &Principal,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn principal(&self, name: &str) -> Result<Option<Principal>>;
+    async fn principals(&self) -> Result<Vec<Principal>>;
+
+    async fn create_token(&self, t: &ApiToken, events: &[EventDraft], now: Timestamp)
+    -> Result<()>;
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
+    async fn tokens(&self) -> Result<Vec<ApiToken>>;
+    /// Marks a token revoked; `false` if it does not exist or was already revoked (then nothing
+    /// is written).
+    async fn revoke_token(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool>;
+
+    async fn roles(&self) -> Result<Vec<RoleRecord>>;
+    /// Replaces the record of loaded roles with `current` and records `events` (one per change).
+    async fn record_roles(
+        &self,
+        current: &[RoleRecord],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+
+    async fn insert_grant(&self, g: &Grant, events: &[EventDraft], now: Timestamp) -> Result<()>;
+    /// Writes `g` if its row is still at `expected_version`, else [`StoreError::Conflict`]. A new
+    /// credential, if any, is sealed alongside. When `g` has ended, any credential not yet
+    /// delivered is erased.
+    async fn update_grant(
+        &self,
+        g: &Grant,
+        expected_version: i64,
+        credential: Option<&NewCredential>,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn grant(&self, id: GrantId) -> Result<Option<StoredGrant>>;
+    /// Newest first, optionally only those in `state`.
+    async fn grants(&self, state: Option<&str>, limit: u32) -> Result<Vec<StoredGrant>>;
+    /// Every grant in one of `states` (for workers), oldest first.
+    async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>>;
+    /// Active grants whose end is at or before `now`.
+    async fn due_for_expiry(&self, now: Timestamp) -> Result<Vec<StoredGrant>>;
+
+    /// Hands over the latest undelivered credential of an active grant exactly once: erases the
+    /// ciphertext and records who took it (`credential.delivered`) in one transaction.
+    async fn deliver_credential(
+        &self,
+        id: GrantId,
+        to: &str,
+        now: Timestamp,
+    ) -> Result<SealedCredential>;
+
+    /// Records events that change no other state (for example `auth.denied`).
+    async fn append(&self, events: &[EventDraft], now: Timestamp) -> Result<()>;
+    /// The latest `n` events, oldest first.
+    async fn audit_tail(&self, n: u32) -> Result<Vec<AuditEvent>>;
+    /// Number of events in the log.
+    async fn audit_size(&self) -> Result<u64>;
+}

@@ -1,0 +1,387 @@
+//! The store suite: every test here runs against each backend through the `Store` trait.
+
+use std::collections::BTreeSet;
+
+use breakglass_core::grant::RequestInput;
+use breakglass_core::{
+    Actor, EventDraft, EventKind, Grant, GrantId, Principal, PrincipalKind, Role, Timestamp,
+};
+use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
+
+const ROLE: &str = r#"
+id = "db"
+title = "t"
+owner = "group:o"
+requesters = ["group:sre"]
+default_duration = "30m"
+max_duration = "1h"
+[approval]
+quorum = 1
+approvers = ["group:leads"]
+[target]
+kind = "token"
+audience = "db"
+scope = ["x"]
+"#;
+
+fn t(s: i64) -> Timestamp {
+    Timestamp::from_unix_millis(1_800_000_000_000 + s * 1000)
+}
+
+fn user(name: &str, groups: &[&str]) -> Principal {
+    Principal {
+        name: name.parse().unwrap(),
+        kind: PrincipalKind::Human,
+        groups: groups
+            .iter()
+            .map(|g| g.parse().unwrap())
+            .collect::<BTreeSet<_>>(),
+        disabled: false,
+        created_at: t(0),
+    }
+}
+
+fn token(id: &str, who: &str) -> ApiToken {
+    ApiToken {
+        id: id.into(),
+        principal: who.into(),
+        secret_hash: [1; 32],
+        created_at: t(0),
+        expires_at: t(1000),
+        revoked_at: None,
+    }
+}
+
+fn note(kind: EventKind) -> EventDraft {
+    EventDraft::new(Actor::System("test"), None, kind)
+}
+
+fn created(name: &str) -> EventDraft {
+    note(EventKind::PrincipalCreated {
+        name: name.into(),
+        kind: "human".into(),
+        groups: vec![],
+    })
+}
+
+async fn initialized(store: &dyn Store) {
+    store
+        .initialize(
+            &user("admin", &["admins"]),
+            &token("t0", "admin"),
+            &[("jwt", vec![1, 2, 3])],
+            &[created("admin")],
+            t(0),
+        )
+        .await
+        .unwrap();
+    store
+        .create_principal(&user("alice", &["sre"]), &[created("alice")], t(1))
+        .await
+        .unwrap();
+    store
+        .create_principal(&user("bob", &["leads"]), &[created("bob")], t(1))
+        .await
+        .unwrap();
+}
+
+fn request(id: u8) -> Grant {
+    let role = Role::parse("db.toml", ROLE).unwrap();
+    Grant::request(
+        GrantId::from_bytes([id; 16]),
+        &role,
+        &user("alice", &["sre"]),
+        RequestInput {
+            reason: "r".into(),
+            incident: None,
+            duration: None,
+        },
+        t(2),
+    )
+    .unwrap()
+    .grant
+}
+
+/// Drives a fresh grant to `active` with a sealed credential, returning its version.
+async fn activate(store: &dyn Store, id: u8) -> (Grant, i64) {
+    let role = Role::parse("db.toml", ROLE).unwrap();
+    let g = request(id);
+    store.insert_grant(&g, &[], t(2)).await.unwrap();
+    let tr = g
+        .approve(&role, &user("bob", &["leads"]), None, t(3))
+        .unwrap();
+    store
+        .update_grant(&tr.grant, 1, None, &tr.events, t(3))
+        .await
+        .unwrap();
+    let tr = tr
+        .grant
+        .begin_activation(Actor::System("test"), t(4))
+        .unwrap();
+    store
+        .update_grant(&tr.grant, 2, None, &tr.events, t(4))
+        .await
+        .unwrap();
+    let tr = tr
+        .grant
+        .activated(Actor::System("test"), "fp1", t(5))
+        .unwrap();
+    let cred = NewCredential {
+        fingerprint: "fp1".into(),
+        ciphertext: vec![9; 40],
+    };
+    store
+        .update_grant(&tr.grant, 3, Some(&cred), &tr.events, t(5))
+        .await
+        .unwrap();
+    (tr.grant, 4)
+}
+
+async fn audit_seq_is_gapless_from_zero(store: &dyn Store) {
+    initialized(store).await;
+    activate(store, 1).await;
+    let events = store.audit_tail(1000).await.unwrap();
+    assert!(!events.is_empty());
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64);
+        let v = e.to_json().unwrap();
+        assert_eq!(v["seq"], i as u64, "the seq is inside the hashed bytes too");
+        assert_eq!(v["v"], 1);
+    }
+    assert_eq!(store.audit_size().await.unwrap(), events.len() as u64);
+    let tail = store.audit_tail(2).await.unwrap();
+    assert_eq!(tail.len(), 2);
+    assert!(tail[0].seq < tail[1].seq, "oldest first");
+}
+
+async fn initialize_runs_once(store: &dyn Store) {
+    assert!(!store.initialized().await.unwrap());
+    initialized(store).await;
+    assert!(store.initialized().await.unwrap());
+    let again = store
+        .initialize(&user("admin2", &[]), &token("t9", "admin2"), &[], &[], t(9))
+        .await
+        .unwrap_err();
+    assert!(matches!(again, StoreError::AlreadyInitialized));
+    assert!(
+        store.principal("admin2").await.unwrap().is_none(),
+        "nothing of the second init stayed"
+    );
+    assert_eq!(store.secret("jwt").await.unwrap(), Some(vec![1, 2, 3]));
+}
+
+async fn duplicate_principal_is_refused_and_audits_nothing(store: &dyn Store) {
+    initialized(store).await;
+    let before = store.audit_size().await.unwrap();
+    let err = store
+        .create_principal(&user("alice", &[]), &[created("alice")], t(3))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "user `alice` already exists");
+    assert_eq!(store.audit_size().await.unwrap(), before);
+}
+
+async fn stale_versions_conflict(store: &dyn Store) {
+    initialized(store).await;
+    let role = Role::parse("db.toml", ROLE).unwrap();
+    let g = request(2);
+    store.insert_grant(&g, &[], t(2)).await.unwrap();
+    let a = g.cancel(&user("alice", &["sre"]), t(3)).unwrap();
+    let b = g
+        .approve(&role, &user("bob", &["leads"]), None, t(3))
+        .unwrap();
+    store
+        .update_grant(&a.grant, 1, None, &a.events, t(3))
+        .await
+        .unwrap();
+    let before = store.audit_size().await.unwrap();
+    let err = store
+        .update_grant(&b.grant, 1, None, &b.events, t(3))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict));
+    assert_eq!(
+        store.audit_size().await.unwrap(),
+        before,
+        "the losing write left no event"
+    );
+    let now = store.grant(g.id).await.unwrap().unwrap();
+    assert_eq!(now.grant.state.name(), "cancelled");
+    assert_eq!(now.version, 2);
+}
+
+async fn credential_is_delivered_once(store: &dyn Store) {
+    initialized(store).await;
+    let (g, _) = activate(store, 3).await;
+    let c = store.deliver_credential(g.id, "alice", t(6)).await.unwrap();
+    assert_eq!(c.ciphertext, vec![9; 40]);
+    let err = store
+        .deliver_credential(g.id, "alice", t(7))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("the credential for grant `{}` was already delivered", g.id)
+    );
+    let last = store
+        .audit_tail(1)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .to_json()
+        .unwrap();
+    assert_eq!(last["type"], "credential.delivered");
+    assert_eq!(last["fingerprint"], "fp1");
+}
+
+async fn ending_a_grant_erases_an_uncollected_credential(store: &dyn Store) {
+    initialized(store).await;
+    let (g, v) = activate(store, 4).await;
+    let tr = g.begin_expiry(t(10_000)).unwrap();
+    store
+        .update_grant(&tr.grant, v, None, &tr.events, t(10_000))
+        .await
+        .unwrap();
+    let err = store
+        .deliver_credential(g.id, "alice", t(10_001))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is `revoking`"), "{err}");
+    assert_eq!(store.due_for_expiry(t(10_000)).await.unwrap().len(), 0);
+    assert_eq!(
+        store.grants_in_states(&["revoking"]).await.unwrap().len(),
+        1
+    );
+}
+
+async fn due_for_expiry_finds_only_ended_windows(store: &dyn Store) {
+    initialized(store).await;
+    let (g, _) = activate(store, 5).await;
+    let end = g.expires_at().unwrap();
+    assert!(
+        store
+            .due_for_expiry(Timestamp::from_unix_millis(end.unix_millis() - 1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store.due_for_expiry(end).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].grant.id, g.id);
+    assert_eq!(store.grants(Some("active"), 10).await.unwrap().len(), 1);
+    assert_eq!(store.grants(None, 10).await.unwrap().len(), 1);
+    assert_eq!(store.grants(Some("denied"), 10).await.unwrap().len(), 0);
+}
+
+async fn tokens_revoke_once(store: &dyn Store) {
+    initialized(store).await;
+    store
+        .create_token(&token("t1", "alice"), &[], t(3))
+        .await
+        .unwrap();
+    let ev = note(EventKind::TokenRevoked {
+        token_id: "t1".into(),
+        principal: "alice".into(),
+    });
+    assert!(store.revoke_token("t1", &[ev.clone()], t(4)).await.unwrap());
+    let before = store.audit_size().await.unwrap();
+    assert!(!store.revoke_token("t1", &[ev], t(5)).await.unwrap());
+    assert_eq!(store.audit_size().await.unwrap(), before);
+    assert_eq!(
+        store.token("t1").await.unwrap().unwrap().revoked_at,
+        Some(t(4))
+    );
+    assert_eq!(store.tokens().await.unwrap().len(), 2);
+}
+
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let store = breakglass_store::SqliteStore::open(&dir.path().join("bg.db")).await.unwrap();
+                    super::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    audit_seq_is_gapless_from_zero,
+    initialize_runs_once,
+    duplicate_principal_is_refused_and_audits_nothing,
+    stale_versions_conflict,
+    credential_is_delivered_once,
+    ending_a_grant_erases_an_uncollected_credential,
+    due_for_expiry_finds_only_ended_windows,
+    tokens_revoke_once,
+);
+
+/// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does
+/// not happen either.
+#[tokio::test]
+async fn a_failing_audit_write_rolls_back_the_state_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bg.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    initialized(&store).await;
+    let (g, v) = activate(&store, 6).await;
+    let size = store.audit_size().await.unwrap();
+
+    // Sabotage the audit table from outside, as a full disk or a broken schema would.
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let fresh = request(7);
+    let ev = EventDraft::new(
+        Actor::System("t"),
+        Some(fresh.id),
+        EventKind::GrantCancelled { by: "x".into() },
+    );
+    assert!(store.insert_grant(&fresh, &[ev], t(20)).await.is_err());
+    assert!(
+        store.grant(fresh.id).await.unwrap().is_none(),
+        "grant without its audit event must not exist"
+    );
+
+    let tr = g
+        .begin_revoke(None, &user("alice", &["sre"]), "done", t(21))
+        .unwrap();
+    assert!(
+        store
+            .update_grant(&tr.grant, v, None, &tr.events, t(21))
+            .await
+            .is_err()
+    );
+    let still = store.grant(g.id).await.unwrap().unwrap();
+    assert_eq!(still.grant.state.name(), "active");
+    assert_eq!(still.version, v);
+
+    assert!(
+        store
+            .deliver_credential(g.id, "alice", t(22))
+            .await
+            .is_err()
+    );
+    sqlx::query("DROP TRIGGER audit_broken")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    assert!(
+        store.deliver_credential(g.id, "alice", t(23)).await.is_ok(),
+        "the failed delivery did not consume the credential"
+    );
+}
