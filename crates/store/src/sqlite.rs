@@ -77,9 +77,9 @@ async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timest
     let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_log")
         .fetch_one(&mut *tx)
         .await?;
-    let mut seq =
+    let first =
         u64::try_from(next).map_err(|_| StoreError::Corrupt("negative audit seq".into()))?;
-    for e in events {
+    for (seq, e) in (first..).zip(events) {
         let bytes = e.canonical_bytes(seq, now);
         sqlx::query(
             "INSERT INTO audit_log (seq, type, grant_id, time, bytes) VALUES (?, ?, ?, ?, ?)",
@@ -91,7 +91,6 @@ async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timest
         .bind(bytes)
         .execute(&mut *tx)
         .await?;
-        seq += 1;
     }
     Ok(())
 }
