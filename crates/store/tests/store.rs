@@ -1,5 +1,13 @@
 //! The store suite: every test here runs against each backend through the `Store` trait.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "a test fails loudly on anything unexpected"
+)]
+
 use std::collections::BTreeSet;
 
 use breakglass_core::grant::RequestInput;
