@@ -1,1 +1,64 @@
-//! placeholder
+//! Providers put privilege on a target and take it away again. One module per target kind, all
+//! behind [`Provider`], whose three calls are idempotent (invariant 8): calling `grant` twice with
+//! the same spec yields the same privilege, `revoke` of something already gone succeeds, `check`
+//! changes nothing.
+
+mod secret;
+pub mod token;
+
+use async_trait::async_trait;
+use breakglass_core::{GrantId, Target, Timestamp};
+
+pub use secret::Secret;
+pub use token::TokenProvider;
+
+/// What to grant: everything a provider needs, nothing it must look up.
+#[derive(Clone, Debug)]
+pub struct GrantSpec<'a> {
+    pub grant: GrantId,
+    /// The principal the privilege is for.
+    pub principal: &'a str,
+    pub target: &'a Target,
+    pub not_before: Timestamp,
+    /// The end the target itself enforces (invariant 1).
+    pub expires_at: Timestamp,
+}
+
+/// What a provider issued.
+#[derive(Debug)]
+pub struct Issued {
+    /// Shown once to the holder, never logged or stored in clear (invariant 6).
+    pub credential: Secret,
+    /// How to find this privilege again for `revoke` and `check`; holds no secret.
+    pub handle: String,
+    /// Identifies the credential without revealing it (hex SHA-256, shortened).
+    pub fingerprint: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    Present,
+    Absent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider `{kind}` cannot serve a target of kind `{target}`")]
+    WrongTarget {
+        kind: &'static str,
+        target: &'static str,
+    },
+    #[error("malformed handle `{0}`")]
+    BadHandle(String),
+    /// The target refused or could not be reached; the message holds no secret.
+    #[error("target error: {0}")]
+    Target(String),
+}
+
+#[async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    fn kind(&self) -> &'static str;
+    async fn grant(&self, spec: &GrantSpec<'_>) -> Result<Issued, ProviderError>;
+    async fn revoke(&self, handle: &str) -> Result<(), ProviderError>;
+    async fn check(&self, handle: &str, now: Timestamp) -> Result<Presence, ProviderError>;
+}

@@ -292,7 +292,12 @@ async fn tokens_revoke_once(store: &dyn Store) {
         token_id: "t1".into(),
         principal: "alice".into(),
     });
-    assert!(store.revoke_token("t1", std::slice::from_ref(&ev), t(4)).await.unwrap());
+    assert!(
+        store
+            .revoke_token("t1", std::slice::from_ref(&ev), t(4))
+            .await
+            .unwrap()
+    );
     let before = store.audit_size().await.unwrap();
     assert!(!store.revoke_token("t1", &[ev], t(5)).await.unwrap());
     assert_eq!(store.audit_size().await.unwrap(), before);
