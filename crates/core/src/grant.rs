@@ -169,6 +169,8 @@ pub struct Grant {
     pub approvals: Vec<Approval>,
     pub extensions: Vec<Extension>,
     pub pending_extension: Option<PendingExtension>,
+    /// How the provider finds the privilege again (no secret); set at activation.
+    pub handle: Option<String>,
     #[serde(flatten)]
     pub state: GrantState,
     pub updated_at: Timestamp,
@@ -246,6 +248,7 @@ impl Grant {
             approvals: Vec::new(),
             extensions: Vec::new(),
             pending_extension: None,
+            handle: None,
             state: GrantState::Requested,
             updated_at: now,
         };
@@ -523,6 +526,7 @@ impl Grant {
     pub fn activated(
         &self,
         actor: Actor,
+        handle: &str,
         fingerprint: &str,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
@@ -530,6 +534,7 @@ impl Grant {
             return Err(self.wrong_state("activating", "marked active"));
         };
         let mut next = self.clone();
+        next.handle = Some(handle.to_owned());
         next.updated_at = now;
         next.state = GrantState::Active {
             activated_at: now,

@@ -1,1 +1,127 @@
-//! placeholder
+//! The breakglass server: the HTTP API, the broker that applies core decisions through the store
+//! and the providers, the data directory, and the background workers.
+
+pub mod api;
+mod apitoken;
+pub mod broker;
+pub mod config;
+pub mod datadir;
+mod error;
+mod grants;
+pub mod roles;
+mod sealing;
+pub mod workers;
+
+use std::sync::Arc;
+
+use breakglass_core::Clock;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use broker::Broker;
+pub use config::ServeConfig;
+pub use error::StartupError;
+
+/// A broker bound to its address, ready to run.
+pub struct Server {
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    config: ServeConfig,
+}
+
+impl Server {
+    /// Opens the data directory, loads the roles, reconciles open intents and binds the listener.
+    /// Any failure here is fatal and says what to do.
+    pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        let data = datadir::DataDir::open(&config.data_dir).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| StartupError::Bind {
+                addr: config.listen.to_string(),
+                reason: e.to_string().to_lowercase(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| StartupError::Bind {
+            addr: config.listen.to_string(),
+            reason: e.to_string().to_lowercase(),
+        })?;
+        let issuer = config
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let roles_dir = config.roles_dir();
+        let roles = roles::load(&roles_dir)?;
+        if roles.is_empty() {
+            tracing::warn!(dir = %roles_dir.display(), "no roles loaded; add role files and send SIGHUP");
+        }
+        let changed = roles::record(&data.store, &roles, clock.now()).await?;
+        let broker = Arc::new(Broker::new(data, clock, roles, roles_dir.clone(), &issuer));
+        tracing::info!(roles = broker.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
+        // INVARIANT(3): open intents left by a crash are finished before serving anything.
+        match broker.reconcile().await {
+            Ok(n) => tracing::info!(open_intents = n, "start-up reconciliation done"),
+            Err(e) => {
+                tracing::warn!(error = %e, "start-up reconciliation incomplete; the reconciler will retry")
+            }
+        }
+        Ok(Self {
+            broker,
+            listener,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    pub fn broker(&self) -> Arc<Broker> {
+        Arc::clone(&self.broker)
+    }
+
+    /// Serves until `shutdown` resolves, with the workers running beside the API.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut workers = tokio::task::JoinSet::new();
+        workers.spawn(workers::reaper::run(
+            self.broker(),
+            self.config.reaper_interval,
+            stop_rx.clone(),
+        ));
+        workers.spawn(workers::reconciler::run(
+            self.broker(),
+            self.config.reconcile_interval,
+            stop_rx.clone(),
+        ));
+        workers.spawn(workers::roles::run(self.broker(), stop_rx));
+        let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(%addr, issuer = %self.broker.tokens.issuer(), data_dir = %self.config.data_dir.display(), "breakglass serving");
+        let app = api::router(Arc::clone(&self.broker));
+        let res = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let _ = stop_tx.send(true);
+        while workers.join_next().await.is_some() {}
+        self.broker.data.store.close().await;
+        res
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down");
+}

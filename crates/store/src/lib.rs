@@ -33,6 +33,26 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether the database could not be reached or written at all (as opposed to refusing this
+    /// particular change): the caller should retry later, and nothing was changed.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => true,
+            Self::Database(sqlx::Error::Database(d)) => {
+                let m = d.message().to_lowercase();
+                m.contains("locked")
+                    || m.contains("busy")
+                    || m.contains("readonly")
+                    || m.contains("disk")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// An API token as stored: the secret itself is never kept, only its SHA-256.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiToken {

@@ -132,7 +132,7 @@ async fn activate(store: &dyn Store, id: u8) -> (Grant, i64) {
         .unwrap();
     let tr = tr
         .grant
-        .activated(Actor::System("test"), "fp1", t(5))
+        .activated(Actor::System("test"), "h", "fp1", t(5))
         .unwrap();
     let cred = NewCredential {
         fingerprint: "fp1".into(),

@@ -82,7 +82,7 @@ fn active() -> Grant {
         .begin_activation(Actor::System("test"), t(30))
         .unwrap()
         .grant;
-    g.activated(Actor::System("test"), "fp", t(31))
+    g.activated(Actor::System("test"), "h", "fp", t(31))
         .unwrap()
         .grant
 }

@@ -1,0 +1,138 @@
+//! `/v1/whoami`, `/v1/users`, `/v1/tokens`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use breakglass_core::{Duration, Principal, Timestamp};
+use breakglass_store::ApiToken;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::extract::RawBody;
+use crate::api::{ApiError, AppState, audited};
+use crate::broker::Caller;
+
+/// Tokens live this long unless `ttl` says otherwise.
+const DEFAULT_TOKEN_TTL: &str = "30d";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddUser {
+    name: String,
+    #[serde(default)]
+    groups: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    user: String,
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+fn user_view(p: &Principal) -> Value {
+    json!({ "name": p.name, "kind": p.kind, "groups": p.groups, "disabled": p.disabled, "created_at": p.created_at })
+}
+
+fn token_view(t: &ApiToken, now: Timestamp) -> Value {
+    let status = if t.revoked_at.is_some() {
+        "revoked"
+    } else if now >= t.expires_at {
+        "expired"
+    } else {
+        "active"
+    };
+    json!({
+        "id": t.id, "user": t.principal, "created_at": t.created_at,
+        "expires_at": t.expires_at, "revoked_at": t.revoked_at, "status": status,
+    })
+}
+
+pub(crate) async fn whoami(caller: Caller) -> Json<Value> {
+    let mut v = user_view(&caller.principal);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("token_id".into(), json!(caller.token_id));
+    }
+    Json(v)
+}
+
+pub(crate) async fn list_users(
+    State(b): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "user.list", async {
+        let users = b.users(&caller).await?;
+        Ok(Json(Value::Array(users.iter().map(user_view).collect())))
+    })
+    .await
+}
+
+pub(crate) async fn add_user(
+    State(b): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    audited(&b, &caller, "user.add", async {
+        let req: AddUser = body.json(r#"{"name": "alice", "groups": ["sre"]}"#)?;
+        let p = b.add_user(&caller, &req.name, &req.groups).await?;
+        Ok((StatusCode::CREATED, Json(user_view(&p))))
+    })
+    .await
+}
+
+pub(crate) async fn list_tokens(
+    State(b): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "token.list", async {
+        let now = b.clock.now();
+        let tokens = b.tokens_list(&caller).await?;
+        Ok(Json(Value::Array(
+            tokens.iter().map(|t| token_view(t, now)).collect(),
+        )))
+    })
+    .await
+}
+
+/// The new token's secret is in this response and nowhere else, ever.
+pub(crate) async fn create_token(
+    State(b): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, &'static str); 1],
+        Json<Value>,
+    ),
+    ApiError,
+> {
+    audited(&b, &caller, "token.create", async {
+        let req: CreateToken = body.json(r#"{"user": "alice", "ttl": "30d"}"#)?;
+        let ttl: Duration = req.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL).parse()?;
+        let t = b.create_token(&caller, &req.user, ttl).await?;
+        let mut v = token_view(&t.record, b.clock.now());
+        if let Some(o) = v.as_object_mut() {
+            o.insert("token".into(), json!(t.secret.expose()));
+        }
+        Ok((
+            StatusCode::CREATED,
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            Json(v),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn revoke_token(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "token.revoke", async {
+        let t = b.revoke_token(&caller, &id).await?;
+        Ok(Json(token_view(&t, b.clock.now())))
+    })
+    .await
+}

@@ -1,0 +1,173 @@
+//! The one error type of the HTTP API. Every variant maps to one status in one `match`; internal
+//! failures are logged under a random id and the client sees only that id.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use breakglass_core::DomainError;
+use breakglass_core::error::ErrorCategory;
+use breakglass_store::StoreError;
+use serde_json::json;
+
+use crate::broker::{AuthError, BrokerError, BrokerErrorOrAuth};
+
+#[derive(Debug)]
+pub enum ApiError {
+    Domain(DomainError),
+    Unauthenticated(AuthError),
+    /// The request could not be read (malformed JSON, wrong fields, bad form).
+    BadRequest {
+        message: String,
+        help: String,
+    },
+    PayloadTooLarge {
+        limit: usize,
+    },
+    NotFound {
+        message: String,
+    },
+    /// The grant kept changing under concurrent requests.
+    Busy,
+    /// The database cannot be reached; nothing was changed.
+    Unavailable {
+        id: String,
+    },
+    Internal {
+        id: String,
+    },
+}
+
+impl ApiError {
+    pub fn bad_request(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+
+    /// Logs `err` under a fresh id and returns the error the client sees.
+    pub fn internal(err: &dyn std::fmt::Display) -> Self {
+        let id = error_id();
+        tracing::error!(error_id = %id, error = %err, "internal error");
+        Self::Internal { id }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Domain(d) => match d.category() {
+                ErrorCategory::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCategory::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCategory::NotFound => StatusCode::NOT_FOUND,
+                ErrorCategory::Conflict => StatusCode::CONFLICT,
+            },
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Busy => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Domain(d) => d.code(),
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::BadRequest { .. } => "bad_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::NotFound { .. } => "not_found",
+            Self::Busy => "busy",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Internal { .. } => "internal",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Self::Domain(d) => d.to_string(),
+            Self::Unauthenticated(a) => a.to_string(),
+            Self::BadRequest { message, .. } | Self::NotFound { message } => message.clone(),
+            Self::PayloadTooLarge { limit } => format!("request body is larger than {limit} bytes"),
+            Self::Busy => "the grant kept changing while this request was applied".into(),
+            Self::Unavailable { id } => format!("the database is unavailable (error id `{id}`)"),
+            Self::Internal { id } => format!("internal error (error id `{id}`)"),
+        }
+    }
+
+    pub fn help(&self) -> String {
+        match self {
+            Self::Domain(d) => d.help(),
+            Self::Unauthenticated(a) => a.help().into(),
+            Self::BadRequest { help, .. } => help.clone(),
+            Self::PayloadTooLarge { .. } => {
+                "send a smaller request; no breakglass request needs more than a few KiB".into()
+            }
+            Self::NotFound { .. } => "see the API reference in docs/api.md".into(),
+            Self::Busy => "send the request again".into(),
+            Self::Unavailable { .. } => {
+                "nothing was changed; retry shortly, and tell the broker's operator the error id"
+                    .into()
+            }
+            Self::Internal { .. } => {
+                "tell the broker's operator the error id; the details are in its log".into()
+            }
+        }
+    }
+
+    /// Whether this refusal is about what the caller asked (audited as `auth.denied`), as opposed
+    /// to the broker failing.
+    pub fn is_refusal(&self) -> bool {
+        self.status().is_client_error() && !matches!(self, Self::Unauthenticated(_) | Self::Busy)
+    }
+}
+
+fn error_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    hex::encode(b)
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        Self::Domain(e)
+    }
+}
+
+impl From<BrokerError> for ApiError {
+    fn from(e: BrokerError) -> Self {
+        match e {
+            BrokerError::Domain(d) => Self::Domain(d),
+            BrokerError::Busy | BrokerError::Store(StoreError::Conflict) => Self::Busy,
+            BrokerError::Store(ref s) if s.is_unavailable() => {
+                let id = error_id();
+                tracing::error!(error_id = %id, error = %e, "database unavailable");
+                Self::Unavailable { id }
+            }
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<BrokerErrorOrAuth> for ApiError {
+    fn from(e: BrokerErrorOrAuth) -> Self {
+        match e {
+            BrokerErrorOrAuth::Auth(a) => Self::Unauthenticated(a),
+            BrokerErrorOrAuth::Broker(b) => b.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code(), "message": self.message(), "help": self.help() } });
+        let mut resp = (self.status(), Json(body)).into_response();
+        if let Self::Unauthenticated(_) = self {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}

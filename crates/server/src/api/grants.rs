@@ -1,0 +1,218 @@
+//! `/v1/grants`: request, approve, deny, cancel, revoke, extend, collect the credential, read.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use breakglass_core::grant::RequestInput;
+use breakglass_core::{Duration, Grant, GrantId, Role};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::extract::RawBody;
+use crate::api::{ApiError, AppState, audited};
+use crate::broker::{Broker, Caller};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestBody {
+    role: String,
+    reason: String,
+    #[serde(default)]
+    incident: Option<String>,
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    #[serde(default)]
+    comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendBody {
+    duration: String,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    state: Option<String>,
+}
+
+/// A grant as the API shows it: the stored grant plus `expires_at` (null until activated) and
+/// the role's `quorum`.
+pub(crate) fn view(g: &Grant, role: Option<&Role>) -> Value {
+    let mut v = serde_json::to_value(g).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("expires_at".into(), json!(g.expires_at()));
+        obj.insert("quorum".into(), json!(role.map(|r| r.quorum)));
+        obj.insert("total_duration".into(), json!(g.total_duration()));
+    }
+    v
+}
+
+fn view_in(b: &Broker, g: &Grant) -> Value {
+    view(g, b.roles().get(g.role.as_str()))
+}
+
+fn parse_id(id: &str) -> Result<GrantId, ApiError> {
+    Ok(id.parse::<GrantId>()?)
+}
+
+fn parse_duration(s: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    Ok(s.map(str::parse).transpose()?)
+}
+
+pub(crate) async fn request(
+    State(b): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    audited(&b, &caller, "grant.request", async {
+        let req: RequestBody = body.json(
+            r#"{"role": "prod-db-admin", "reason": "...", "incident": "INC-1", "duration": "30m"}"#,
+        )?;
+        let input = RequestInput {
+            reason: req.reason,
+            incident: req.incident,
+            duration: parse_duration(req.duration.as_deref())?,
+        };
+        let g = b.request(&caller, &req.role, input).await?;
+        Ok((StatusCode::CREATED, Json(view_in(&b, &g))))
+    })
+    .await
+}
+
+pub(crate) async fn list(
+    State(b): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.list", async {
+        let grants = b.grants_for(&caller, q.state.as_deref()).await?;
+        Ok(Json(Value::Array(
+            grants.iter().map(|g| view_in(&b, g)).collect(),
+        )))
+    })
+    .await
+}
+
+pub(crate) async fn show(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.show", async {
+        let g = b.grant_for(&caller, parse_id(&id)?).await?;
+        Ok(Json(view_in(&b, &g)))
+    })
+    .await
+}
+
+pub(crate) async fn approve(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.approve", async {
+        let id = parse_id(&id)?;
+        let req: ApproveBody = body.json(r#"{"comment": "..."}"#)?;
+        let g = b.approve(&caller, id, req.comment).await?;
+        Ok(Json(view_in(&b, &g)))
+    })
+    .await
+}
+
+pub(crate) async fn deny(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.deny", async {
+        let id = parse_id(&id)?;
+        let req: ReasonBody = body.json(r#"{"reason": "..."}"#)?;
+        let g = b.deny(&caller, id, &req.reason).await?;
+        Ok(Json(view_in(&b, &g)))
+    })
+    .await
+}
+
+pub(crate) async fn cancel(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.cancel", async {
+        let id = parse_id(&id)?;
+        let _: serde_json::Map<String, Value> = body.json("{}")?;
+        let g = b.cancel(&caller, id).await?;
+        Ok(Json(view_in(&b, &g)))
+    })
+    .await
+}
+
+pub(crate) async fn revoke(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.revoke", async {
+        let id = parse_id(&id)?;
+        let req: ReasonBody = body.json(r#"{"reason": "..."}"#)?;
+        let g = b.revoke(&caller, id, &req.reason).await?;
+        Ok(Json(view_in(&b, &g)))
+    })
+    .await
+}
+
+pub(crate) async fn extend(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "grant.extend", async {
+        let id = parse_id(&id)?;
+        let req: ExtendBody = body.json(r#"{"duration": "15m", "reason": "..."}"#)?;
+        let d: Duration = req.duration.parse()?;
+        let g = b.extend(&caller, id, d, &req.reason).await?;
+        Ok(Json(view_in(&b, &g)))
+    })
+    .await
+}
+
+/// The credential, once. `Cache-Control: no-store` so no proxy keeps a copy.
+pub(crate) async fn credential(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>), ApiError> {
+    audited(&b, &caller, "credential.reveal", async {
+        let id = parse_id(&id)?;
+        let secret = b.reveal(&caller, id).await?;
+        let g = b.grant_for(&caller, id).await?;
+        Ok((
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            Json(json!({
+                "grant": id.to_string(),
+                "kind": g.target.kind(),
+                "expires_at": g.expires_at(),
+                "credential": secret.expose(),
+            })),
+        ))
+    })
+    .await
+}

@@ -1,0 +1,105 @@
+//! The HTTP API: JSON under `/v1`, the token key set, introspection, health. See `docs/api.md`.
+
+mod admin;
+mod audit;
+mod error;
+mod extract;
+mod grants;
+mod health;
+mod jwt;
+mod roles;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+pub use error::ApiError;
+pub use extract::BODY_LIMIT;
+
+use crate::broker::{Broker, Caller};
+
+pub type AppState = Arc<Broker>;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/.well-known/jwks.json", get(jwt::jwks))
+        .route("/v1/introspect", post(jwt::introspect))
+        .route("/v1/whoami", get(admin::whoami))
+        .route("/v1/users", get(admin::list_users).post(admin::add_user))
+        .route(
+            "/v1/tokens",
+            get(admin::list_tokens).post(admin::create_token),
+        )
+        .route("/v1/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/v1/roles", get(roles::list))
+        .route("/v1/roles/{id}", get(roles::show))
+        .route("/v1/grants", get(grants::list).post(grants::request))
+        .route("/v1/grants/{id}", get(grants::show))
+        .route("/v1/grants/{id}/approve", post(grants::approve))
+        .route("/v1/grants/{id}/deny", post(grants::deny))
+        .route("/v1/grants/{id}/cancel", post(grants::cancel))
+        .route("/v1/grants/{id}/revoke", post(grants::revoke))
+        .route("/v1/grants/{id}/extend", post(grants::extend))
+        .route("/v1/grants/{id}/credential", post(grants::credential))
+        .route("/v1/audit/tail", get(audit::tail))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(log_request))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            axum::http::header::AUTHORIZATION,
+        ]))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound {
+        message: format!(
+            "no such endpoint `{}`",
+            uri.path().chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// One structured log line per request: method, path, status, duration. Never headers, bodies
+/// or query strings, which may carry secrets.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().chars().take(200).collect::<String>();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, ms, "request");
+    } else {
+        tracing::info!(%method, %path, status, ms, "request");
+    }
+    resp
+}
+
+/// Runs a handler body; if it refuses the authenticated caller, records `auth.denied`.
+pub(crate) async fn audited<T>(
+    broker: &Broker,
+    caller: &Caller,
+    action: &str,
+    fut: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    let res = fut.await;
+    if let Err(e) = &res
+        && e.is_refusal()
+    {
+        broker
+            .record_denial(caller, action, e.code(), &e.message())
+            .await;
+    }
+    res
+}

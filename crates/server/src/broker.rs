@@ -1,0 +1,355 @@
+//! The broker: the one place where the core's decisions meet the store and the providers.
+//! The HTTP API and the background workers both call into it; neither touches the store directly.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use breakglass_core::{
+    Actor, Clock, DomainError, Duration, EventDraft, EventKind, GrantId, Name, Principal,
+    PrincipalKind, RoleSet, Target,
+};
+use breakglass_providers::{Provider, ProviderError, TokenProvider};
+use breakglass_store::{ApiToken, Store, StoreError, StoredGrant};
+
+use crate::apitoken::{self, NewToken};
+use crate::datadir::DataDir;
+use crate::sealing::{SealError, Sealer};
+use crate::{StartupError, roles};
+
+/// The longest an API token may live.
+const MAX_TOKEN_TTL_SECS: i64 = 366 * 86_400;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("store: {0}")]
+    Store(StoreError),
+    #[error("provider: {0}")]
+    Provider(#[from] ProviderError),
+    #[error("sealing: {0}")]
+    Seal(#[from] SealError),
+    /// Retried on concurrent changes and still lost the race.
+    #[error("the grant kept changing while this request was applied")]
+    Busy,
+}
+
+impl From<StoreError> for BrokerError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Domain(d) => Self::Domain(d),
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// Why a presented API token was not accepted. Messages never contain the token's secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no API token was presented")]
+    Missing,
+    #[error("the presented API token is not a breakglass token")]
+    Malformed,
+    #[error("API token `{0}` is not valid")]
+    Unknown(String),
+    #[error("API token `{0}` has expired")]
+    Expired(String),
+    #[error("API token `{0}` was revoked")]
+    Revoked(String),
+    #[error("user `{0}` is disabled")]
+    Disabled(String),
+}
+
+impl AuthError {
+    pub fn help(&self) -> &'static str {
+        match self {
+            Self::Missing => {
+                "pass `Authorization: Bearer <token>`; the CLI reads it from `BREAKGLASS_TOKEN`"
+            }
+            Self::Malformed | Self::Unknown(_) => {
+                "check `BREAKGLASS_TOKEN`; an admin can create a new token with `breakglass tokens create`"
+            }
+            Self::Expired(_) | Self::Revoked(_) => {
+                "ask an admin for a new token with `breakglass tokens create`"
+            }
+            Self::Disabled(_) => "ask an admin why the account was disabled",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    pub token_id: String,
+}
+
+pub struct Broker {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    roles: RwLock<Arc<RoleSet>>,
+    pub(crate) tokens: Arc<TokenProvider>,
+    pub(crate) data: DataDir,
+    roles_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broker")
+            .field("data", &self.data.path)
+            .field("roles_dir", &self.roles_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Broker {
+    pub fn new(
+        data: DataDir,
+        clock: Arc<dyn Clock>,
+        roles: RoleSet,
+        roles_dir: PathBuf,
+        issuer: &str,
+    ) -> Self {
+        let tokens = Arc::new(data.token_provider(issuer));
+        Self {
+            store: Arc::new(data.store.clone()),
+            clock,
+            roles: RwLock::new(Arc::new(roles)),
+            tokens,
+            data,
+            roles_dir,
+        }
+    }
+
+    /// The roles in force now.
+    pub fn roles(&self) -> Arc<RoleSet> {
+        match self.roles.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Re-reads the roles directory. On any error the roles in force stay as they were.
+    pub async fn reload_roles(&self) -> Result<usize, StartupError> {
+        let set = roles::load(&self.roles_dir)?;
+        let changed = roles::record(self.store.as_ref(), &set, self.clock.now()).await?;
+        match self.roles.write() {
+            Ok(mut r) => *r = Arc::new(set),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
+        }
+        Ok(changed)
+    }
+
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.data.sealer
+    }
+
+    pub(crate) fn provider(&self, target: &Target) -> Arc<dyn Provider> {
+        match target {
+            Target::Token { .. } => self.tokens.clone(),
+        }
+    }
+
+    /// Checks a presented API token and loads its principal.
+    pub async fn authenticate(&self, presented: &str) -> Result<Caller, BrokerErrorOrAuth> {
+        let (id, secret) = apitoken::parse(presented).ok_or(AuthError::Malformed)?;
+        let record = self.store.token(id).await.map_err(BrokerError::from)?;
+        let Some(record) = record.filter(|r| apitoken::matches(r, secret)) else {
+            return Err(AuthError::Unknown(id.to_owned()).into());
+        };
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Revoked(id.to_owned()).into());
+        }
+        if self.clock.now() >= record.expires_at {
+            return Err(AuthError::Expired(id.to_owned()).into());
+        }
+        let principal = self
+            .store
+            .principal(&record.principal)
+            .await
+            .map_err(BrokerError::from)?
+            .ok_or_else(|| AuthError::Unknown(id.to_owned()))?;
+        if principal.disabled {
+            return Err(AuthError::Disabled(principal.name.to_string()).into());
+        }
+        Ok(Caller {
+            principal,
+            token_id: record.id,
+        })
+    }
+
+    /// Records that an authenticated caller was refused (`auth.denied`). Failing to record it is
+    /// logged; the caller is refused either way.
+    pub async fn record_denial(&self, caller: &Caller, action: &str, code: &str, message: &str) {
+        let event = EventDraft::new(
+            Actor::User(caller.principal.name.clone()),
+            None,
+            EventKind::AuthDenied {
+                action: action.to_owned(),
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        );
+        if let Err(e) = self.store.append(&[event], self.clock.now()).await {
+            tracing::error!(error = %e, action, "could not record auth.denied");
+        }
+    }
+
+    pub async fn add_user(
+        &self,
+        caller: &Caller,
+        name: &str,
+        groups: &[String],
+    ) -> Result<Principal, BrokerError> {
+        require_admin(caller, "add users")?;
+        let name: Name = name.parse()?;
+        let groups = groups
+            .iter()
+            .map(|g| g.parse::<Name>())
+            .collect::<Result<_, _>>()?;
+        let now = self.clock.now();
+        let p = Principal {
+            name,
+            kind: PrincipalKind::Human,
+            groups,
+            disabled: false,
+            created_at: now,
+        };
+        let event = EventDraft::new(
+            Actor::User(caller.principal.name.clone()),
+            None,
+            EventKind::PrincipalCreated {
+                name: p.name.to_string(),
+                kind: "human".into(),
+                groups: p.groups.iter().map(ToString::to_string).collect(),
+            },
+        );
+        self.store.create_principal(&p, &[event], now).await?;
+        Ok(p)
+    }
+
+    pub async fn users(&self, caller: &Caller) -> Result<Vec<Principal>, BrokerError> {
+        if !caller.principal.may_read_everything() {
+            return Err(DomainError::AdminOnly {
+                principal: caller.principal.name.to_string(),
+                action: "list users",
+            }
+            .into());
+        }
+        Ok(self.store.principals().await?)
+    }
+
+    pub async fn create_token(
+        &self,
+        caller: &Caller,
+        user: &str,
+        ttl: Duration,
+    ) -> Result<NewToken, BrokerError> {
+        require_admin(caller, "create API tokens")?;
+        if ttl.as_secs() > MAX_TOKEN_TTL_SECS {
+            return Err(DomainError::InvalidField {
+                field: "ttl",
+                problem: "it is longer than 366 days".into(),
+            }
+            .into());
+        }
+        let p = self
+            .store
+            .principal(user)
+            .await?
+            .ok_or_else(|| DomainError::UnknownPrincipal {
+                name: user.chars().take(80).collect(),
+            })?;
+        let now = self.clock.now();
+        let token = apitoken::issue(p.name.as_str(), ttl, now)?;
+        let event = EventDraft::new(
+            Actor::User(caller.principal.name.clone()),
+            None,
+            EventKind::TokenCreated {
+                token_id: token.record.id.clone(),
+                principal: p.name.to_string(),
+                expires_at: token.record.expires_at,
+            },
+        );
+        self.store
+            .create_token(&token.record, &[event], now)
+            .await?;
+        Ok(token)
+    }
+
+    pub async fn tokens_list(&self, caller: &Caller) -> Result<Vec<ApiToken>, BrokerError> {
+        let all = self.store.tokens().await?;
+        Ok(if caller.principal.may_read_everything() {
+            all
+        } else {
+            all.into_iter()
+                .filter(|t| t.principal == caller.principal.name.as_str())
+                .collect()
+        })
+    }
+
+    /// Admins revoke any token; anyone may revoke their own.
+    pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, BrokerError> {
+        let unknown = || DomainError::InvalidField {
+            field: "id",
+            problem: format!(
+                "there is no API token `{}`",
+                id.chars().take(40).collect::<String>()
+            ),
+        };
+        let t = self.store.token(id).await?.ok_or_else(unknown)?;
+        if !caller.principal.is_admin() && t.principal != caller.principal.name.as_str() {
+            return Err(DomainError::AdminOnly {
+                principal: caller.principal.name.to_string(),
+                action: "revoke another user's token",
+            }
+            .into());
+        }
+        let now = self.clock.now();
+        let event = EventDraft::new(
+            Actor::User(caller.principal.name.clone()),
+            None,
+            EventKind::TokenRevoked {
+                token_id: t.id.clone(),
+                principal: t.principal.clone(),
+            },
+        );
+        if !self.store.revoke_token(id, &[event], now).await? {
+            return Err(DomainError::InvalidField {
+                field: "id",
+                problem: format!("API token `{}` is already revoked", t.id),
+            }
+            .into());
+        }
+        Ok(self.store.token(id).await?.ok_or_else(unknown)?)
+    }
+
+    pub(crate) async fn load(&self, id: GrantId) -> Result<StoredGrant, BrokerError> {
+        self.store.grant(id).await?.ok_or_else(|| {
+            DomainError::UnknownGrant {
+                grant: id.to_string(),
+            }
+            .into()
+        })
+    }
+}
+
+/// Either a bad token or a failure while checking one.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerErrorOrAuth {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+pub(crate) fn require_admin(caller: &Caller, action: &'static str) -> Result<(), DomainError> {
+    if caller.principal.is_admin() {
+        Ok(())
+    } else {
+        Err(DomainError::AdminOnly {
+            principal: caller.principal.name.to_string(),
+            action,
+        })
+    }
+}

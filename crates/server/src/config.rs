@@ -1,0 +1,44 @@
+//! How `serve` is configured: flags and `BREAKGLASS_*` environment variables (parsed by the CLI),
+//! passed here explicitly; no global configuration.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the broker listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+/// The data directory used when none is given.
+pub const DEFAULT_DATA_DIR: &str = "breakglass-data";
+
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// `roles/*.toml`; `None` means `<data-dir>/roles`.
+    pub roles_dir: Option<PathBuf>,
+    pub listen: SocketAddr,
+    /// The `iss` of issued tokens; `None` means `http://<bound address>`.
+    pub issuer: Option<String>,
+    /// How often the reaper looks for grants to expire or time out.
+    pub reaper_interval: Duration,
+    /// How often the reconciler re-checks every open intent.
+    pub reconcile_interval: Duration,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        Self {
+            data_dir,
+            roles_dir: None,
+            listen,
+            issuer: None,
+            reaper_interval: Duration::from_millis(250),
+            reconcile_interval: Duration::from_secs(30),
+        }
+    }
+
+    pub fn roles_dir(&self) -> PathBuf {
+        self.roles_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("roles"))
+    }
+}

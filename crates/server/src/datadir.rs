@@ -1,0 +1,238 @@
+//! The data directory: the SQLite database, the master key, the lock that keeps a second broker
+//! off the same files, and first-time initialisation.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use breakglass_core::{
+    ADMIN_GROUP, Actor, Clock, Duration, EventDraft, EventKind, Principal, PrincipalKind,
+};
+use breakglass_providers::{Secret, TokenProvider};
+use breakglass_store::{SqliteStore, Store};
+
+use crate::StartupError;
+use crate::apitoken;
+use crate::sealing::{Sealer, random_32};
+
+pub const DB_FILE: &str = "breakglass.db";
+pub const MASTER_KEY_FILE: &str = "master.key";
+pub const LOCK_FILE: &str = "lock";
+pub const INITIAL_TOKEN_FILE: &str = "initial-admin-token";
+/// The name of the first admin created by `init`.
+pub const FIRST_ADMIN: &str = "admin";
+const JWT_KEY_SECRET: &str = "jwt-signing-key";
+const FIRST_TOKEN_TTL_DAYS: i64 = 30;
+
+/// An open, locked, initialised data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    pub path: PathBuf,
+    pub store: SqliteStore,
+    pub sealer: Sealer,
+    jwt_seed: [u8; 32],
+    // Held for the life of the process: a second broker on the same directory is refused.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Opens an initialised data directory.
+    pub async fn open(path: &Path) -> Result<Self, StartupError> {
+        let lock = lock(path)?;
+        if !path.join(DB_FILE).exists() {
+            return Err(StartupError::NotInitialized {
+                path: path.to_owned(),
+            });
+        }
+        let key = read_master_key(path)?;
+        let store = SqliteStore::open(&path.join(DB_FILE)).await?;
+        if !store.initialized().await? {
+            return Err(StartupError::NotInitialized {
+                path: path.to_owned(),
+            });
+        }
+        let sealer = Sealer::new(&key);
+        let sealed = store.secret(JWT_KEY_SECRET).await?.ok_or_else(|| {
+            StartupError::Corrupt(format!(
+                "the token signing key is missing from `{}`",
+                path.display()
+            ))
+        })?;
+        let seed =
+            sealer
+                .open(&sealed, JWT_KEY_SECRET)
+                .map_err(|_| StartupError::MasterKeyMismatch {
+                    path: path.join(MASTER_KEY_FILE),
+                })?;
+        let jwt_seed: [u8; 32] = seed.try_into().map_err(|_| {
+            StartupError::Corrupt("the token signing key has the wrong length".into())
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            store,
+            sealer,
+            jwt_seed,
+            _lock: lock,
+        })
+    }
+
+    pub fn token_provider(&self, issuer: &str) -> TokenProvider {
+        TokenProvider::new(&self.jwt_seed, issuer)
+    }
+}
+
+/// Whether `path` holds an initialised broker (a database file is there).
+pub fn is_initialized(path: &Path) -> bool {
+    path.join(DB_FILE).exists()
+}
+
+/// Creates the data directory, its master key, the token signing key and the first admin with an
+/// API token, which is returned to be shown once. Refuses a directory that is already initialised.
+pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError> {
+    if is_initialized(path) {
+        return Err(StartupError::AlreadyInitialized {
+            path: path.to_owned(),
+        });
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| StartupError::not_writable(path, &e))?;
+    let _lock = lock(path)?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path.join("roles"))
+        .map_err(|e| StartupError::not_writable(path, &e))?;
+    let key = random_32().map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    write_new_file(&path.join(MASTER_KEY_FILE), hex::encode(key).as_bytes())?;
+    let sealer = Sealer::new(&key);
+    let seed = random_32().map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    let sealed_seed = sealer
+        .seal(&seed, JWT_KEY_SECRET)
+        .map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    let kid = TokenProvider::new(&seed, "").kid().to_owned();
+
+    let now = clock.now();
+    let admin = Principal {
+        name: FIRST_ADMIN.parse()?,
+        kind: PrincipalKind::Human,
+        groups: BTreeSet::from([ADMIN_GROUP.parse()?]),
+        disabled: false,
+        created_at: now,
+    };
+    let token = apitoken::issue(
+        FIRST_ADMIN,
+        Duration::from_secs(FIRST_TOKEN_TTL_DAYS * 86_400),
+        now,
+    )
+    .map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    let init = Actor::System("init");
+    let events = [
+        EventDraft::new(
+            init.clone(),
+            None,
+            EventKind::BrokerInitialized {
+                admin: FIRST_ADMIN.into(),
+                jwt_kid: kid,
+            },
+        ),
+        EventDraft::new(
+            init.clone(),
+            None,
+            EventKind::PrincipalCreated {
+                name: FIRST_ADMIN.into(),
+                kind: "human".into(),
+                groups: vec![ADMIN_GROUP.into()],
+            },
+        ),
+        EventDraft::new(
+            init,
+            None,
+            EventKind::TokenCreated {
+                token_id: token.record.id.clone(),
+                principal: FIRST_ADMIN.into(),
+                expires_at: token.record.expires_at,
+            },
+        ),
+    ];
+    let store = SqliteStore::open(&path.join(DB_FILE)).await?;
+    store
+        .initialize(
+            &admin,
+            &token.record,
+            &[(JWT_KEY_SECRET, sealed_seed)],
+            &events,
+            now,
+        )
+        .await?;
+    store.close().await;
+    Ok(token.secret)
+}
+
+/// Writes the first admin token to a 0600 file when there is no terminal to show it on.
+pub fn write_initial_token(path: &Path, token: &Secret) -> Result<PathBuf, StartupError> {
+    let file = path.join(INITIAL_TOKEN_FILE);
+    write_new_file(&file, format!("{}\n", token.expose()).as_bytes())?;
+    Ok(file)
+}
+
+fn lock(path: &Path) -> Result<File, StartupError> {
+    let meta = fs::metadata(path).map_err(|e| StartupError::not_writable(path, &e))?;
+    if !meta.is_dir() {
+        return Err(StartupError::DataDirNotWritable {
+            path: path.to_owned(),
+            reason: "it is not a directory".into(),
+        });
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path.join(LOCK_FILE))
+        .map_err(|e| StartupError::not_writable(path, &e))?;
+    // Probe writability for real: permission bits say nothing when running as root on a
+    // read-only mount.
+    let probe = path.join(".write-probe");
+    File::create(&probe)
+        .and_then(|mut f| f.write_all(b"ok").and_then(|()| f.sync_all()))
+        .map_err(|e| StartupError::not_writable(path, &e))?;
+    let _ = fs::remove_file(&probe);
+    file.try_lock().map_err(|_| StartupError::DataDirLocked {
+        path: path.to_owned(),
+    })?;
+    Ok(file)
+}
+
+fn read_master_key(path: &Path) -> Result<[u8; 32], StartupError> {
+    let file = path.join(MASTER_KEY_FILE);
+    let text = fs::read_to_string(&file)
+        .map_err(|_| StartupError::MasterKeyMissing { path: file.clone() })?;
+    let bytes = hex::decode(text.trim())
+        .map_err(|_| StartupError::MasterKeyInvalid { path: file.clone() })?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StartupError::MasterKeyInvalid { path: file.clone() })?;
+    if let Ok(meta) = fs::metadata(&file)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(file = %file.display(), "master key file is readable by group or others; chmod 600 it");
+    }
+    Ok(key)
+}
+
+fn write_new_file(file: &Path, contents: &[u8]) -> Result<(), StartupError> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| StartupError::not_writable(file, &e))?;
+    f.write_all(contents)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StartupError::not_writable(file, &e))
+}
