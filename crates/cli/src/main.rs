@@ -1,1 +1,128 @@
-fn main() {}
+//! `breakglass`: the command-line front end. `init` and `serve` run the broker; every other
+//! command is a client of its API at `BREAKGLASS_URL`, authenticated by `BREAKGLASS_TOKEN`.
+//!
+//! Exit codes (also in `docs/cli.md`):
+//! 0 success · 1 unexpected error · 2 usage error · 3 not authenticated · 4 not allowed ·
+//! 5 not found · 6 refused (invalid input or wrong state) · 7 broker unreachable or unavailable ·
+//! 8 broker internal error.
+
+mod client;
+mod cmd;
+mod output;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::client::{CliError, Client};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "breakglass",
+    version,
+    about = "Emergency privileged access: scoped, time-bound, approved, recorded"
+)]
+struct Cli {
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    output: Format,
+    /// The broker's URL (for client commands).
+    #[arg(
+        long,
+        global = true,
+        env = "BREAKGLASS_URL",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a data directory, its keys and the first admin; prints the admin API token once.
+    Init(cmd::init::Args),
+    /// Run the broker (initialising an empty data directory first).
+    Serve(cmd::serve::Args),
+    /// Manage users (admins only).
+    #[command(subcommand)]
+    Users(cmd::users::Command),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Tokens(cmd::tokens::Command),
+    /// Show the break-glass roles.
+    #[command(subcommand)]
+    Roles(cmd::roles::Command),
+    /// Request a role.
+    Request(cmd::request::Args),
+    /// Approve a request (or a pending extension).
+    Approve(cmd::approve::Args),
+    /// Deny a request (or a pending extension).
+    Deny(cmd::deny::Args),
+    /// Cancel your own pending request.
+    Cancel(cmd::cancel::Args),
+    /// List and show grants.
+    #[command(subcommand)]
+    Grants(cmd::grants::Command),
+    /// Collect a grant's credential (shown once).
+    Credential(cmd::credential::Args),
+    /// End an active grant now.
+    Revoke(cmd::revoke::Args),
+    /// Ask for more time on an active grant (needs approval again).
+    Extend(cmd::extend::Args),
+    /// Read the audit log (admins and auditors).
+    #[command(subcommand)]
+    Audit(cmd::audit::Command),
+    /// Show who the current token belongs to.
+    Whoami,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err((e, format)) => {
+            output::error(&e, format);
+            e.exit_code
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<(), (CliError, Format)> {
+    let format = cli.output;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            (
+                CliError::local(format!("cannot start the async runtime: {e}")),
+                format,
+            )
+        })?;
+    rt.block_on(async move {
+        let ctx = || Client::new(&cli.url, format);
+        match cli.command {
+            Command::Init(a) => cmd::init::run(a, format).await,
+            Command::Serve(a) => cmd::serve::run(a).await,
+            Command::Users(c) => cmd::users::run(c, &ctx()?).await,
+            Command::Tokens(c) => cmd::tokens::run(c, &ctx()?).await,
+            Command::Roles(c) => cmd::roles::run(c, &ctx()?).await,
+            Command::Request(a) => cmd::request::run(a, &ctx()?).await,
+            Command::Approve(a) => cmd::approve::run(a, &ctx()?).await,
+            Command::Deny(a) => cmd::deny::run(a, &ctx()?).await,
+            Command::Cancel(a) => cmd::cancel::run(a, &ctx()?).await,
+            Command::Grants(c) => cmd::grants::run(c, &ctx()?).await,
+            Command::Credential(a) => cmd::credential::run(a, &ctx()?).await,
+            Command::Revoke(a) => cmd::revoke::run(a, &ctx()?).await,
+            Command::Extend(a) => cmd::extend::run(a, &ctx()?).await,
+            Command::Audit(c) => cmd::audit::run(c, &ctx()?).await,
+            Command::Whoami => cmd::whoami::run(&ctx()?).await,
+        }
+    })
+    .map_err(|e| (e, format))
+}

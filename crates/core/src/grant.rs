@@ -51,7 +51,10 @@ pub struct PendingExtension {
 #[serde(tag = "cause", rename_all = "snake_case")]
 pub enum EndCause {
     Expiry,
-    Revoke { by: String, reason: String },
+    Revoke {
+        revoked_by: String,
+        revoke_reason: String,
+    },
 }
 
 /// Where a grant is in its life. Each variant carries only what is true in that state.
@@ -85,24 +88,24 @@ pub enum GrantState {
     Revoked {
         activated_at: Option<Timestamp>,
         ended_at: Timestamp,
-        by: String,
-        reason: String,
+        revoked_by: String,
+        revoke_reason: String,
     },
     Denied {
-        at: Timestamp,
-        by: String,
-        reason: String,
+        denied_at: Timestamp,
+        denied_by: String,
+        deny_reason: String,
     },
     Cancelled {
-        at: Timestamp,
-        by: String,
+        cancelled_at: Timestamp,
+        cancelled_by: String,
     },
     TimedOut {
-        at: Timestamp,
+        timed_out_at: Timestamp,
     },
     Failed {
-        at: Timestamp,
-        reason: String,
+        failed_at: Timestamp,
+        failure: String,
     },
 }
 
@@ -414,9 +417,9 @@ impl Grant {
             next.pending_extension = None;
         } else {
             next.state = GrantState::Denied {
-                at: now,
-                by: by.name.to_string(),
-                reason: reason.clone(),
+                denied_at: now,
+                denied_by: by.name.to_string(),
+                deny_reason: reason.clone(),
             };
         }
         let event = EventDraft::new(
@@ -452,8 +455,8 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         next.state = GrantState::Cancelled {
-            at: now,
-            by: by.name.to_string(),
+            cancelled_at: now,
+            cancelled_by: by.name.to_string(),
         };
         let event = EventDraft::new(
             Actor::User(by.name.clone()),
@@ -477,7 +480,7 @@ impl Grant {
         }
         let mut next = self.clone();
         next.updated_at = now;
-        next.state = GrantState::TimedOut { at: now };
+        next.state = GrantState::TimedOut { timed_out_at: now };
         let event = EventDraft::new(
             Actor::System("reaper"),
             Some(self.id),
@@ -591,8 +594,8 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         next.state = GrantState::Failed {
-            at: now,
-            reason: reason.into(),
+            failed_at: now,
+            failure: reason.into(),
         };
         let event = EventDraft::new(
             actor,
@@ -651,8 +654,8 @@ impl Grant {
             activated_at,
             expires_at,
             end: EndCause::Revoke {
-                by: by.name.to_string(),
-                reason: reason.clone(),
+                revoked_by: by.name.to_string(),
+                revoke_reason: reason.clone(),
             },
         };
         let event = EventDraft::new(
@@ -726,12 +729,15 @@ impl Grant {
                 };
                 EventKind::GrantExpired { expires_at }
             }
-            EndCause::Revoke { by, reason } => {
+            EndCause::Revoke {
+                revoked_by: by,
+                revoke_reason: reason,
+            } => {
                 next.state = GrantState::Revoked {
                     activated_at,
                     ended_at: now,
-                    by: by.clone(),
-                    reason: reason.clone(),
+                    revoked_by: by.clone(),
+                    revoke_reason: reason.clone(),
                 };
                 EventKind::GrantRevoked {
                     by: by.clone(),

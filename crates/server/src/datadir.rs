@@ -160,6 +160,9 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError
         ),
     ];
     let store = SqliteStore::open(&path.join(DB_FILE)).await?;
+    // SQLite creates its WAL and shm files with the database file's mode.
+    fs::set_permissions(path.join(DB_FILE), fs::Permissions::from_mode(0o600))
+        .map_err(|e| StartupError::not_writable(path, &e))?;
     store
         .initialize(
             &admin,

@@ -273,7 +273,12 @@ fn pending_requests_time_out() {
     let g = requested();
     assert!(g.time_out(role().request_ttl, t(3599)).is_none());
     let tr = g.time_out(role().request_ttl, t(3600)).unwrap();
-    assert_eq!(tr.grant.state, GrantState::TimedOut { at: t(3600) });
+    assert_eq!(
+        tr.grant.state,
+        GrantState::TimedOut {
+            timed_out_at: t(3600)
+        }
+    );
     assert_eq!(tr.events[0].kind.type_name(), "grant.timed_out");
 }
 
@@ -387,4 +392,30 @@ fn grants_round_trip_through_json_with_a_lowercase_state() {
     assert_eq!(v["state"], "active");
     let back: Grant = serde_json::from_value(v).unwrap();
     assert_eq!(back, g);
+    // every state's fields sit beside the grant's own without clashing (`reason` stays the
+    // requester's justification)
+    let r = role();
+    let ended = [
+        g.begin_revoke(Some(&r), &bob(), "done", t(40))
+            .unwrap()
+            .grant,
+        requested().deny(&r, &bob(), "no", t(1)).unwrap().grant,
+        requested().cancel(&alice(), t(1)).unwrap().grant,
+        requested().time_out(r.request_ttl, t(9999)).unwrap().grant,
+        requested()
+            .fail(Actor::System("t"), "boom", t(1))
+            .unwrap()
+            .grant,
+    ];
+    let revoked = ended[0]
+        .finish_revoke(Actor::System("t"), t(41))
+        .unwrap()
+        .grant;
+    for g in ended.iter().chain([&revoked]) {
+        let text = serde_json::to_string(g).unwrap();
+        assert_eq!(text.matches("\"reason\":").count(), 1, "{text}");
+        let back: Grant = serde_json::from_str(&text).unwrap();
+        assert_eq!(&back, g);
+        assert_eq!(back.reason, "primary is down");
+    }
 }

@@ -1,0 +1,27 @@
+//! `breakglass revoke ID --reason TEXT`.
+
+use serde_json::json;
+
+use crate::client::{CliError, Client, seg};
+use crate::{Format, output};
+
+#[derive(clap::Args, Debug)]
+pub(crate) struct Args {
+    id: String,
+    #[arg(long)]
+    reason: String,
+}
+
+pub(crate) async fn run(a: Args, client: &Client) -> Result<(), CliError> {
+    let v = client
+        .post(
+            &format!("/v1/grants/{}/revoke", seg(&a.id)),
+            json!({ "reason": a.reason }),
+        )
+        .await?;
+    match client.format {
+        Format::Json => output::json(&v),
+        Format::Human => output::grant(&v),
+    }
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! `breakglass tokens create|list|revoke`.
+
+use serde_json::{Value, json};
+
+use crate::client::{CliError, Client, seg};
+use crate::{Format, output};
+
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Create an API token for a user (admins only); the token is shown once.
+    Create {
+        #[arg(long)]
+        user: String,
+        /// How long the token lives (`30d`, `12h`, at most `366d`).
+        #[arg(long, default_value = "30d")]
+        ttl: String,
+    },
+    /// List API tokens (yours, or all for admins and auditors).
+    List,
+    /// Revoke a token by its id.
+    Revoke { id: String },
+}
+
+pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
+    match c {
+        Command::Create { user, ttl } => {
+            let v = client
+                .post("/v1/tokens", json!({ "user": user, "ttl": ttl }))
+                .await?;
+            match client.format {
+                Format::Json => output::json(&v),
+                Format::Human => {
+                    println!(
+                        "API token `{}` for user `{}`, expires {}; shown once:",
+                        output::cell(&v, "id"),
+                        output::cell(&v, "user"),
+                        output::cell(&v, "expires_at")
+                    );
+                    println!("{}", output::cell(&v, "token"));
+                }
+            }
+        }
+        Command::List => {
+            let v = client.get("/v1/tokens").await?;
+            match client.format {
+                Format::Json => output::json(&v),
+                Format::Human => {
+                    let rows: Vec<Vec<String>> = v
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|t: &Value| {
+                            ["id", "user", "status", "expires_at"]
+                                .iter()
+                                .map(|k| output::cell(t, k))
+                                .collect()
+                        })
+                        .collect();
+                    output::table(&["ID", "USER", "STATUS", "EXPIRES"], &rows);
+                }
+            }
+        }
+        Command::Revoke { id } => {
+            let v = client
+                .post(&format!("/v1/tokens/{}/revoke", seg(&id)), json!({}))
+                .await?;
+            match client.format {
+                Format::Json => output::json(&v),
+                Format::Human => println!("revoked API token `{}`", output::cell(&v, "id")),
+            }
+        }
+    }
+    Ok(())
+}

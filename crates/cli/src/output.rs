@@ -1,0 +1,116 @@
+//! Printing results: human-readable by default, JSON with `--output json`.
+
+use std::io::Write as _;
+
+use serde_json::Value;
+
+use crate::Format;
+use crate::client::CliError;
+
+pub(crate) fn json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub(crate) fn error(e: &CliError, format: Format) {
+    let mut err = std::io::stderr().lock();
+    match format {
+        Format::Json => {
+            let v = serde_json::json!({ "error": { "code": e.code, "message": e.message, "help": e.help, "exit_code": e.exit_code } });
+            let _ = writeln!(err, "{v}");
+        }
+        Format::Human => {
+            let _ = writeln!(err, "error: {}", e.message);
+            if !e.help.is_empty() {
+                let _ = writeln!(err, "  help: {}", e.help);
+            }
+        }
+    }
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> &'a str {
+    v.get(k).and_then(Value::as_str).unwrap_or("-")
+}
+
+/// One grant, as `key: value` lines.
+pub(crate) fn grant(v: &Value) {
+    let approvals: Vec<&str> = v
+        .get("approvals")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.get("approver").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    let quorum = v
+        .get("quorum")
+        .and_then(Value::as_u64)
+        .map_or("?".into(), |q| q.to_string());
+    println!("grant:      {}", s(v, "id"));
+    println!("role:       {}", s(v, "role"));
+    println!("requester:  {}", s(v, "requester"));
+    println!("state:      {}", s(v, "state"));
+    println!("reason:     {}", s(v, "reason"));
+    if let Some(i) = v.get("incident").and_then(Value::as_str) {
+        println!("incident:   {i}");
+    }
+    println!("duration:   {}", s(v, "duration"));
+    println!(
+        "approvals:  {}/{} {}",
+        approvals.len(),
+        quorum,
+        if approvals.is_empty() {
+            String::new()
+        } else {
+            format!("({})", approvals.join(", "))
+        }
+    );
+    if let Some(e) = v.get("expires_at").and_then(Value::as_str) {
+        println!("expires at: {e}");
+    }
+    if let Some(p) = v.get("pending_extension").filter(|p| !p.is_null()) {
+        println!(
+            "extension:  {} pending approval ({})",
+            s(p, "duration"),
+            s(p, "reason")
+        );
+    }
+    if let Some(r) = v.get("failure") {
+        println!("failure:    {}", r.as_str().unwrap_or("-"));
+    }
+}
+
+/// Rows under a header, columns padded to the widest cell.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| (*h).to_owned()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+pub(crate) fn cell(v: &Value, k: &str) -> String {
+    match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join(","),
+        Some(other) => other.to_string(),
+    }
+}
