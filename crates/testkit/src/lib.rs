@@ -83,10 +83,22 @@ impl Broker {
             .arg(&data)
             .output()
             .unwrap_or_else(|e| panic!("run init: {e}"));
-        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("init output: {e}"));
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("init output: {e}"));
         let admin_token = v["admin_token"].as_str().unwrap_or_default().to_owned();
-        let mut b = Self { bin: bin.to_owned(), dir, child: None, url: String::new(), admin_token, logs: Arc::default() };
+        let mut b = Self {
+            bin: bin.to_owned(),
+            dir,
+            child: None,
+            url: String::new(),
+            admin_token,
+            logs: Arc::default(),
+        };
         for (name, text) in roles {
             b.write_role(name, text);
         }
@@ -103,7 +115,8 @@ impl Broker {
     }
 
     pub fn write_role(&self, name: &str, text: &str) {
-        std::fs::write(self.roles_dir().join(name), text).unwrap_or_else(|e| panic!("write role: {e}"));
+        std::fs::write(self.roles_dir().join(name), text)
+            .unwrap_or_else(|e| panic!("write role: {e}"));
     }
 
     pub fn url(&self) -> &str {
@@ -114,7 +127,14 @@ impl Broker {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut child = Command::new(&self.bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--issuer", ISSUER, "--data-dir"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--issuer",
+                ISSUER,
+                "--data-dir",
+            ])
             .arg(self.data_dir())
             .env("BREAKGLASS_LOG", "info")
             .stdout(Stdio::piped())
@@ -122,16 +142,28 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn serve: {e}"));
         let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>), child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>)].into_iter().flatten() {
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let logs = Arc::clone(&self.logs);
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if v["fields"]["message"] == "breakglass serving" {
-                            let _ = tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["fields"]["message"] == "breakglass serving" {
+                            let _ = tx
+                                .send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
                         }
-                    }
                     if let Ok(mut l) = logs.lock() {
                         l.push(line);
                     }
@@ -157,7 +189,10 @@ impl Broker {
     /// Sends a signal to the broker process (for example `HUP`).
     pub fn signal(&self, sig: &str) {
         if let Some(c) = &self.child {
-            let status = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+            let status = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
             assert!(status.is_ok_and(|s| s.success()), "kill -{sig} failed");
         }
     }
@@ -190,13 +225,23 @@ impl Broker {
     }
 
     /// A raw HTTP request: `(status, body)`.
-    pub fn http(&self, method: &str, path: &str, token: Option<&str>, content_type: &str, body: Vec<u8>) -> (u16, String) {
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, String) {
         // reqwest is built without a default TLS crypto provider in this workspace (the CLI picks
         // ring); install it here too.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::blocking::Client::new();
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
-        let mut req = client.request(method, format!("{}{path}", self.url)).header("content-type", content_type).body(body);
+        let mut req = client
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", content_type)
+            .body(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -63,17 +63,34 @@ struct World {
 }
 
 fn world() -> World {
-    let bg = Broker::start(Path::new(BIN), &[("prod-db-admin.toml", DB_ROLE), ("payments.toml", PAY_ROLE)]);
+    let bg = Broker::start(
+        Path::new(BIN),
+        &[("prod-db-admin.toml", DB_ROLE), ("payments.toml", PAY_ROLE)],
+    );
     let alice = bg.user("alice", &["sre"]);
     let bob = bg.user("bob", &["sre-leads"]);
     let carol = bg.user("carol", &["sre-leads"]);
-    World { bg, alice, bob, carol }
+    World {
+        bg,
+        alice,
+        bob,
+        carol,
+    }
 }
 
 fn request(w: &World, duration: &str) -> String {
     let g = w.bg.cli_json(
         &w.alice,
-        &["request", "prod-db-admin", "--reason", "primary is down", "--incident", "INC-42", "--duration", duration],
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "primary is down",
+            "--incident",
+            "INC-42",
+            "--duration",
+            duration,
+        ],
     );
     assert_eq!(g["state"], "requested");
     g["id"].as_str().unwrap().to_owned()
@@ -87,12 +104,21 @@ fn active_grant(w: &World, duration: &str) -> String {
 }
 
 fn state(w: &World, id: &str) -> String {
-    w.bg.cli_json(&w.bg.admin_token, &["grants", "show", id])["state"].as_str().unwrap().to_owned()
+    w.bg.cli_json(&w.bg.admin_token, &["grants", "show", id])["state"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn introspect(bg: &Broker, token: &str, jwt: &str) -> Value {
     let body = format!("token={jwt}").into_bytes();
-    let (status, text) = bg.http("POST", "/v1/introspect", Some(token), "application/x-www-form-urlencoded", body);
+    let (status, text) = bg.http(
+        "POST",
+        "/v1/introspect",
+        Some(token),
+        "application/x-www-form-urlencoded",
+        body,
+    );
     assert_eq!(status, 200, "{text}");
     serde_json::from_str(&text).unwrap()
 }
@@ -115,7 +141,11 @@ fn jwks(bg: &Broker) -> JwkSet {
 }
 
 /// Verifies the JWT with an independent library against a key set, as a target would.
-fn verify_with(set: &JwkSet, jwt: &str, audience: &str) -> Result<Value, jsonwebtoken::errors::Error> {
+fn verify_with(
+    set: &JwkSet,
+    jwt: &str,
+    audience: &str,
+) -> Result<Value, jsonwebtoken::errors::Error> {
     let kid = decode_header(jwt)?.kid.expect("kid in header");
     let key = DecodingKey::from_jwk(set.find(&kid).expect("kid in JWKS"))?;
     let mut v = Validation::new(Algorithm::EdDSA);
@@ -126,13 +156,20 @@ fn verify_with(set: &JwkSet, jwt: &str, audience: &str) -> Result<Value, jsonweb
     Ok(decode::<Value>(jwt, &key, &v)?.claims)
 }
 
-fn verify_jwt(bg: &Broker, jwt: &str, audience: &str) -> Result<Value, jsonwebtoken::errors::Error> {
+fn verify_jwt(
+    bg: &Broker,
+    jwt: &str,
+    audience: &str,
+) -> Result<Value, jsonwebtoken::errors::Error> {
     verify_with(&jwks(bg), jwt, audience)
 }
 
 fn now_secs() -> i64 {
     // The test's own notion of time, to wait until an expiry has passed while the broker is dead.
-    #[expect(clippy::disallowed_methods, reason = "the test observes wall time, like a target does")]
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test observes wall time, like a target does"
+    )]
     let now = std::time::SystemTime::now();
     i64::try_from(now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()).unwrap()
 }
@@ -141,9 +178,13 @@ fn now_secs() -> i64 {
 fn request_approve_credential_and_expiry_end_to_end() {
     let w = world();
     let id = request(&w, "3s");
-    assert_eq!(w.bg.cli_json(&w.alice, &["grants", "show", &id])["expires_at"], Value::Null);
+    assert_eq!(
+        w.bg.cli_json(&w.alice, &["grants", "show", &id])["expires_at"],
+        Value::Null
+    );
     // the window starts at activation, not at request
-    let g = w.bg.cli_json(&w.bob, &["approve", &id, "--comment", "confirmed on call"]);
+    let g =
+        w.bg.cli_json(&w.bob, &["approve", &id, "--comment", "confirmed on call"]);
     assert_eq!(g["state"], "active");
     assert_eq!(g["approvals"][0]["approver"], "bob");
     assert!(g["expires_at"].is_string());
@@ -151,16 +192,28 @@ fn request_approve_credential_and_expiry_end_to_end() {
     let human = w.bg.cli(&w.alice, &["credential", &id]);
     assert_eq!(human.code, 0, "{human:?}");
     let jwt = human.stdout.lines().last().unwrap().to_owned();
-    assert_eq!(jwt.split('.').count(), 3, "the credential is alone on the last line: {}", human.stdout);
+    assert_eq!(
+        jwt.split('.').count(),
+        3,
+        "the credential is alone on the last line: {}",
+        human.stdout
+    );
 
-    let claims = verify_jwt(&w.bg, &jwt, "prod-db").expect("an independent JWT library accepts the token");
+    let claims =
+        verify_jwt(&w.bg, &jwt, "prod-db").expect("an independent JWT library accepts the token");
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["aud"], "prod-db");
     assert_eq!(claims["scope"], "db:admin");
     assert_eq!(claims["jti"], id.as_str());
     assert_eq!(claims["iss"], ISSUER);
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 3);
-    assert!(verify_jwt(&w.bg, &jwt, "another-service").is_err(), "audience is enforced");
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3
+    );
+    assert!(
+        verify_jwt(&w.bg, &jwt, "another-service").is_err(),
+        "audience is enforced"
+    );
 
     let live = introspect(&w.bg, &w.bob, &jwt);
     assert_eq!(live["active"], true, "{live}");
@@ -170,10 +223,17 @@ fn request_approve_credential_and_expiry_end_to_end() {
     // shown once
     let again = w.bg.cli(&w.alice, &["credential", &id]);
     assert_eq!(again.code, 6, "{again:?}");
-    assert!(again.stderr.contains("was already delivered"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("was already delivered"),
+        "{}",
+        again.stderr
+    );
     assert!(again.stderr.contains("help:"), "{}", again.stderr);
 
-    assert!(poll_until(DEADLINE, || state(&w, &id) == "expired"), "grant never expired");
+    assert!(
+        poll_until(DEADLINE, || state(&w, &id) == "expired"),
+        "grant never expired"
+    );
     assert_eq!(introspect(&w.bg, &w.bob, &jwt)["active"], false);
     // The target's own check is by whole seconds (`exp` is rounded down, so never later than the
     // grant's end); poll rather than race it.
@@ -199,7 +259,12 @@ fn request_approve_credential_and_expiry_end_to_end() {
 
     // INVARIANT(6): no API token or credential in any log line or audit event.
     let logs = w.bg.logs();
-    let audit = w.bg.cli(&w.bg.admin_token, &["audit", "tail", "-n", "1000", "--output", "json"]).stdout;
+    let audit =
+        w.bg.cli(
+            &w.bg.admin_token,
+            &["audit", "tail", "-n", "1000", "--output", "json"],
+        )
+        .stdout;
     for secret in [jwt.as_str(), &w.alice, &w.bob, &w.carol, &w.bg.admin_token] {
         assert!(!logs.contains(secret), "a secret reached the logs");
         assert!(!audit.contains(secret), "a secret reached the audit log");
@@ -214,25 +279,51 @@ fn the_readme_walkthrough_works_with_the_example_roles() {
     let mut roles = Vec::new();
     for e in std::fs::read_dir(&examples).unwrap() {
         let p = e.unwrap().path();
-        roles.push((p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()));
+        roles.push((
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read_to_string(&p).unwrap(),
+        ));
     }
     assert!(roles.len() >= 2, "examples/roles ships at least two roles");
-    let refs: Vec<(&str, &str)> = roles.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = roles
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let bg = Broker::start(Path::new(BIN), &refs);
     let alice = bg.user("alice", &["sre"]);
     let bob = bg.user("bob", &["sre-leads"]);
     let listed = bg.cli(&alice, &["roles", "list"]);
     assert!(listed.stdout.contains("prod-db-admin"), "{listed:?}");
-    let g = bg.cli_json(&alice, &["request", "prod-db-admin", "--reason", "db down", "--incident", "INC-1234", "--duration", "10m"]);
+    let g = bg.cli_json(
+        &alice,
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "db down",
+            "--incident",
+            "INC-1234",
+            "--duration",
+            "10m",
+        ],
+    );
     let id = g["id"].as_str().unwrap();
     let approved = bg.cli(&bob, &["approve", id]);
     assert_eq!(approved.code, 0, "{approved:?}");
-    assert!(approved.stdout.contains("state:      active"), "{}", approved.stdout);
+    assert!(
+        approved.stdout.contains("state:      active"),
+        "{}",
+        approved.stdout
+    );
     let cred = bg.cli(&alice, &["credential", id]);
     assert_eq!(cred.code, 0);
     let revoked = bg.cli(&alice, &["revoke", id, "--reason", "fixed"]);
     assert_eq!(revoked.code, 0, "{revoked:?}");
-    assert!(revoked.stdout.contains("state:      revoked"), "{}", revoked.stdout);
+    assert!(
+        revoked.stdout.contains("state:      revoked"),
+        "{}",
+        revoked.stdout
+    );
     let tail = bg.cli(&bg.admin_token, &["audit", "tail", "-n", "5"]);
     assert!(tail.stdout.contains("grant.revoked"), "{}", tail.stdout);
 }
@@ -241,23 +332,43 @@ fn the_readme_walkthrough_works_with_the_example_roles() {
 fn revoke_ends_a_grant_early_everywhere() {
     let w = world();
     let id = active_grant(&w, "30m");
-    let jwt = w.bg.cli_json(&w.alice, &["credential", &id])["credential"].as_str().unwrap().to_owned();
+    let jwt = w.bg.cli_json(&w.alice, &["credential", &id])["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(introspect(&w.bg, &w.bob, &jwt)["active"], true);
 
     let stranger = w.bg.user("mallory", &["sre"]);
     let r = w.bg.cli(&stranger, &["revoke", &id, "--reason", "x"]);
     assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("`mallory` may not revoke grant"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`mallory` may not revoke grant"),
+        "{}",
+        r.stderr
+    );
 
-    let g = w.bg.cli_json(&w.carol, &["revoke", &id, "--reason", "incident closed"]);
+    let g =
+        w.bg.cli_json(&w.carol, &["revoke", &id, "--reason", "incident closed"]);
     assert_eq!(g["state"], "revoked");
     assert_eq!(g["revoked_by"], "carol");
     assert_eq!(introspect(&w.bg, &w.bob, &jwt)["active"], false);
 
     let again = w.bg.cli(&w.alice, &["revoke", &id, "--reason", "again"]);
     assert_eq!(again.code, 6);
-    assert!(again.stderr.contains(&format!("grant `{id}` has already ended (`revoked`)")), "{}", again.stderr);
-    assert!(again.stderr.contains(&format!("breakglass grants show {id}")), "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains(&format!("grant `{id}` has already ended (`revoked`)")),
+        "{}",
+        again.stderr
+    );
+    assert!(
+        again
+            .stderr
+            .contains(&format!("breakglass grants show {id}")),
+        "{}",
+        again.stderr
+    );
 }
 
 /// Invariant 3 and 1 across a crash: a broker killed with `kill -9` while a grant is active
@@ -266,18 +377,37 @@ fn revoke_ends_a_grant_early_everywhere() {
 fn kill_9_across_expiry_still_expires_the_grant() {
     let mut w = world();
     let id = active_grant(&w, "3s");
-    let jwt = w.bg.cli_json(&w.alice, &["credential", &id])["credential"].as_str().unwrap().to_owned();
+    let jwt = w.bg.cli_json(&w.alice, &["credential", &id])["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let keys = jwks(&w.bg);
-    let exp = verify_with(&keys, &jwt, "prod-db").unwrap()["exp"].as_i64().unwrap();
+    let exp = verify_with(&keys, &jwt, "prod-db").unwrap()["exp"]
+        .as_i64()
+        .unwrap();
     w.bg.kill9();
-    assert!(poll_until(DEADLINE, || now_secs() > exp), "clock never passed the expiry");
+    assert!(
+        poll_until(DEADLINE, || now_secs() > exp),
+        "clock never passed the expiry"
+    );
     assert!(
         matches!(verify_with(&keys, &jwt, "prod-db"), Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::ExpiredSignature),
         "with the broker dead, the target still refuses the expired token"
     );
     w.bg.restart();
-    assert!(poll_until(DEADLINE, || state(&w, &id) == "expired"), "grant not expired after restart");
+    assert!(
+        poll_until(DEADLINE, || state(&w, &id) == "expired"),
+        "grant not expired after restart"
+    );
     let types = audit_types(&w, &id);
-    assert_eq!(types.iter().filter(|t| *t == "grant.expired").count(), 1, "{types:?}");
+    assert_eq!(
+        types.iter().filter(|t| *t == "grant.expired").count(),
+        1,
+        "{types:?}"
+    );
     assert_eq!(introspect(&w.bg, &w.bob, &jwt)["active"], false);
 }
+
+mod bad_input;
+mod lifecycle;
+mod startup;
