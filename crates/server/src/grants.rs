@@ -47,19 +47,27 @@ impl Broker {
         comment: Option<String>,
     ) -> Result<Grant, BrokerError> {
         let roles = self.roles();
+        let actor = Actor::User(caller.principal.name.clone());
         let (sg, tr) = self
             .decide(id, |g, now| {
-                g.approve(
+                let mut tr = g.approve(
                     roles.require(g.role.as_str())?,
                     &caller.principal,
                     comment.clone(),
                     now,
-                )
+                )?;
+                // The approval that completes the quorum and the activation intent commit
+                // together: one durable write fewer, and no window where a grant sits approved.
+                if matches!(tr.grant.state, GrantState::Approved { .. }) {
+                    let next = tr.grant.begin_activation(actor.clone(), now)?;
+                    tr.events.extend(next.events);
+                    tr.grant = next.grant;
+                }
+                Ok(tr)
             })
             .await?;
-        let actor = Actor::User(caller.principal.name.clone());
-        if matches!(sg.grant.state, GrantState::Approved { .. }) {
-            return Ok(self.activate(sg, actor).await?.grant);
+        if matches!(sg.grant.state, GrantState::Activating { .. }) {
+            return Ok(self.finish_activation(sg, actor).await?.grant);
         }
         if tr
             .events

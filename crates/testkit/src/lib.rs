@@ -160,10 +160,11 @@ impl Broker {
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Ok(v) = serde_json::from_str::<Value>(&line)
-                        && v["fields"]["message"] == "breakglass serving" {
-                            let _ = tx
-                                .send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
-                        }
+                        && v["fields"]["message"] == "breakglass serving"
+                    {
+                        let _ =
+                            tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+                    }
                     if let Ok(mut l) = logs.lock() {
                         l.push(line);
                     }
