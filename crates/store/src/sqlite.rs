@@ -37,7 +37,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(StdDuration::from_secs(10));
+            .busy_timeout(StdDuration::from_secs(5));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

@@ -471,3 +471,80 @@ fn an_unreachable_broker_is_a_clear_error() {
     );
     assert!(r.stderr.contains("BREAKGLASS_URL"), "{}", r.stderr);
 }
+
+/// A database that cannot be written (here: another process holds SQLite's write lock, as a
+/// stuck backup or a full disk would) is a clear, retryable error that changes nothing.
+#[test]
+fn a_database_that_cannot_be_written_is_a_clear_error_and_changes_nothing() {
+    use sqlx::Connection as _;
+    let w = world();
+    let before = snapshot(&w);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!(
+        "sqlite://{}",
+        w.bg.data_dir().join("breakglass.db").display()
+    );
+    let mut conn = rt.block_on(sqlx::SqliteConnection::connect(&url)).unwrap();
+    rt.block_on(sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn))
+        .unwrap();
+
+    let r = w.bg.cli(
+        &w.alice,
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "db down",
+            "--incident",
+            "INC-1",
+        ],
+    );
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(
+        r.stderr.contains("the database is unavailable (error id `"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("nothing was changed; retry shortly"),
+        "{}",
+        r.stderr
+    );
+    let id = r
+        .stderr
+        .split("error id `")
+        .nth(1)
+        .unwrap()
+        .split('`')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        w.bg.logs().contains(&id),
+        "the operator finds the details under the id"
+    );
+
+    rt.block_on(sqlx::query("ROLLBACK").execute(&mut conn))
+        .unwrap();
+    rt.block_on(conn.close()).unwrap();
+    assert_eq!(
+        snapshot(&w),
+        before,
+        "nothing changed while the database was unavailable"
+    );
+    let g = w.bg.cli_json(
+        &w.alice,
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "db down",
+            "--incident",
+            "INC-1",
+        ],
+    );
+    assert_eq!(
+        g["state"], "requested",
+        "works again once the database is back"
+    );
+}
