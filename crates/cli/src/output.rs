@@ -102,6 +102,26 @@ pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// A JSON array of objects as a table: one column per key.
+pub(crate) fn list(v: &Value, header: &[&str], keys: &[&str]) {
+    let rows: Vec<Vec<String>> = v
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|item| keys.iter().map(|k| cell(item, k)).collect())
+        .collect();
+    table(header, &rows);
+}
+
+/// Prints `v` as JSON, or through `human`.
+pub(crate) fn show(format: Format, v: &Value, human: impl FnOnce(&Value)) {
+    match format {
+        Format::Json => json(v),
+        Format::Human => human(v),
+    }
+}
+
 pub(crate) fn cell(v: &Value, k: &str) -> String {
     match v.get(k) {
         Some(Value::String(s)) => s.clone(),

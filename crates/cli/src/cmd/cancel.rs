@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::client::{CliError, Client, seg};
-use crate::{Format, output};
+use crate::output;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -14,9 +14,6 @@ pub(crate) async fn run(a: Args, client: &Client) -> Result<(), CliError> {
     let v = client
         .post(&format!("/v1/grants/{}/cancel", seg(&a.id)), json!({}))
         .await?;
-    match client.format {
-        Format::Json => output::json(&v),
-        Format::Human => output::grant(&v),
-    }
+    output::show(client.format, &v, output::grant);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::client::{CliError, Client, seg};
-use crate::{Format, output};
+use crate::output;
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
@@ -19,9 +19,6 @@ pub(crate) async fn run(a: Args, client: &Client) -> Result<(), CliError> {
             json!({ "reason": a.reason }),
         )
         .await?;
-    match client.format {
-        Format::Json => output::json(&v),
-        Format::Human => output::grant(&v),
-    }
+    output::show(client.format, &v, output::grant);
     Ok(())
 }

@@ -1,7 +1,5 @@
 //! `breakglass grants list [--state S]`, `grants show ID`.
 
-use serde_json::Value;
-
 use crate::client::{CliError, Client, seg};
 use crate::{Format, output};
 
@@ -25,24 +23,13 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
                 None => "/v1/grants".into(),
             };
             let v = client.get(&path).await?;
-            match client.format {
-                Format::Json => output::json(&v),
-                Format::Human => {
-                    let rows: Vec<Vec<String>> = v
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|g: &Value| {
-                            ["id", "state", "role", "requester", "expires_at"]
-                                .iter()
-                                .map(|k| output::cell(g, k))
-                                .collect()
-                        })
-                        .collect();
-                    output::table(&["ID", "STATE", "ROLE", "REQUESTER", "EXPIRES"], &rows);
-                }
-            }
+            output::show(client.format, &v, |v| {
+                output::list(
+                    v,
+                    &["ID", "STATE", "ROLE", "REQUESTER", "EXPIRES"],
+                    &["id", "state", "role", "requester", "expires_at"],
+                );
+            });
         }
         Command::Show { id } => {
             let v = client.get(&format!("/v1/grants/{}", seg(&id))).await?;

@@ -1,6 +1,6 @@
 //! `breakglass tokens create|list|revoke`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::client::{CliError, Client, seg};
 use crate::{Format, output};
@@ -42,24 +42,13 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
         }
         Command::List => {
             let v = client.get("/v1/tokens").await?;
-            match client.format {
-                Format::Json => output::json(&v),
-                Format::Human => {
-                    let rows: Vec<Vec<String>> = v
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|t: &Value| {
-                            ["id", "user", "status", "expires_at"]
-                                .iter()
-                                .map(|k| output::cell(t, k))
-                                .collect()
-                        })
-                        .collect();
-                    output::table(&["ID", "USER", "STATUS", "EXPIRES"], &rows);
-                }
-            }
+            output::show(client.format, &v, |v| {
+                output::list(
+                    v,
+                    &["ID", "USER", "STATUS", "EXPIRES"],
+                    &["id", "user", "status", "expires_at"],
+                );
+            });
         }
         Command::Revoke { id } => {
             let v = client

@@ -1,6 +1,6 @@
 //! `breakglass users add|list`.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::client::{CliError, Client};
 use crate::{Format, output};
@@ -35,26 +35,13 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
         }
         Command::List => {
             let v = client.get("/v1/users").await?;
-            match client.format {
-                Format::Json => output::json(&v),
-                Format::Human => {
-                    let rows: Vec<Vec<String>> = v
-                        .as_array()
-                        .map(Vec::as_slice)
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|u: &Value| {
-                            vec![
-                                output::cell(u, "name"),
-                                output::cell(u, "kind"),
-                                output::cell(u, "groups"),
-                                output::cell(u, "disabled"),
-                            ]
-                        })
-                        .collect();
-                    output::table(&["NAME", "KIND", "GROUPS", "DISABLED"], &rows);
-                }
-            }
+            output::show(client.format, &v, |v| {
+                output::list(
+                    v,
+                    &["NAME", "KIND", "GROUPS", "DISABLED"],
+                    &["name", "kind", "groups", "disabled"],
+                );
+            });
         }
     }
     Ok(())
