@@ -548,3 +548,62 @@ fn a_database_that_cannot_be_written_is_a_clear_error_and_changes_nothing() {
         "works again once the database is back"
     );
 }
+
+/// Invariant 2 end to end: when the audit record cannot be written, the change does not happen
+/// and the caller gets an error.
+#[test]
+fn when_the_audit_log_cannot_be_written_nothing_changes() {
+    use sqlx::Connection as _;
+    let w = world();
+    let id = active_grant(&w, "30m");
+    let before = snapshot(&w);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let url = format!(
+        "sqlite://{}",
+        w.bg.data_dir().join("breakglass.db").display()
+    );
+    let mut conn = rt.block_on(sqlx::SqliteConnection::connect(&url)).unwrap();
+    rt.block_on(
+        sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit sink broken'); END")
+            .execute(&mut conn),
+    )
+    .unwrap();
+
+    let r = w.bg.cli(
+        &w.alice,
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "x",
+            "--incident",
+            "INC-1",
+        ],
+    );
+    assert_eq!(r.code, 8, "{r:?}");
+    assert!(
+        r.stderr.contains("internal error (error id `"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("audit sink broken"),
+        "no internals reach the client"
+    );
+    let r = w.bg.cli(&w.alice, &["revoke", &id, "--reason", "x"]);
+    assert_eq!(r.code, 8, "{r:?}");
+    assert!(
+        w.bg.logs().contains("audit sink broken"),
+        "the operator sees the cause in the log"
+    );
+
+    rt.block_on(sqlx::query("DROP TRIGGER audit_broken").execute(&mut conn))
+        .unwrap();
+    rt.block_on(conn.close()).unwrap();
+    assert_eq!(
+        snapshot(&w),
+        before,
+        "neither the request nor the revoke happened"
+    );
+    assert_eq!(state(&w, &id), "active");
+}
