@@ -172,8 +172,13 @@ pub struct Grant {
     pub approvals: Vec<Approval>,
     pub extensions: Vec<Extension>,
     pub pending_extension: Option<PendingExtension>,
-    /// How the provider finds the privilege again (no secret); set at activation.
+    /// How the provider finds the privilege again (no secret); recorded with the activation
+    /// intent, before the provider is called, so a revoke never needs to guess it.
     pub handle: Option<String>,
+    /// An approved extension moved the end; the holder is owed a credential carrying the new end.
+    /// This is the intent the reconciler finishes if the broker dies before re-issuing.
+    #[serde(default)]
+    pub credential_due: bool,
     #[serde(flatten)]
     pub state: GrantState,
     pub updated_at: Timestamp,
@@ -252,6 +257,7 @@ impl Grant {
             extensions: Vec::new(),
             pending_extension: None,
             handle: None,
+            credential_due: false,
             state: GrantState::Requested,
             updated_at: now,
         };
@@ -353,6 +359,7 @@ impl Grant {
                         activated_at: *activated_at,
                         expires_at: new_end,
                     };
+                    next.credential_due = true;
                     next.extensions.push(Extension {
                         duration: p.duration,
                         reason: p.reason,
@@ -576,6 +583,28 @@ impl Grant {
                 expires_at,
             },
         )
+    }
+
+    /// The provider issued the credential owed after an extension; `handle` finds it again.
+    pub fn credential_reissued(
+        &self,
+        actor: Actor,
+        handle: &str,
+        fingerprint: &str,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let GrantState::Active { expires_at, .. } = self.state else {
+            return Err(self.wrong_state("active", "given a new credential"));
+        };
+        let mut next = self.clone();
+        next.handle = Some(handle.to_owned());
+        next.credential_due = false;
+        next.updated_at = now;
+        let event = self.credential_issued(actor, fingerprint, expires_at);
+        Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
     }
 
     /// Activation failed at the provider (or cannot be completed); the reason must hold no secret.

@@ -55,9 +55,14 @@ pub enum ProviderError {
     Target(String),
 }
 
+// INVARIANT(8): every call below is idempotent, so the broker and the reconciler may repeat any
+// of them after a crash or a timeout.
 #[async_trait]
 pub trait Provider: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> &'static str;
+    /// The handle `grant` will return for `spec`, known before anything is granted, so the
+    /// activation intent can record it and a revoke never has to grant to find it.
+    fn handle(&self, spec: &GrantSpec<'_>) -> String;
     async fn grant(&self, spec: &GrantSpec<'_>) -> Result<Issued, ProviderError>;
     async fn revoke(&self, handle: &str) -> Result<(), ProviderError>;
     async fn check(&self, handle: &str, now: Timestamp) -> Result<Presence, ProviderError>;

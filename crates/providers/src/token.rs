@@ -170,6 +170,10 @@ impl Provider for TokenProvider {
         "token"
     }
 
+    fn handle(&self, spec: &GrantSpec<'_>) -> String {
+        format!("{}/{}", spec.grant, spec.expires_at.unix_seconds())
+    }
+
     async fn grant(&self, spec: &GrantSpec<'_>) -> Result<Issued, ProviderError> {
         let Target::Token { audience, scope } = spec.target;
         let claims = Claims {
@@ -179,6 +183,8 @@ impl Provider for TokenProvider {
             scope: scope.join(" "),
             iat: spec.not_before.unix_seconds(),
             nbf: spec.not_before.unix_seconds(),
+            // INVARIANT(1): the token ends on its own at the grant's end (rounded down to the
+            // second, so never later), whatever happens to the broker.
             exp: spec.expires_at.unix_seconds(),
             jti: spec.grant.to_string(),
         };
@@ -186,7 +192,7 @@ impl Provider for TokenProvider {
         let jwt = self.sign(&claims);
         Ok(Issued {
             fingerprint: fingerprint(&jwt),
-            handle: format!("{}/{}", claims.jti, claims.exp),
+            handle: self.handle(spec),
             credential: Secret::new(jwt),
         })
     }
@@ -241,6 +247,11 @@ mod tests {
         let a = p.grant(&spec(&target)).await.unwrap();
         let b = p.grant(&spec(&target)).await.unwrap();
         assert_eq!(a.credential, b.credential, "same spec, same token");
+        assert_eq!(
+            a.handle,
+            p.handle(&spec(&target)),
+            "the handle is known before granting"
+        );
         assert_eq!(a.fingerprint, b.fingerprint);
         assert!(!a.fingerprint.contains(a.credential.expose()));
         let claims = p

@@ -4,7 +4,7 @@
 
 use breakglass_core::grant::RequestInput;
 use breakglass_core::{
-    Actor, DomainError, Duration, EventKind, Grant, GrantId, GrantState, Timestamp, Transition,
+    Actor, DomainError, Duration, Grant, GrantId, GrantState, Timestamp, Transition,
 };
 use breakglass_providers::{GrantSpec, Secret};
 use breakglass_store::{NewCredential, StoreError, StoredGrant};
@@ -48,7 +48,7 @@ impl Broker {
     ) -> Result<Grant, BrokerError> {
         let roles = self.roles();
         let actor = Actor::User(caller.principal.name.clone());
-        let (sg, tr) = self
+        let (sg, _) = self
             .decide(id, |g, now| {
                 let mut tr = g.approve(
                     roles.require(g.role.as_str())?,
@@ -59,7 +59,7 @@ impl Broker {
                 // The approval that completes the quorum and the activation intent commit
                 // together: one durable write fewer, and no window where a grant sits approved.
                 if matches!(tr.grant.state, GrantState::Approved { .. }) {
-                    let next = tr.grant.begin_activation(actor.clone(), now)?;
+                    let next = self.begin_activation(&tr.grant, actor.clone(), now)?;
                     tr.events.extend(next.events);
                     tr.grant = next.grant;
                 }
@@ -69,12 +69,16 @@ impl Broker {
         if matches!(sg.grant.state, GrantState::Activating { .. }) {
             return Ok(self.finish_activation(sg, actor).await?.grant);
         }
-        if tr
-            .events
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::GrantExtended { .. }))
-        {
-            return Ok(self.reissue(sg, actor).await?.grant);
+        if sg.grant.credential_due {
+            // The extension is approved and committed; if re-issuing fails now, the grant keeps
+            // `credential_due` and the reconciler finishes it.
+            return match self.reissue(sg.clone(), actor).await {
+                Ok(after) => Ok(after.grant),
+                Err(e) => {
+                    tracing::warn!(grant = %id, error = %e, "could not re-issue the credential; the reconciler will retry");
+                    Ok(sg.grant)
+                }
+            };
         }
         Ok(sg.grant)
     }
@@ -147,8 +151,12 @@ impl Broker {
         Ok(sg.grant)
     }
 
-    /// Hands the credential to its holder, once (invariant 6).
-    pub async fn reveal(&self, caller: &Caller, id: GrantId) -> Result<Secret, BrokerError> {
+    /// Hands the credential to its holder, once (invariant 6), with the grant as it was checked.
+    pub async fn reveal(
+        &self,
+        caller: &Caller,
+        id: GrantId,
+    ) -> Result<(Secret, Grant), BrokerError> {
         let sg = self.load(id).await?;
         sg.grant.check_reveal(&caller.principal)?;
         let sealed = self
@@ -160,7 +168,7 @@ impl Broker {
             .open(&sealed.ciphertext, &credential_context(id))?;
         let text = String::from_utf8(plain).map_err(|_| crate::sealing::SealError::Open)?;
         tracing::info!(grant = %id, fingerprint = %sealed.fingerprint, "credential delivered");
-        Ok(Secret::new(text))
+        Ok((Secret::new(text), sg.grant))
     }
 
     pub async fn grant_for(&self, caller: &Caller, id: GrantId) -> Result<Grant, BrokerError> {
@@ -210,31 +218,16 @@ impl Broker {
     }
 
     /// The reaper's pass: expire every active grant whose window has closed, and time out
-    /// requests nobody approved in time.
+    /// requests nobody approved in time. One grant's failure does not hold up the others.
     pub async fn reap(&self) -> Result<(), BrokerError> {
         let now = self.clock.now();
+        let mut first_error = None;
         for sg in self.store.due_for_expiry(now).await? {
-            let Some(tr) = sg.grant.begin_expiry(now) else {
-                continue;
-            };
-            match self
-                .store
-                .update_grant(&tr.grant, sg.version, None, &tr.events, now)
-                .await
-            {
-                Ok(()) => {}
-                // Someone else (a revoke, another pass) got there first.
-                Err(StoreError::Conflict) => continue,
-                Err(e) => return Err(e.into()),
+            let id = sg.grant.id;
+            if let Err(e) = self.expire(sg, now).await {
+                tracing::warn!(grant = %id, error = %e, "could not expire; retrying next pass");
+                first_error.get_or_insert(e);
             }
-            self.finish_revoking(
-                StoredGrant {
-                    grant: tr.grant,
-                    version: sg.version + 1,
-                },
-                Actor::System("reaper"),
-            )
-            .await?;
         }
         let roles = self.roles();
         for sg in self.store.grants_in_states(&["requested"]).await? {
@@ -250,32 +243,67 @@ impl Broker {
                 .await
             {
                 Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    first_error.get_or_insert(e.into());
+                }
             }
         }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn expire(&self, sg: StoredGrant, now: Timestamp) -> Result<(), BrokerError> {
+        let Some(tr) = sg.grant.begin_expiry(now) else {
+            return Ok(());
+        };
+        match self
+            .store
+            .update_grant(&tr.grant, sg.version, None, &tr.events, now)
+            .await
+        {
+            Ok(()) => {}
+            // Someone else (a revoke, another pass) got there first.
+            Err(StoreError::Conflict) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+        let stored = StoredGrant {
+            grant: tr.grant,
+            version: sg.version + 1,
+        };
+        self.finish_revoking(stored, Actor::System("reaper"))
+            .await?;
         Ok(())
     }
 
     /// The reconciler's pass: finish or undo every intent left open (invariant 3), for example by
-    /// a broker killed between recording an intent and hearing back from the provider.
+    /// a broker killed between recording an intent and hearing back from the provider; and check
+    /// that every active grant's privilege is still where the broker believes it is.
     pub async fn reconcile(&self) -> Result<usize, BrokerError> {
         let actor = Actor::System("reconciler");
         let open = self
             .store
-            .grants_in_states(&["approved", "activating", "revoking"])
+            .grants_in_states(&["approved", "activating", "revoking", "active"])
             .await?;
-        let n = open.len();
+        let mut repaired = 0;
         for sg in open {
             let id = sg.grant.id;
-            let state = sg.grant.state.name();
+            let from = sg.grant.state.name();
             let res = match sg.grant.state {
                 GrantState::Approved { .. } => self.activate(sg, actor.clone()).await,
                 GrantState::Activating { .. } => self.finish_activation(sg, actor.clone()).await,
-                _ => self.finish_revoking(sg, actor.clone()).await,
+                GrantState::Revoking { .. } => self.finish_revoking(sg, actor.clone()).await,
+                GrantState::Active { .. } if sg.grant.credential_due => {
+                    self.reissue(sg, actor.clone()).await
+                }
+                GrantState::Active { expires_at, .. } => {
+                    self.check_active(&sg.grant, expires_at).await;
+                    continue;
+                }
+                _ => continue,
             };
+            repaired += 1;
             match res {
                 Ok(after) => {
-                    tracing::info!(grant = %id, from = state, to = after.grant.state.name(), "reconciled open intent")
+                    tracing::info!(grant = %id, from, to = after.grant.state.name(), "reconciled open intent")
                 }
                 Err(BrokerError::Store(StoreError::Conflict)) => {}
                 Err(e) => {
@@ -283,7 +311,20 @@ impl Broker {
                 }
             }
         }
-        Ok(n)
+        Ok(repaired)
+    }
+
+    /// Reports an active grant whose privilege the target no longer has before its end.
+    async fn check_active(&self, g: &Grant, expires_at: Timestamp) {
+        let Some(handle) = &g.handle else { return };
+        let now = self.clock.now();
+        match self.provider(&g.target).check(handle, now).await {
+            Ok(breakglass_providers::Presence::Absent) if now < expires_at => {
+                tracing::warn!(grant = %g.id, "privilege missing at the target before the grant's end");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(grant = %g.id, error = %e, "could not check the target"),
+        }
     }
 
     /// Loads, decides and writes, retrying on concurrent changes.
@@ -315,10 +356,42 @@ impl Broker {
         Err(BrokerError::Busy)
     }
 
+    /// What to ask the provider for on behalf of `g`.
+    fn spec<'a>(g: &'a Grant, not_before: Timestamp, expires_at: Timestamp) -> GrantSpec<'a> {
+        GrantSpec {
+            grant: g.id,
+            principal: g.requester.as_str(),
+            target: &g.target,
+            not_before,
+            expires_at,
+        }
+    }
+
+    /// The core's activation intent, with the provider's handle recorded in it.
+    fn begin_activation(
+        &self,
+        g: &Grant,
+        actor: Actor,
+        now: Timestamp,
+    ) -> Result<Transition, DomainError> {
+        let mut tr = g.begin_activation(actor, now)?;
+        if let GrantState::Activating {
+            started_at,
+            expires_at,
+        } = tr.grant.state
+        {
+            let handle = self
+                .provider(&g.target)
+                .handle(&Self::spec(g, started_at, expires_at));
+            tr.grant.handle = Some(handle);
+        }
+        Ok(tr)
+    }
+
     /// `approved` → `activating` (intent committed) → provider → `active`.
     async fn activate(&self, sg: StoredGrant, actor: Actor) -> Result<StoredGrant, BrokerError> {
         let now = self.clock.now();
-        let tr = sg.grant.begin_activation(actor.clone(), now)?;
+        let tr = self.begin_activation(&sg.grant, actor.clone(), now)?;
         // INVARIANT(3): the intent is durable before the target is touched.
         self.store
             .update_grant(&tr.grant, sg.version, None, &tr.events, now)
@@ -348,19 +421,12 @@ impl Broker {
         };
         let g = &sg.grant;
         let provider = self.provider(&g.target);
-        let spec = GrantSpec {
-            grant: g.id,
-            principal: g.requester.as_str(),
-            target: &g.target,
-            not_before: started_at,
-            expires_at,
-        };
+        let spec = Self::spec(g, started_at, expires_at);
         let now = self.clock.now();
         if now >= expires_at {
             // The window closed before activation completed: leave nothing behind and fail.
-            if let Ok(issued) = provider.grant(&spec).await {
-                provider.revoke(&issued.handle).await?;
-            }
+            let handle = g.handle.clone().unwrap_or_else(|| provider.handle(&spec));
+            provider.revoke(&handle).await?;
             let tr = g.fail(
                 actor,
                 "activation was interrupted and its window ended before it completed",
@@ -396,7 +462,13 @@ impl Broker {
                 })
             }
             Err(e) => {
+                // Fail closed: the grant is `failed` with the reason (provider errors hold no
+                // secret), and anything the provider may have half-done is revoked.
                 tracing::warn!(grant = %g.id, error = %e, "provider could not grant");
+                let handle = g.handle.clone().unwrap_or_else(|| provider.handle(&spec));
+                if let Err(re) = provider.revoke(&handle).await {
+                    tracing::warn!(grant = %g.id, error = %re, "could not clean up after the failed grant");
+                }
                 let tr = g.fail(
                     actor,
                     &format!("provider `{}` could not grant: {e}", provider.kind()),
@@ -420,28 +492,14 @@ impl Broker {
         sg: StoredGrant,
         actor: Actor,
     ) -> Result<StoredGrant, BrokerError> {
-        let GrantState::Revoking { expires_at, .. } = sg.grant.state else {
+        if !matches!(sg.grant.state, GrantState::Revoking { .. }) {
             return Ok(sg);
-        };
+        }
         let g = &sg.grant;
-        let provider = self.provider(&g.target);
-        let handle = match &g.handle {
-            Some(h) => h.clone(),
-            None => {
-                let not_before = Timestamp::from_unix_millis(
-                    expires_at.unix_millis() - g.total_duration().as_millis(),
-                );
-                let spec = GrantSpec {
-                    grant: g.id,
-                    principal: g.requester.as_str(),
-                    target: &g.target,
-                    not_before,
-                    expires_at,
-                };
-                provider.grant(&spec).await?.handle
-            }
-        };
-        if let Err(e) = provider.revoke(&handle).await {
+        // No handle means the activation intent was never recorded: nothing reached the target.
+        if let Some(handle) = &g.handle
+            && let Err(e) = self.provider(&g.target).revoke(handle).await
+        {
             tracing::warn!(grant = %g.id, error = %e, "provider could not revoke; will retry");
             return Ok(sg);
         }
@@ -463,32 +521,25 @@ impl Broker {
             return Ok(sg);
         };
         let now = self.clock.now();
-        let mut g = sg.grant.clone();
-        let provider = self.provider(&g.target);
-        let spec = GrantSpec {
-            grant: g.id,
-            principal: g.requester.as_str(),
-            target: &g.target,
-            not_before: now,
-            expires_at,
-        };
-        let issued = provider.grant(&spec).await?;
+        let g = &sg.grant;
+        let issued = self
+            .provider(&g.target)
+            .grant(&Self::spec(g, now, expires_at))
+            .await?;
         let ciphertext = self.sealer().seal(
             issued.credential.expose().as_bytes(),
             &credential_context(g.id),
         )?;
-        let event = g.credential_issued(actor, &issued.fingerprint, expires_at);
-        g.handle = Some(issued.handle.clone());
-        g.updated_at = now;
+        let tr = g.credential_reissued(actor, &issued.handle, &issued.fingerprint, now)?;
         let cred = NewCredential {
             fingerprint: issued.fingerprint,
             ciphertext,
         };
         self.store
-            .update_grant(&g, sg.version, Some(&cred), &[event], now)
+            .update_grant(&tr.grant, sg.version, Some(&cred), &tr.events, now)
             .await?;
         Ok(StoredGrant {
-            grant: g,
+            grant: tr.grant,
             version: sg.version + 1,
         })
     }

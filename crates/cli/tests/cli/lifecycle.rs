@@ -250,3 +250,52 @@ fn open_revoke_intents_are_finished_after_a_crash() {
     let r = w.bg.cli(&w.alice, &["credential", &id]);
     assert_eq!(r.code, 6, "no credential after the grant ended: {r:?}");
 }
+
+/// A broker that died after committing an approved extension but before issuing the credential
+/// with the new end issues it on restart.
+#[test]
+fn an_extension_approved_just_before_a_crash_still_gets_its_credential() {
+    let mut w = world();
+    let id = active_grant(&w, "20m");
+    let first = w.bg.cli_json(&w.alice, &["credential", &id])["credential"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.bg.kill9();
+    let role = Role::parse("prod-db-admin.toml", DB_ROLE).unwrap();
+    with_store(&w, async |store: &SqliteStore| {
+        let alice = store.principal("alice").await.unwrap().unwrap();
+        let carol = store.principal("carol").await.unwrap().unwrap();
+        let sg = store.grant(id.parse().unwrap()).await.unwrap().unwrap();
+        let now = sg.grant.updated_at;
+        let ext = sg
+            .grant
+            .request_extension(&role, &alice, "10m".parse().unwrap(), "more", now)
+            .unwrap();
+        let ok = ext.grant.approve(&role, &carol, None, now).unwrap();
+        assert!(ok.grant.credential_due);
+        let events: Vec<_> = ext.events.into_iter().chain(ok.events).collect();
+        store
+            .update_grant(&ok.grant, sg.version, None, &events, now)
+            .await
+            .unwrap();
+    });
+    w.bg.restart();
+    let mut second = String::new();
+    assert!(
+        poll_until(DEADLINE, || {
+            let r = w.bg.cli(&w.alice, &["credential", &id, "--output", "json"]);
+            if r.code == 0 {
+                second = r.json()["credential"].as_str().unwrap().to_owned();
+            }
+            r.code == 0
+        }),
+        "the owed credential was never issued"
+    );
+    let c1 = verify_jwt(&w.bg, &first, "prod-db").unwrap();
+    let c2 = verify_jwt(&w.bg, &second, "prod-db").unwrap();
+    assert_eq!(
+        c2["exp"].as_i64().unwrap() - c1["exp"].as_i64().unwrap(),
+        10 * 60
+    );
+}

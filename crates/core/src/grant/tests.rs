@@ -355,6 +355,17 @@ fn extensions_need_approval_and_stay_within_max() {
     assert_eq!(tr.events.last().unwrap().kind.type_name(), "grant.extended");
     assert_eq!(tr.grant.expires_at(), Some(t(1830 + 1800)));
     assert_eq!(tr.grant.total_duration().as_secs(), 3600);
+    assert!(
+        tr.grant.credential_due,
+        "the holder is owed a credential with the new end"
+    );
+    let re = tr
+        .grant
+        .credential_reissued(Actor::System("t"), "h2", "fp2", t(44))
+        .unwrap();
+    assert!(!re.grant.credential_due);
+    assert_eq!(re.grant.handle.as_deref(), Some("h2"));
+    assert_eq!(re.events[0].kind.type_name(), "credential.issued");
     let err = tr
         .grant
         .request_extension(&r, &alice(), "1m".parse().unwrap(), "x", t(44))

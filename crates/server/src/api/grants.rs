@@ -202,8 +202,8 @@ pub(crate) async fn credential(
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>), ApiError> {
     audited(&b, &caller, "credential.reveal", async {
         let id = parse_id(&id)?;
-        let secret = b.reveal(&caller, id).await?;
-        let g = b.grant_for(&caller, id).await?;
+        // One read before delivery: once the credential is handed over nothing may fail.
+        let (secret, g) = b.reveal(&caller, id).await?;
         Ok((
             [(axum::http::header::CACHE_CONTROL, "no-store")],
             Json(json!({
