@@ -39,6 +39,10 @@ pub enum DomainError {
     UnknownGrant { grant: String },
     #[error("unknown user `{name}`")]
     UnknownPrincipal { name: String },
+    #[error("unknown API token `{id}`")]
+    UnknownToken { id: String },
+    #[error("API token `{id}` is already revoked")]
+    TokenAlreadyRevoked { id: String },
     #[error("user `{name}` already exists")]
     PrincipalExists { name: String },
     #[error("duration `{requested}` is longer than role `{role}` allows (`{max}`)")]
@@ -124,6 +128,8 @@ impl DomainError {
             Self::InvalidField { .. } => "correct the field and send the request again".into(),
             Self::UnknownRole { .. } => "list the roles you can request with `breakglass roles list`".into(),
             Self::UnknownPrincipal { .. } => "list users with `breakglass users list`".into(),
+            Self::UnknownToken { .. } => "list tokens with `breakglass tokens list` and copy the id".into(),
+            Self::TokenAlreadyRevoked { .. } => "nothing to do; the token no longer works".into(),
             Self::PrincipalExists { .. } => "pick another name, or use the existing user".into(),
             Self::DurationOverMax { max, .. } => {
                 format!("ask for `{max}` or less; extend later if the role allows extensions")
@@ -180,13 +186,15 @@ impl DomainError {
             | Self::ExtensionOverMax { .. } => ErrorCategory::Invalid,
             Self::UnknownRole { .. }
             | Self::UnknownGrant { .. }
-            | Self::UnknownPrincipal { .. } => ErrorCategory::NotFound,
+            | Self::UnknownPrincipal { .. }
+            | Self::UnknownToken { .. } => ErrorCategory::NotFound,
             Self::NotRequester { .. }
             | Self::NotApprover { .. }
             | Self::NotAllowed { .. }
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
+            | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
             | Self::WrongState { .. }
             | Self::AlreadyEnded { .. }
@@ -210,6 +218,8 @@ impl DomainError {
             Self::UnknownGrant { .. } => "unknown_grant",
             Self::UnknownPrincipal { .. } => "unknown_user",
             Self::PrincipalExists { .. } => "user_exists",
+            Self::UnknownToken { .. } => "unknown_token",
+            Self::TokenAlreadyRevoked { .. } => "token_already_revoked",
             Self::DurationOverMax { .. } => "duration_over_max",
             Self::IncidentRequired { .. } => "incident_required",
             Self::IncidentMismatch { .. } => "incident_mismatch",

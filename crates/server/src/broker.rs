@@ -290,12 +290,8 @@ impl Broker {
 
     /// Admins revoke any token; anyone may revoke their own.
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, BrokerError> {
-        let unknown = || DomainError::InvalidField {
-            field: "id",
-            problem: format!(
-                "there is no API token `{}`",
-                id.chars().take(40).collect::<String>()
-            ),
+        let unknown = || DomainError::UnknownToken {
+            id: id.chars().take(40).collect(),
         };
         let t = self.store.token(id).await?.ok_or_else(unknown)?;
         if !caller.principal.is_admin() && t.principal != caller.principal.name.as_str() {
@@ -315,11 +311,7 @@ impl Broker {
             },
         );
         if !self.store.revoke_token(id, &[event], now).await? {
-            return Err(DomainError::InvalidField {
-                field: "id",
-                problem: format!("API token `{}` is already revoked", t.id),
-            }
-            .into());
+            return Err(DomainError::TokenAlreadyRevoked { id: t.id }.into());
         }
         Ok(self.store.token(id).await?.ok_or_else(unknown)?)
     }

@@ -386,6 +386,40 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
     assert_eq!(s, 404, "{body}");
     assert!(body.contains("no such endpoint `/v1/nowhere`"));
 
+    let (s, body) =
+        w.bg.http("DELETE", "/v1/grants", a, "application/json", vec![]);
+    assert_eq!(s, 405, "{body}");
+    assert!(
+        body.contains("`DELETE` is not allowed on `/v1/grants`"),
+        "{body}"
+    );
+    let (s, body) = w.bg.http(
+        "GET",
+        "/v1/audit/tail?n=lots",
+        Some(&w.bg.admin_token),
+        "application/json",
+        vec![],
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(
+        body.contains("invalid `n`: `lots` is not a count"),
+        "{body}"
+    );
+    let (s, body) = w.bg.http(
+        "POST",
+        &format!(
+            "/v1/grants/{}/cancel",
+            "00000000-0000-4000-8000-000000000000"
+        ),
+        a,
+        "application/json",
+        br#"{"force": true}"#.to_vec(),
+    );
+    assert_eq!(
+        s, 400,
+        "unknown fields are refused on every endpoint: {body}"
+    );
+
     // unknown, malformed, revoked and expired API tokens
     let r = w.bg.cli(
         "bgt_0123456789ab_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -424,6 +458,22 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
     );
     assert_eq!(w.bg.cli(&tok, &["whoami"]).code, 0);
     w.bg.cli_json(&tok, &["tokens", "revoke", &tid]);
+    let r = w.bg.cli(&w.bg.admin_token, &["tokens", "revoke", &tid]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("API token `{tid}` is already revoked")),
+        "{}",
+        r.stderr
+    );
+    let r =
+        w.bg.cli(&w.bg.admin_token, &["tokens", "revoke", "feedfacecafe"]);
+    assert_eq!(r.code, 5, "{r:?}");
+    assert!(
+        r.stderr.contains("unknown API token `feedfacecafe`") && r.stderr.contains("tokens list"),
+        "{}",
+        r.stderr
+    );
     let r = w.bg.cli(&tok, &["whoami"]);
     assert_eq!(r.code, 3);
     assert!(

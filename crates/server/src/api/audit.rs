@@ -13,7 +13,7 @@ const MAX_TAIL: u32 = 10_000;
 
 #[derive(Deserialize)]
 pub(crate) struct TailQuery {
-    n: Option<u32>,
+    n: Option<String>,
 }
 
 pub(crate) async fn tail(
@@ -29,7 +29,19 @@ pub(crate) async fn tail(
             }
             .into());
         }
-        let n = q.n.unwrap_or(20).min(MAX_TAIL);
+        let n = match q.n.as_deref() {
+            None => 20,
+            Some(s) => s.parse::<u32>().map_err(|_| {
+                ApiError::bad_request(
+                    format!(
+                        "invalid `n`: `{}` is not a count",
+                        s.chars().take(20).collect::<String>()
+                    ),
+                    format!("pass a whole number up to {MAX_TAIL}"),
+                )
+            })?,
+        }
+        .min(MAX_TAIL);
         let events = b
             .store
             .audit_tail(n)

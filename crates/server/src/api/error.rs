@@ -26,6 +26,9 @@ pub enum ApiError {
     NotFound {
         message: String,
     },
+    MethodNotAllowed {
+        message: String,
+    },
     /// The grant kept changing under concurrent requests.
     Busy,
     /// The database cannot be reached; nothing was changed.
@@ -64,6 +67,7 @@ impl ApiError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Busy => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +81,7 @@ impl ApiError {
             Self::BadRequest { .. } => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::NotFound { .. } => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Busy => "busy",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal { .. } => "internal",
@@ -87,7 +92,9 @@ impl ApiError {
         match self {
             Self::Domain(d) => d.to_string(),
             Self::Unauthenticated(a) => a.to_string(),
-            Self::BadRequest { message, .. } | Self::NotFound { message } => message.clone(),
+            Self::BadRequest { message, .. }
+            | Self::NotFound { message }
+            | Self::MethodNotAllowed { message } => message.clone(),
             Self::PayloadTooLarge { limit } => format!("request body is larger than {limit} bytes"),
             Self::Busy => "the grant kept changing while this request was applied".into(),
             Self::Unavailable { id } => format!("the database is unavailable (error id `{id}`)"),
@@ -103,7 +110,9 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => {
                 "send a smaller request; no breakglass request needs more than a few KiB".into()
             }
-            Self::NotFound { .. } => "see the API reference in docs/api.md".into(),
+            Self::NotFound { .. } | Self::MethodNotAllowed { .. } => {
+                "see the API reference in docs/api.md".into()
+            }
             Self::Busy => "send the request again".into(),
             Self::Unavailable { .. } => {
                 "nothing was changed; retry shortly, and tell the broker's operator the error id"

@@ -44,6 +44,10 @@ struct ExtendBody {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+#[derive(Deserialize)]
 pub(crate) struct ListQuery {
     state: Option<String>,
 }
@@ -156,7 +160,7 @@ pub(crate) async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "grant.cancel", async {
         let id = parse_id(&id)?;
-        let _: serde_json::Map<String, Value> = body.json("{}")?;
+        let _: EmptyBody = body.json("{}")?;
         let g = b.cancel(&caller, id).await?;
         Ok(Json(view_in(&b, &g)))
     })

@@ -18,6 +18,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 pub use error::ApiError;
@@ -52,7 +53,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/grants/{id}/credential", post(grants::credential))
         .route("/v1/audit/tail", get(audit::tail))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(on_panic))
         .layer(middleware::from_fn(log_request))
         .layer(SetSensitiveRequestHeadersLayer::new([
             axum::http::header::AUTHORIZATION,
@@ -67,6 +70,21 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
             uri.path().chars().take(200).collect::<String>()
         ),
     }
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        message: format!(
+            "`{method}` is not allowed on `{}`",
+            uri.path().chars().take(200).collect::<String>()
+        ),
+    }
+}
+
+/// A bug must not take the broker down or leak a backtrace: the request gets an error id, the
+/// log gets the details, and every other request carries on.
+fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    axum::response::IntoResponse::into_response(ApiError::internal(&"a request handler panicked"))
 }
 
 /// One structured log line per request: method, path, status, duration. Never headers, bodies
