@@ -8,6 +8,7 @@ pub(crate) mod deny;
 pub(crate) mod extend;
 pub(crate) mod grants;
 pub(crate) mod init;
+pub(crate) mod recover_admin;
 pub(crate) mod request;
 pub(crate) mod revoke;
 pub(crate) mod roles;

@@ -79,6 +79,8 @@ enum Command {
     Audit(cmd::audit::Command),
     /// Show who the current token belongs to.
     Whoami,
+    /// Offline, broker stopped: issue a new API token for an admin from the data directory.
+    RecoverAdmin(cmd::recover_admin::Args),
 }
 
 fn main() {
@@ -122,6 +124,7 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             Command::Extend(a) => cmd::extend::run(a, &ctx()?).await,
             Command::Audit(c) => cmd::audit::run(c, &ctx()?).await,
             Command::Whoami => cmd::whoami::run(&ctx()?).await,
+            Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,
         }
     })
     .map_err(|e| (e, format))

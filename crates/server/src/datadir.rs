@@ -101,6 +101,18 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError
         .mode(0o700)
         .create(path)
         .map_err(|e| StartupError::not_writable(path, &e))?;
+    // An existing directory must be empty: `init` takes it over and tightens it to 0700.
+    let occupied = fs::read_dir(path)
+        .map_err(|e| StartupError::not_writable(path, &e))?
+        .next()
+        .is_some();
+    if occupied {
+        return Err(StartupError::DataDirNotEmpty {
+            path: path.to_owned(),
+        });
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .map_err(|e| StartupError::not_writable(path, &e))?;
     let _lock = lock(path)?;
     fs::DirBuilder::new()
         .recursive(true)
@@ -159,10 +171,10 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError
             },
         ),
     ];
+    // Create the database file 0600 before SQLite opens it: SQLite gives its WAL and shm files
+    // the database file's mode.
+    write_new_file(&path.join(DB_FILE), b"")?;
     let store = SqliteStore::open(&path.join(DB_FILE)).await?;
-    // SQLite creates its WAL and shm files with the database file's mode.
-    fs::set_permissions(path.join(DB_FILE), fs::Permissions::from_mode(0o600))
-        .map_err(|e| StartupError::not_writable(path, &e))?;
     store
         .initialize(
             &admin,
@@ -174,6 +186,46 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError
         .await?;
     store.close().await;
     Ok(token.secret)
+}
+
+/// Issues a new API token for an admin straight into the data directory, with the broker stopped
+/// (the directory lock guarantees that). This is the way back in when every admin token has
+/// expired or been lost: it needs access to the data directory, which is the root of trust.
+/// Audited as `token.created` by `system:recovery`.
+pub async fn recover_admin(
+    path: &Path,
+    user: &str,
+    ttl: Duration,
+    clock: &dyn Clock,
+) -> Result<(Secret, breakglass_store::ApiToken), StartupError> {
+    let data = DataDir::open(path).await?;
+    let p = data
+        .store
+        .principal(user)
+        .await?
+        .ok_or_else(|| StartupError::Recovery(format!("there is no user `{user}`")))?;
+    if !p.is_admin() || p.disabled {
+        return Err(StartupError::Recovery(format!(
+            "user `{user}` is not an enabled member of `{ADMIN_GROUP}`"
+        )));
+    }
+    let now = clock.now();
+    let token = apitoken::issue(p.name.as_str(), ttl, now)
+        .map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    let event = EventDraft::new(
+        Actor::System("recovery"),
+        None,
+        EventKind::TokenCreated {
+            token_id: token.record.id.clone(),
+            principal: p.name.to_string(),
+            expires_at: token.record.expires_at,
+        },
+    );
+    data.store
+        .create_token(&token.record, &[event], now)
+        .await?;
+    data.store.close().await;
+    Ok((token.secret, token.record))
 }
 
 /// Writes the first admin token to a 0600 file when there is no terminal to show it on.

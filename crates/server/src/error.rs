@@ -13,6 +13,8 @@ pub enum StartupError {
     DataDirLocked { path: PathBuf },
     #[error("data directory `{path}` is already initialised")]
     AlreadyInitialized { path: PathBuf },
+    #[error("data directory `{path}` exists and is not empty")]
+    DataDirNotEmpty { path: PathBuf },
     #[error("data directory `{path}` is not initialised")]
     NotInitialized { path: PathBuf },
     #[error("master key file `{path}` is missing or unreadable")]
@@ -31,6 +33,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error("data directory is damaged: {0}")]
     Corrupt(String),
+    #[error("cannot recover admin access: {0}")]
+    Recovery(String),
 }
 
 impl StartupError {
@@ -53,7 +57,13 @@ impl StartupError {
                 "run `breakglass serve --data-dir {}` to use it; an existing broker is never re-initialised",
                 path.display()
             ),
-            Self::NotInitialized { path } => format!("run `breakglass init --data-dir {}` first", path.display()),
+            Self::DataDirNotEmpty { .. } => {
+                "pass a new or empty directory; `init` never mixes its files with others".into()
+            }
+            Self::NotInitialized { path } => format!(
+                "run `breakglass init --data-dir {}` first; if an earlier init was interrupted, remove the directory (it holds no grants yet) and run init again",
+                path.display()
+            ),
             Self::MasterKeyMissing { .. } | Self::MasterKeyInvalid { .. } | Self::MasterKeyMismatch { .. } => {
                 "restore `master.key` from your backup of this data directory; without it the stored keys cannot be opened"
                     .into()
@@ -61,6 +71,10 @@ impl StartupError {
             Self::Bind { .. } => "pick a free address with `--listen HOST:PORT`".into(),
             Self::Roles(e) => e.help(),
             Self::RolesDir { .. } => "create the directory or point `--roles` at the one holding your role files".into(),
+            Self::Recovery(_) => {
+                "name a user in the `admins` group; `breakglass users list` needs a token, so look in the audit log or the first admin `admin`"
+                    .into()
+            }
             Self::Store(_) | Self::Corrupt(_) => {
                 "check the disk and the data directory; restore from backup if the database is damaged".into()
             }

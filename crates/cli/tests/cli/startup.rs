@@ -199,3 +199,61 @@ fn an_unwritable_data_directory_is_a_clear_error() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("is not writable: permission denied"), "{err}");
 }
+
+#[test]
+fn a_lost_admin_token_is_recovered_offline_from_the_data_directory() {
+    let mut w = world();
+    let data = w.bg.data_dir();
+    let d = data.to_str().unwrap();
+    let r = run(&["recover-admin", "--data-dir", d]);
+    assert_eq!(r.code, 6, "refused while the broker runs: {r:?}");
+    assert!(
+        r.stderr.contains("is in use by another breakglass process"),
+        "{}",
+        r.stderr
+    );
+    w.bg.kill9();
+    let r = run(&["recover-admin", "--data-dir", d, "--user", "alice"]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("user `alice` is not an enabled member of `admins`"),
+        "{}",
+        r.stderr
+    );
+    let r = run(&[
+        "recover-admin",
+        "--data-dir",
+        d,
+        "--ttl",
+        "2h",
+        "--output",
+        "json",
+    ]);
+    let token = r.ok_json()["token"].as_str().unwrap().to_owned();
+    w.bg.restart();
+    let me = w.bg.cli_json(&token, &["whoami"]);
+    assert_eq!(me["name"], "admin");
+    let audit = w.bg.cli_json(&token, &["audit", "tail", "-n", "50"]);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "token.created" && e["actor"] == "system:recovery")
+    );
+}
+
+#[test]
+fn init_refuses_a_directory_that_is_not_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    let r = run(&["init", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(r.stderr.contains("exists and is not empty"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing was added"
+    );
+}
