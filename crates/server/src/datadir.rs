@@ -27,6 +27,9 @@ const JWT_KEY_SECRET: &str = "jwt-signing-key";
 const FIRST_TOKEN_TTL_DAYS: i64 = 30;
 
 /// An open, locked, initialised data directory.
+// INVARIANT(5): everything the emergency path needs is here, on local disk: the embedded
+// database, the keys and the local API tokens. No identity provider or other service is
+// consulted to serve a request.
 #[derive(Debug)]
 pub struct DataDir {
     pub path: PathBuf,

@@ -23,9 +23,11 @@ impl FromRequestParts<AppState> for Caller {
         let token = value
             .to_str()
             .ok()
+            // RFC 7235: the scheme name is case-insensitive.
             .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+                v.get(..7)
+                    .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                    .and_then(|_| v.get(7..))
             })
             .map(str::trim)
             .ok_or(ApiError::Unauthenticated(AuthError::Malformed))?;
