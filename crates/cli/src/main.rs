@@ -18,7 +18,11 @@ use crate::client::{CliError, Client};
 #[command(
     name = "breakglass",
     version,
-    about = "Emergency privileged access: scoped, time-bound, approved, recorded"
+    about = "Emergency privileged access: scoped, time-bound, approved, recorded",
+    after_help = "Client commands read the API token from BREAKGLASS_TOKEN and the broker from BREAKGLASS_URL.\n\
+Exit codes: 0 success, 1 unexpected error, 2 usage error, 3 not authenticated, 4 not allowed,\n\
+5 not found, 6 refused (invalid input or wrong state), 7 broker unreachable or unavailable,\n\
+8 broker internal error. See docs/cli.md."
 )]
 struct Cli {
     /// Output format.
