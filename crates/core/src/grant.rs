@@ -679,6 +679,7 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         next.pending_extension = None;
+        next.credential_due = false;
         next.state = GrantState::Revoking {
             activated_at,
             expires_at,
@@ -717,6 +718,7 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         next.pending_extension = None;
+        next.credential_due = false;
         next.state = GrantState::Revoking {
             activated_at: Some(activated_at),
             expires_at,
