@@ -43,6 +43,7 @@ fn key_id(name: &str, public: &[u8; 32]) -> u32 {
 }
 
 /// Signs notes as `name` with an Ed25519 key.
+#[derive(Clone)]
 pub struct NoteSigner {
     name: String,
     key: SigningKey,

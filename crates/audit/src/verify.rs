@@ -3,8 +3,6 @@
 //! the auditor) against the tree it rebuilt. Any disagreement is a [`Problem`] naming the first
 //! sequence number it can pin down.
 
-use std::collections::BTreeMap;
-
 use crate::checkpoint::Checkpoint;
 use crate::hash::{Hash, leaf_hash};
 use crate::note::{NoteVerifier, SignedNote};
@@ -27,33 +25,34 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Rebuilds the tree from events fed in storage order.
-#[derive(Debug, Default)]
+/// Rebuilds the tree from events fed in storage order, keeping the root after every prefix
+/// (32 bytes per event) so any checkpoint, found before or after, can be held against it.
+#[derive(Debug)]
 pub struct Rebuild {
     frontier: Frontier,
-    /// Roots after each prefix size we were asked to remember.
-    wanted: BTreeMap<u64, Option<Hash>>,
+    roots: Vec<Hash>,
     problems: Vec<Problem>,
 }
 
+impl Default for Rebuild {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Rebuild {
-    /// `sizes`: the tree sizes whose roots the checkpoints will be compared with.
-    pub fn new(sizes: impl IntoIterator<Item = u64>) -> Self {
-        let wanted = sizes.into_iter().map(|s| (s, None)).collect();
-        let mut r = Self {
-            frontier: Frontier::new(),
-            wanted,
+    pub fn new() -> Self {
+        let frontier = Frontier::new();
+        let roots = vec![frontier.root()];
+        Self {
+            frontier,
+            roots,
             problems: Vec::new(),
-        };
-        r.remember();
-        r
+        }
     }
 
     fn remember(&mut self) {
-        let size = self.frontier.size();
-        if let Some(slot) = self.wanted.get_mut(&size) {
-            *slot = Some(self.frontier.root());
-        }
+        self.roots.push(self.frontier.root());
     }
 
     /// The next stored event: its row's `seq`, its bytes, and the leaf hash the store recorded
@@ -106,15 +105,10 @@ impl Rebuild {
     }
 
     pub fn finish(self) -> Rebuilt {
-        let roots = self
-            .wanted
-            .into_iter()
-            .filter_map(|(s, r)| r.map(|r| (s, r)))
-            .collect();
         Rebuilt {
             size: self.frontier.size(),
             root: self.frontier.root(),
-            roots,
+            roots: self.roots,
             problems: self.problems,
         }
     }
@@ -125,8 +119,8 @@ impl Rebuild {
 pub struct Rebuilt {
     pub size: u64,
     pub root: Hash,
-    /// Root at each requested size that the log reached.
-    pub roots: BTreeMap<u64, Hash>,
+    /// `roots[n]` is the root of the first `n` events.
+    pub roots: Vec<Hash>,
     pub problems: Vec<Problem>,
 }
 
@@ -143,16 +137,6 @@ pub struct FoundCheckpoint {
 pub enum CheckpointOutcome {
     Good(Checkpoint),
     Bad(Problem),
-}
-
-/// The sizes of the checkpoints that parse, so [`Rebuild`] knows which roots to keep.
-pub fn sizes_of(found: &[FoundCheckpoint]) -> Vec<u64> {
-    found
-        .iter()
-        .filter_map(|f| SignedNote::parse(&f.note).ok())
-        .filter_map(|n| Checkpoint::parse(&n.text).ok())
-        .map(|c| c.size)
-        .collect()
 }
 
 /// Checks one checkpoint: signed by `key`, for `origin`, and matching the rebuilt tree.
@@ -196,7 +180,10 @@ pub fn check_checkpoint(
             ),
         );
     }
-    match rebuilt.roots.get(&cp.size) {
+    match usize::try_from(cp.size)
+        .ok()
+        .and_then(|i| rebuilt.roots.get(i))
+    {
         Some(root) if *root == cp.root => CheckpointOutcome::Good(cp),
         Some(root) => bad(
             Some(last_good.min(cp.size.saturating_sub(1))),
@@ -214,6 +201,8 @@ pub fn check_checkpoint(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::note::NoteSigner;
 
@@ -244,12 +233,12 @@ mod tests {
             f.append(leaf_hash(e));
             roots.insert(f.size(), f.root());
         }
-        let cps = vec![
+        let cps = [
             signed(&signer, 4, roots[&4]),
             signed(&signer, 10, roots[&10]),
         ];
         let run = |evs: &[(u64, Vec<u8>)]| {
-            let mut r = Rebuild::new(sizes_of(&cps));
+            let mut r = Rebuild::new();
             for (s, b) in evs {
                 r.event(*s, b, Some(leaf_hash(&event(*s))));
             }

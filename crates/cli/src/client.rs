@@ -14,6 +14,7 @@ pub(crate) const EXIT_NOT_FOUND: i32 = 5;
 pub(crate) const EXIT_REFUSED: i32 = 6;
 pub(crate) const EXIT_UNREACHABLE: i32 = 7;
 pub(crate) const EXIT_BROKER_ERROR: i32 = 8;
+pub(crate) const EXIT_AUDIT_FAILED: i32 = 9;
 
 #[derive(Debug)]
 pub(crate) struct CliError {
@@ -79,12 +80,27 @@ impl Client {
         self.send(Method::POST, path, Some(body)).await
     }
 
+    /// A GET whose successful answer is text (JSON lines), not one JSON document.
+    pub(crate) async fn get_text(&self, path: &str) -> Result<String, CliError> {
+        self.exchange(Method::GET, path, None).await
+    }
+
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, CliError> {
+        let text = self.exchange(method, path, body).await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<String, CliError> {
         let Some(token) = &self.token else {
             return Err(CliError::with_help(
                 EXIT_UNAUTHENTICATED,
@@ -119,10 +135,10 @@ impl Client {
                 "retry",
             )
         })?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if status.is_success() {
-            return Ok(value);
+            return Ok(text);
         }
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         let err = value.get("error");
         let field = |k: &str| {
             err.and_then(|e| e.get(k))

@@ -22,7 +22,7 @@ use crate::client::{CliError, Client};
     after_help = "Client commands read the API token from BREAKGLASS_TOKEN and the broker from BREAKGLASS_URL.\n\
 Exit codes: 0 success, 1 unexpected error, 2 usage error, 3 not authenticated, 4 not allowed,\n\
 5 not found, 6 refused (invalid input or wrong state), 7 broker unreachable or unavailable,\n\
-8 broker internal error. See docs/cli.md."
+8 broker internal error, 9 audit log failed verification. See docs/cli.md."
 )]
 struct Cli {
     /// Output format.
@@ -78,7 +78,7 @@ enum Command {
     Revoke(cmd::revoke::Args),
     /// Ask for more time on an active grant (needs approval again).
     Extend(cmd::extend::Args),
-    /// Read the audit log (admins and auditors).
+    /// Read, prove, export and verify the tamper-evident audit log (admins and auditors).
     #[command(subcommand)]
     Audit(cmd::audit::Command),
     /// Show who the current token belongs to.
@@ -126,6 +126,9 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             Command::Credential(a) => cmd::credential::run(a, &ctx()?).await,
             Command::Revoke(a) => cmd::revoke::run(a, &ctx()?).await,
             Command::Extend(a) => cmd::extend::run(a, &ctx()?).await,
+            Command::Audit(c @ cmd::audit::Command::Verify { .. }) => {
+                cmd::audit::run_offline(c, format).await
+            }
             Command::Audit(c) => cmd::audit::run(c, &ctx()?).await,
             Command::Whoami => cmd::whoami::run(&ctx()?).await,
             Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,

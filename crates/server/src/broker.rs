@@ -12,6 +12,7 @@ use breakglass_providers::{Provider, ProviderError, TokenProvider};
 use breakglass_store::{ApiToken, Store, StoreError, StoredGrant};
 
 use crate::apitoken::{self, NewToken};
+use crate::checkpoint::Checkpointer;
 use crate::datadir::DataDir;
 use crate::sealing::{SealError, Sealer};
 use crate::{StartupError, roles};
@@ -91,6 +92,7 @@ pub struct Broker {
     pub(crate) tokens: Arc<TokenProvider>,
     pub(crate) data: DataDir,
     roles_dir: PathBuf,
+    pub(crate) checkpoints: Checkpointer,
 }
 
 impl std::fmt::Debug for Broker {
@@ -109,8 +111,10 @@ impl Broker {
         roles: RoleSet,
         roles_dir: PathBuf,
         issuer: &str,
+        checkpoint_log: PathBuf,
     ) -> Self {
         let tokens = Arc::new(data.token_provider(issuer));
+        let checkpoints = Checkpointer::new(data.audit_signer.clone(), checkpoint_log);
         Self {
             store: Arc::new(data.store.clone()),
             clock,
@@ -118,6 +122,7 @@ impl Broker {
             tokens,
             data,
             roles_dir,
+            checkpoints,
         }
     }
 
@@ -314,6 +319,13 @@ impl Broker {
             return Err(DomainError::TokenAlreadyRevoked { id: t.id }.into());
         }
         Ok(self.store.token(id).await?.ok_or_else(unknown)?)
+    }
+
+    /// The latest signed checkpoint, signing one first if the log grew.
+    pub async fn checkpoint(&self) -> Result<breakglass_store::StoredCheckpoint, BrokerError> {
+        self.checkpoints
+            .latest(self.store.as_ref(), self.clock.now())
+            .await
     }
 
     pub(crate) async fn load(&self, id: GrantId) -> Result<StoredGrant, BrokerError> {

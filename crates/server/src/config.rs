@@ -22,6 +22,10 @@ pub struct ServeConfig {
     pub reaper_interval: Duration,
     /// How often the reconciler re-checks every open intent.
     pub reconcile_interval: Duration,
+    /// How often an audit checkpoint is signed when the log has grown.
+    pub checkpoint_interval: Duration,
+    /// Where checkpoints are published; `None` means `<data-dir>/checkpoints.log`.
+    pub checkpoint_log: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -33,7 +37,15 @@ impl ServeConfig {
             issuer: None,
             reaper_interval: Duration::from_millis(250),
             reconcile_interval: Duration::from_secs(30),
+            checkpoint_interval: Duration::from_secs(60),
+            checkpoint_log: None,
         }
+    }
+
+    pub fn checkpoint_log(&self) -> PathBuf {
+        self.checkpoint_log
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join(crate::datadir::CHECKPOINT_LOG_FILE))
     }
 
     pub fn roles_dir(&self) -> PathBuf {

@@ -7,6 +7,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use breakglass_audit::NoteSigner;
 use breakglass_core::{
     ADMIN_GROUP, Actor, Clock, Duration, EventDraft, EventKind, Principal, PrincipalKind,
 };
@@ -24,6 +25,13 @@ pub const INITIAL_TOKEN_FILE: &str = "initial-admin-token";
 /// The name of the first admin created by `init`.
 pub const FIRST_ADMIN: &str = "admin";
 const JWT_KEY_SECRET: &str = "jwt-signing-key";
+const AUDIT_KEY_SECRET: &str = "audit-signing-key";
+/// The checkpoint origin line (and signing key name), in the clear.
+pub const AUDIT_ORIGIN: &str = "audit-origin";
+/// The checkpoint verifier key string, in the clear, for offline `audit verify`.
+pub const AUDIT_VERIFIER: &str = "audit-verifier-key";
+/// Where signed checkpoints are published outside the database unless configured otherwise.
+pub const CHECKPOINT_LOG_FILE: &str = "checkpoints.log";
 const FIRST_TOKEN_TTL_DAYS: i64 = 30;
 
 /// An open, locked, initialised data directory.
@@ -36,6 +44,8 @@ pub struct DataDir {
     pub store: SqliteStore,
     pub sealer: Sealer,
     jwt_seed: [u8; 32],
+    /// Signs audit checkpoints as the log's origin.
+    pub audit_signer: NoteSigner,
     // Held for the life of the process: a second broker on the same directory is refused.
     _lock: File,
 }
@@ -72,17 +82,86 @@ impl DataDir {
         let jwt_seed: [u8; 32] = seed.try_into().map_err(|_| {
             StartupError::Corrupt("the token signing key has the wrong length".into())
         })?;
+        let audit_signer = ensure_audit_key(&store, &sealer).await?;
         Ok(Self {
             path: path.to_owned(),
             store,
             sealer,
             jwt_seed,
+            audit_signer,
             _lock: lock,
         })
     }
 
     pub fn token_provider(&self, issuer: &str) -> TokenProvider {
         TokenProvider::new(&self.jwt_seed, issuer)
+    }
+}
+
+/// The audit log's checkpoint signer, created on first use: a random Ed25519 key sealed under
+/// the master key, and an origin `breakglass/<host>/<random>` that names this log for ever.
+async fn ensure_audit_key(
+    store: &SqliteStore,
+    sealer: &Sealer,
+) -> Result<NoteSigner, StartupError> {
+    let damaged = |what: &str| StartupError::Corrupt(format!("the audit signing key {what}"));
+    if store.secret(AUDIT_KEY_SECRET).await?.is_none() {
+        let seed = random_32().map_err(|e| StartupError::Corrupt(e.to_string()))?;
+        let origin = format!(
+            "breakglass/{}/{}",
+            host_name(),
+            hex::encode(
+                random_32()
+                    .map_err(|e| StartupError::Corrupt(e.to_string()))?
+                    .get(..4)
+                    .unwrap_or_default()
+            )
+        );
+        let signer =
+            NoteSigner::new(&origin, &seed).map_err(|e| StartupError::Corrupt(e.to_string()))?;
+        let sealed = sealer
+            .seal(&seed, AUDIT_KEY_SECRET)
+            .map_err(|e| StartupError::Corrupt(e.to_string()))?;
+        store
+            .add_secrets(&[
+                (AUDIT_KEY_SECRET, sealed),
+                (AUDIT_ORIGIN, origin.into_bytes()),
+                (AUDIT_VERIFIER, signer.verifier().encode().into_bytes()),
+            ])
+            .await?;
+    }
+    let sealed = store
+        .secret(AUDIT_KEY_SECRET)
+        .await?
+        .ok_or_else(|| damaged("is missing"))?;
+    let seed: [u8; 32] = sealer
+        .open(&sealed, AUDIT_KEY_SECRET)
+        .map_err(|_| StartupError::MasterKeyMismatch {
+            path: PathBuf::from(MASTER_KEY_FILE),
+        })?
+        .try_into()
+        .map_err(|_| damaged("has the wrong length"))?;
+    let origin = store
+        .secret(AUDIT_ORIGIN)
+        .await?
+        .ok_or_else(|| damaged("has no origin"))?;
+    let origin = String::from_utf8(origin).map_err(|_| damaged("origin is not text"))?;
+    NoteSigner::new(&origin, &seed).map_err(|e| StartupError::Corrupt(e.to_string()))
+}
+
+/// This machine's name as a note key name allows it (no spaces, no `+`).
+fn host_name() -> String {
+    let raw = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let clean: String = raw
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .take(63)
+        .collect();
+    if clean.is_empty() {
+        "localhost".into()
+    } else {
+        clean
     }
 }
 
@@ -187,6 +266,7 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError
             now,
         )
         .await?;
+    ensure_audit_key(&store, &sealer).await?;
     store.close().await;
     Ok(token.secret)
 }

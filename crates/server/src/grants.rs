@@ -459,6 +459,10 @@ impl Broker {
                     .update_grant(&tr.grant, sg.version, Some(&cred), &tr.events, now)
                     .await?;
                 tracing::info!(grant = %g.id, fingerprint = %issued.fingerprint, expires_at = %expires_at, "grant active");
+                // Every break-glass activation is sealed into a signed, published checkpoint.
+                if let Err(e) = self.checkpoint().await {
+                    tracing::error!(grant = %g.id, error = %e, "could not sign the audit checkpoint after activation");
+                }
                 Ok(StoredGrant {
                     grant: tr.grant,
                     version: sg.version + 1,

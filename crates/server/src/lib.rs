@@ -4,12 +4,14 @@
 pub mod api;
 mod apitoken;
 pub mod broker;
+mod checkpoint;
 pub mod config;
 pub mod datadir;
 mod error;
 mod grants;
 pub mod roles;
 mod sealing;
+pub mod verify;
 pub mod workers;
 
 use std::sync::Arc;
@@ -54,7 +56,15 @@ impl Server {
             tracing::warn!(dir = %roles_dir.display(), "no roles loaded; add role files and send SIGHUP");
         }
         let changed = roles::record(&data.store, &roles, clock.now()).await?;
-        let broker = Arc::new(Broker::new(data, clock, roles, roles_dir.clone(), &issuer));
+        let checkpoint_log = config.checkpoint_log();
+        let broker = Arc::new(Broker::new(
+            data,
+            clock,
+            roles,
+            roles_dir.clone(),
+            &issuer,
+            checkpoint_log,
+        ));
         tracing::info!(roles = broker.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
         // INVARIANT(3): open intents left by a crash are finished before serving anything.
         match broker.reconcile().await {
@@ -93,6 +103,11 @@ impl Server {
         workers.spawn(workers::reconciler::run(
             self.broker(),
             self.config.reconcile_interval,
+            stop_rx.clone(),
+        ));
+        workers.spawn(workers::checkpoint::run(
+            self.broker(),
+            self.config.checkpoint_interval,
             stop_rx.clone(),
         ));
         workers.spawn(workers::roles::run(self.broker(), stop_rx));

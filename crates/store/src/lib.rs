@@ -6,7 +6,12 @@
 
 mod sqlite;
 
+pub use breakglass_audit;
+
+use std::collections::{BTreeMap, BTreeSet};
+
 use async_trait::async_trait;
+use breakglass_audit::{Hash, NodeId};
 use breakglass_core::{AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Timestamp};
 
 pub use sqlite::SqliteStore;
@@ -85,6 +90,28 @@ pub struct RoleRecord {
     pub hash: String,
     pub file: String,
 }
+
+/// A signed checkpoint as kept in the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    /// The C2SP signed note, exactly as signed.
+    pub note: String,
+    pub signed_at: Timestamp,
+}
+
+/// Everything `audit verify` reads besides the events, taken in the same snapshot as them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditSnapshot {
+    /// The head row's size and the root of its frontier.
+    pub head_size: u64,
+    pub head_root: Hash,
+    pub checkpoints: Vec<StoredCheckpoint>,
+}
+
+/// Called once per stored event, in `seq` order: the row's seq, its bytes, and the leaf hash
+/// recorded when it was appended (if any).
+pub type EventVisitor<'a> = dyn FnMut(u64, &[u8], Option<Hash>) + Send + 'a;
 
 /// What the holder collects: the sealed credential and its fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -173,4 +200,19 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_tail(&self, n: u32) -> Result<Vec<AuditEvent>>;
     /// Number of events in the log.
     async fn audit_size(&self) -> Result<u64>;
+    /// Up to `limit` events from `from` on, in order.
+    async fn audit_events(&self, from: u64, limit: u32) -> Result<Vec<AuditEvent>>;
+    /// The tree's size and root, from the head row.
+    async fn audit_head(&self) -> Result<(u64, Hash)>;
+    /// The stored subtree hashes asked for (those that exist).
+    async fn audit_hashes(&self, ids: &BTreeSet<NodeId>) -> Result<BTreeMap<NodeId, Hash>>;
+    /// Keeps a signed checkpoint; a second one for the same size is ignored.
+    async fn save_checkpoint(&self, size: u64, note: &str, now: Timestamp) -> Result<()>;
+    /// The checkpoint with the largest size.
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>>;
+    /// Stores sealed key material and plain settings that do not exist yet, all or nothing;
+    /// `false` (and nothing written) if the first name is already there.
+    async fn add_secrets(&self, secrets: &[(&str, Vec<u8>)]) -> Result<bool>;
+    /// Reads every event (visiting each in order), the head and the checkpoints in one snapshot.
+    async fn audit_snapshot(&self, visit: &mut EventVisitor<'_>) -> Result<AuditSnapshot>;
 }

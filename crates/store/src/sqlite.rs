@@ -4,11 +4,13 @@
 //! in this process and against any other process that opens the file; reads use a small pool of
 //! their own and see every committed write (WAL).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
+use breakglass_audit::{Frontier, Hash, NodeId, leaf_hash};
 use breakglass_core::{
     Actor, AuditEvent, DomainError, EventDraft, EventKind, Grant, GrantId, Principal,
     PrincipalKind, Timestamp,
@@ -17,7 +19,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use crate::{
-    ApiToken, NewCredential, Result, RoleRecord, SealedCredential, Store, StoreError, StoredGrant,
+    ApiToken, AuditSnapshot, EventVisitor, NewCredential, Result, RoleRecord, SealedCredential,
+    Store, StoreError, StoredCheckpoint, StoredGrant,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -44,11 +47,32 @@ impl SqliteStore {
             .connect_with(base.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        backfill_tree(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(base.create_if_missing(false))
             .await?;
         Ok(Self { writer, reader })
+    }
+
+    /// Opens an existing database without changing anything in it (no migrations, no
+    /// back-fill): for `audit verify`, which must not touch what it checks.
+    pub async fn open_read_only(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(StoreError::NotInitialized);
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(StdDuration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
     }
 
     /// Opens `url` (`sqlite://PATH`), for tools that are handed a URL.
@@ -67,32 +91,114 @@ impl SqliteStore {
     }
 }
 
-/// Appends `events` at the end of the log inside the caller's transaction.
+/// Appends `events` at the end of the log inside the caller's transaction: their canonical
+/// bytes, the subtree hashes they complete, and the new head. The head row is what serialises
+/// appends.
 // INVARIANT(2): every state-changing call below appends its events through this function in the
 // same transaction as the change; if an insert fails, the `?` drops the transaction and rolls back.
 async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timestamp) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_log")
-        .fetch_one(&mut *tx)
-        .await?;
-    let first =
-        u64::try_from(next).map_err(|_| StoreError::Corrupt("negative audit seq".into()))?;
-    for (seq, e) in (first..).zip(events) {
+    let mut frontier = load_head(tx).await?;
+    for e in events {
+        let seq = frontier.size();
         let bytes = e.canonical_bytes(seq, now);
+        let leaf = leaf_hash(&bytes);
         sqlx::query(
             "INSERT INTO audit_log (seq, type, grant_id, time, bytes) VALUES (?, ?, ?, ?, ?)",
         )
-        .bind(i64::try_from(seq).map_err(|_| StoreError::Corrupt("audit seq overflow".into()))?)
+        .bind(to_i64(seq)?)
         .bind(e.kind.type_name())
         .bind(e.grant.map(|g| g.to_string()))
         .bind(now.unix_millis())
         .bind(bytes)
         .execute(&mut *tx)
         .await?;
+        store_hashes(tx, frontier.append(leaf)).await?;
+    }
+    save_head(tx, &frontier).await
+}
+
+fn to_i64(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt("audit position overflow".into()))
+}
+
+async fn load_head(tx: &mut SqliteConnection) -> Result<Frontier> {
+    let row = sqlx::query("SELECT size, frontier FROM audit_head WHERE id = 1")
+        .fetch_one(&mut *tx)
+        .await?;
+    let size: i64 = row.try_get("size")?;
+    let blob: Vec<u8> = row.try_get("frontier")?;
+    let hashes = blob.chunks(32).filter_map(Hash::from_slice).collect();
+    let size =
+        u64::try_from(size).map_err(|_| StoreError::Corrupt("negative audit size".into()))?;
+    Frontier::from_parts(size, hashes)
+        .ok_or_else(|| StoreError::Corrupt("audit head frontier does not match its size".into()))
+}
+
+async fn save_head(tx: &mut SqliteConnection, f: &Frontier) -> Result<()> {
+    let blob: Vec<u8> = f.hashes().iter().flat_map(|h| h.0).collect();
+    sqlx::query("UPDATE audit_head SET size = ?, frontier = ? WHERE id = 1")
+        .bind(to_i64(f.size())?)
+        .bind(blob)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn store_hashes(tx: &mut SqliteConnection, completed: Vec<(NodeId, Hash)>) -> Result<()> {
+    for (id, h) in completed {
+        sqlx::query("INSERT INTO audit_hashes (level, idx, hash) VALUES (?, ?, ?)")
+            .bind(i64::from(id.level))
+            .bind(to_i64(id.index)?)
+            .bind(h.0.as_slice())
+            .execute(&mut *tx)
+            .await?;
     }
     Ok(())
+}
+
+/// Brings the tree up to the log: events written before the tree existed (schema version 1)
+/// get their hashes now, once, in order.
+async fn backfill_tree(pool: &SqlitePool) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut frontier = load_head(&mut tx).await?;
+    let rows = sqlx::query("SELECT seq, bytes FROM audit_log WHERE seq >= ? ORDER BY seq")
+        .bind(to_i64(frontier.size())?)
+        .fetch_all(&mut *tx)
+        .await?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    for r in &rows {
+        let seq: i64 = r.try_get("seq")?;
+        if u64::try_from(seq).ok() != Some(frontier.size()) {
+            return Err(StoreError::Corrupt(format!(
+                "audit log has a gap before seq {seq}"
+            )));
+        }
+        let bytes: Vec<u8> = r.try_get("bytes")?;
+        let completed = frontier.append(leaf_hash(&bytes));
+        store_hashes(&mut tx, completed).await?;
+    }
+    save_head(&mut tx, &frontier).await?;
+    tx.commit().await?;
+    tracing::info!(
+        events = rows.len(),
+        "audit tree built for events written before it existed"
+    );
+    Ok(())
+}
+
+fn checkpoint_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredCheckpoint> {
+    let size: i64 = row.try_get("size")?;
+    Ok(StoredCheckpoint {
+        size: u64::try_from(size)
+            .map_err(|_| StoreError::Corrupt("negative checkpoint size".into()))?,
+        note: row.try_get("note")?,
+        signed_at: Timestamp::from_unix_millis(row.try_get("signed_at")?),
+    })
 }
 
 fn principal_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Principal> {
@@ -519,6 +625,129 @@ impl Store for SqliteStore {
             .fetch_one(&self.reader)
             .await?;
         u64::try_from(n).map_err(|_| StoreError::Corrupt("negative count".into()))
+    }
+
+    async fn audit_events(&self, from: u64, limit: u32) -> Result<Vec<AuditEvent>> {
+        let rows =
+            sqlx::query("SELECT seq, bytes FROM audit_log WHERE seq >= ? ORDER BY seq LIMIT ?")
+                .bind(to_i64(from)?)
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|r| {
+                let seq: i64 = r.try_get("seq")?;
+                Ok(AuditEvent {
+                    seq: u64::try_from(seq)
+                        .map_err(|_| StoreError::Corrupt("negative audit seq".into()))?,
+                    bytes: r.try_get("bytes")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_head(&self) -> Result<(u64, Hash)> {
+        let mut conn = self.reader.acquire().await?;
+        let f = load_head(&mut conn).await?;
+        Ok((f.size(), f.root()))
+    }
+
+    async fn audit_hashes(&self, ids: &BTreeSet<NodeId>) -> Result<BTreeMap<NodeId, Hash>> {
+        let mut conn = self.reader.acquire().await?;
+        let mut out = BTreeMap::new();
+        for id in ids {
+            let h: Option<Vec<u8>> =
+                sqlx::query_scalar("SELECT hash FROM audit_hashes WHERE level = ? AND idx = ?")
+                    .bind(i64::from(id.level))
+                    .bind(to_i64(id.index)?)
+                    .fetch_optional(&mut *conn)
+                    .await?;
+            if let Some(h) = h.as_deref().and_then(Hash::from_slice) {
+                out.insert(*id, h);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn save_checkpoint(&self, size: u64, note: &str, now: Timestamp) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO audit_checkpoints (size, note, signed_at) VALUES (?, ?, ?)",
+        )
+        .bind(to_i64(size)?)
+        .bind(note)
+        .bind(now.unix_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        let row = sqlx::query(
+            "SELECT size, note, signed_at FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(checkpoint_from_row).transpose()
+    }
+
+    async fn add_secrets(&self, secrets: &[(&str, Vec<u8>)]) -> Result<bool> {
+        let Some((first, _)) = secrets.first() else {
+            return Ok(false);
+        };
+        let mut tx = self.begin().await?;
+        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key = ?")
+            .bind(format!("secret:{first}"))
+            .fetch_one(&mut *tx)
+            .await?;
+        if exists > 0 {
+            return Ok(false);
+        }
+        for (name, value) in secrets {
+            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
+                .bind(format!("secret:{name}"))
+                .bind(value.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn audit_snapshot(&self, visit: &mut EventVisitor<'_>) -> Result<AuditSnapshot> {
+        use futures_util::TryStreamExt as _;
+        // One read transaction: the events, the head and the checkpoints are one consistent view.
+        let mut tx = self.reader.begin().await?;
+        {
+            let mut rows = sqlx::query(
+                "SELECT l.seq, l.bytes, h.hash FROM audit_log l
+                 LEFT JOIN audit_hashes h ON h.level = 0 AND h.idx = l.seq ORDER BY l.seq",
+            )
+            .fetch(&mut *tx);
+            while let Some(r) = rows.try_next().await? {
+                let seq: i64 = r.try_get("seq")?;
+                let bytes: Vec<u8> = r.try_get("bytes")?;
+                let hash: Option<Vec<u8>> = r.try_get("hash")?;
+                let seq = u64::try_from(seq)
+                    .map_err(|_| StoreError::Corrupt("negative audit seq".into()))?;
+                visit(seq, &bytes, hash.as_deref().and_then(Hash::from_slice));
+            }
+        }
+        let head = load_head(&mut tx).await?;
+        let rows = sqlx::query("SELECT size, note, signed_at FROM audit_checkpoints ORDER BY size")
+            .fetch_all(&mut *tx)
+            .await?;
+        let checkpoints = rows
+            .iter()
+            .map(checkpoint_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        tx.rollback().await?;
+        Ok(AuditSnapshot {
+            head_size: head.size(),
+            head_root: head.root(),
+            checkpoints,
+        })
     }
 }
 
