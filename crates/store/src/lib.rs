@@ -34,6 +34,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The transaction carrying this write could not be committed; nothing of it was kept.
+    #[error("the database could not commit: {0}")]
+    Commit(String),
+    #[error("the store is closed")]
+    Closed,
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -43,6 +48,7 @@ impl StoreError {
     /// particular change): the caller should retry later, and nothing was changed.
     pub fn is_unavailable(&self) -> bool {
         match self {
+            Self::Commit(_) | Self::Closed => true,
             Self::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
             ) => true,

@@ -4,9 +4,14 @@
 //! in this process and against any other process that opens the file; reads use a small pool of
 //! their own and see every committed write (WAL).
 
+use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
@@ -15,8 +20,10 @@ use breakglass_core::{
     Actor, AuditEvent, DomainError, EventDraft, EventKind, Grant, GrantId, Principal,
     PrincipalKind, Timestamp,
 };
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     ApiToken, AuditSnapshot, EventVisitor, NewCredential, Result, RoleRecord, SealedCredential,
@@ -27,8 +34,107 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    /// Where every write goes: the group-commit writer task (see [`writer`]).
+    writer: mpsc::Sender<Job>,
     reader: SqlitePool,
+    commits: Arc<AtomicU64>,
+}
+
+type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+type Reply = oneshot::Sender<Result<Box<dyn Any + Send>>>;
+type Work = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<Box<dyn Any + Send>>> + Send,
+>;
+
+/// One write: run `work` inside the batch's transaction, answer on `reply` once it is durable.
+enum Job {
+    Write { work: Work, reply: Reply },
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// The most writes that share one transaction.
+const MAX_BATCH: usize = 256;
+
+/// Group commit: the single writer takes every write that is waiting, runs each in its own
+/// savepoint inside one `BEGIN IMMEDIATE` transaction, commits once (one fsync for the batch), and
+/// only then answers each caller. A write that fails is rolled back to its savepoint alone; if the
+/// commit fails, every write in the batch fails and nothing of it is kept.
+async fn writer(
+    mut conn: PoolConnection<Sqlite>,
+    mut rx: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+) {
+    let mut closing = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write { work, reply } => batch.push((work, reply)),
+                Job::Close { reply } => closing = Some(reply),
+            }
+            if closing.is_none() && batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut conn, batch, &commits).await;
+        }
+        if let Some(reply) = closing.take() {
+            let _ = reply.send(());
+            return;
+        }
+    }
+}
+
+async fn run_batch(conn: &mut SqliteConnection, batch: Vec<(Work, Reply)>, commits: &AtomicU64) {
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let message = e.to_string();
+        for (_, reply) in batch {
+            let _ = reply.send(Err(StoreError::Commit(message.clone())));
+        }
+        return;
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for (work, reply) in batch {
+        let outcome = match sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+            Err(e) => Err(StoreError::from(e)),
+            Ok(_) => {
+                let r = work(&mut *conn).await;
+                let close = if r.is_ok() {
+                    "RELEASE job"
+                } else {
+                    "ROLLBACK TO job"
+                };
+                match sqlx::query(close).execute(&mut *conn).await {
+                    Ok(_) if r.is_err() => sqlx::query("RELEASE job")
+                        .execute(&mut *conn)
+                        .await
+                        .map(|_| ())
+                        .map_err(StoreError::from)
+                        .and(r),
+                    Ok(_) => r,
+                    Err(e) => Err(StoreError::from(e)),
+                }
+            }
+        };
+        results.push((outcome, reply));
+    }
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for (outcome, reply) in results {
+                let _ = reply.send(outcome);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            for (_, reply) in results {
+                let _ = reply.send(Err(StoreError::Commit(message.clone())));
+            }
+        }
+    }
 }
 
 impl SqliteStore {
@@ -41,18 +147,30 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(StdDuration::from_secs(5));
-        let writer = SqlitePoolOptions::new()
+        let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .connect_with(base.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
-        backfill_tree(&writer).await?;
+        MIGRATOR.run(&pool).await?;
+        backfill_tree(&pool).await?;
+        let conn = pool.acquire().await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(base.create_if_missing(false))
             .await?;
-        Ok(Self { writer, reader })
+        Ok(Self::with_writer(conn, reader))
+    }
+
+    fn with_writer(conn: PoolConnection<Sqlite>, reader: SqlitePool) -> Self {
+        let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+        let commits = Arc::new(AtomicU64::new(0));
+        tokio::spawn(writer(conn, rx, Arc::clone(&commits)));
+        Self {
+            writer: tx,
+            reader,
+            commits,
+        }
     }
 
     /// Opens an existing database without changing anything in it (no migrations, no
@@ -69,10 +187,8 @@ impl SqliteStore {
             .max_connections(2)
             .connect_with(opts)
             .await?;
-        Ok(Self {
-            writer: pool.clone(),
-            reader: pool,
-        })
+        let conn = pool.acquire().await?;
+        Ok(Self::with_writer(conn, pool))
     }
 
     /// Opens `url` (`sqlite://PATH`), for tools that are handed a URL.
@@ -81,13 +197,44 @@ impl SqliteStore {
         Self::open(opts.get_filename()).await
     }
 
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    /// Runs `work` in the next group commit and returns its result once it is durable.
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFut<'c, Result<T>> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let work: Work = Box::new(move |conn| {
+            Box::pin(async move { work(conn).await.map(|t| Box::new(t) as Box<dyn Any + Send>) })
+        });
+        self.writer
+            .send(Job::Write { work, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let boxed = answer.await.map_err(|_| StoreError::Closed)??;
+        boxed
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Corrupt("writer returned the wrong type".into()))
     }
 
+    /// How many transactions the writer has committed (each may carry many writes).
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    /// Writes waiting for the writer right now.
+    pub fn queued_writes(&self) -> usize {
+        self.writer.max_capacity() - self.writer.capacity()
+    }
+
+    /// Stops the writer after the writes already queued and closes every connection.
     pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.writer.send(Job::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
         self.reader.close().await;
-        self.writer.close().await;
     }
 }
 
@@ -268,29 +415,44 @@ impl Store for SqliteStore {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key = 'initialized'")
-            .fetch_one(&mut *tx)
-            .await?;
-        if done > 0 {
-            return Err(StoreError::AlreadyInitialized);
-        }
-        for (name, value) in secrets {
-            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
-                .bind(format!("secret:{name}"))
-                .bind(value.as_slice())
-                .execute(&mut *tx)
-                .await?;
-        }
-        insert_principal(&mut tx, admin).await?;
-        insert_token(&mut tx, token).await?;
-        sqlx::query("INSERT INTO meta (key, value) VALUES ('initialized', ?)")
-            .bind(now.unix_millis().to_string().into_bytes())
-            .execute(&mut *tx)
-            .await?;
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let admin = admin.clone();
+        let token = token.clone();
+        let secrets: Vec<(String, Vec<u8>)> = secrets
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let admin = &admin;
+                let token = &token;
+                let secrets = &secrets[..];
+                let events = &events[..];
+                let done: i64 =
+                    sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key = 'initialized'")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if done > 0 {
+                    return Err(StoreError::AlreadyInitialized);
+                }
+                for (name, value) in secrets {
+                    sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
+                        .bind(format!("secret:{name}"))
+                        .bind(value.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                insert_principal(tx, admin).await?;
+                insert_token(tx, token).await?;
+                sqlx::query("INSERT INTO meta (key, value) VALUES ('initialized', ?)")
+                    .bind(now.unix_millis().to_string().into_bytes())
+                    .execute(&mut *tx)
+                    .await?;
+                append_in(tx, events, now).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -306,11 +468,18 @@ impl Store for SqliteStore {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        insert_principal(&mut tx, p).await?;
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let p = p.clone();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let p = &p;
+                let events = &events[..];
+                insert_principal(tx, p).await?;
+                append_in(tx, events, now).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn principal(&self, name: &str) -> Result<Option<Principal>> {
@@ -334,11 +503,18 @@ impl Store for SqliteStore {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        insert_token(&mut tx, t).await?;
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let t = t.clone();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let t = &t;
+                let events = &events[..];
+                insert_token(tx, t).await?;
+                append_in(tx, events, now).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
@@ -357,19 +533,27 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_token(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let done =
-            sqlx::query("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+        let id = id.to_owned();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let id = id.as_str();
+                let events = &events[..];
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                )
                 .bind(now.unix_millis())
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(true)
+                if done.rows_affected() == 0 {
+                    return Ok(false);
+                }
+                append_in(tx, events, now).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     async fn roles(&self) -> Result<Vec<RoleRecord>> {
@@ -393,24 +577,37 @@ impl Store for SqliteStore {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM roles").execute(&mut *tx).await?;
-        for r in current {
-            sqlx::query("INSERT INTO roles (id, hash, file, loaded_at) VALUES (?, ?, ?, ?)")
-                .bind(&r.id)
-                .bind(&r.hash)
-                .bind(&r.file)
-                .bind(now.unix_millis())
-                .execute(&mut *tx)
-                .await?;
-        }
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let current = current.to_vec();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let current = &current[..];
+                let events = &events[..];
+                sqlx::query("DELETE FROM roles").execute(&mut *tx).await?;
+                for r in current {
+                    sqlx::query(
+                        "INSERT INTO roles (id, hash, file, loaded_at) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(&r.id)
+                    .bind(&r.hash)
+                    .bind(&r.file)
+                    .bind(now.unix_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                append_in(tx, events, now).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn insert_grant(&self, g: &Grant, events: &[EventDraft], now: Timestamp) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let g = g.clone();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let g = &g; let events = &events[..];
         sqlx::query(
             "INSERT INTO grants (id, role, requester, state, requested_at, expires_at, version, body)
              VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
@@ -424,9 +621,11 @@ impl Store for SqliteStore {
         .bind(grant_body(g)?)
         .execute(&mut *tx)
         .await?;
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
+        append_in(tx, events, now).await?;
         Ok(())
+            })
+        })
+        .await
     }
 
     async fn update_grant(
@@ -437,7 +636,12 @@ impl Store for SqliteStore {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let g = g.clone();
+        let credential = credential.cloned();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let g = &g; let credential = credential.as_ref(); let events = &events[..];
         let done = sqlx::query(
             "UPDATE grants SET state = ?, expires_at = ?, version = version + 1, body = ?
              WHERE id = ? AND version = ?",
@@ -472,9 +676,11 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
+        append_in(tx, events, now).await?;
         Ok(())
+            })
+        })
+        .await
     }
 
     async fn grant(&self, id: GrantId) -> Result<Option<StoredGrant>> {
@@ -523,7 +729,10 @@ impl Store for SqliteStore {
         to: &str,
         now: Timestamp,
     ) -> Result<SealedCredential> {
-        let mut tx = self.begin().await?;
+        let to = to.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let to = to.as_str();
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM grants WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(&mut *tx)
@@ -588,19 +797,26 @@ impl Store for SqliteStore {
                 fingerprint: fingerprint.clone(),
             },
         );
-        append_in(&mut tx, &[event], now).await?;
-        tx.commit().await?;
+        append_in(tx, &[event], now).await?;
         Ok(SealedCredential {
             fingerprint,
             ciphertext,
         })
+            })
+        })
+        .await
     }
 
     async fn append(&self, events: &[EventDraft], now: Timestamp) -> Result<()> {
-        let mut tx = self.begin().await?;
-        append_in(&mut tx, events, now).await?;
-        tx.commit().await?;
-        Ok(())
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let events = &events[..];
+                append_in(tx, events, now).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn audit_tail(&self, n: u32) -> Result<Vec<AuditEvent>> {
@@ -670,8 +886,11 @@ impl Store for SqliteStore {
     }
 
     async fn save_checkpoint(&self, size: u64, note: &str, now: Timestamp) -> Result<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query(
+        let note = note.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let note = note.as_str();
+                sqlx::query(
             "INSERT OR IGNORE INTO audit_checkpoints (size, note, signed_at) VALUES (?, ?, ?)",
         )
         .bind(to_i64(size)?)
@@ -679,8 +898,10 @@ impl Store for SqliteStore {
         .bind(now.unix_millis())
         .execute(&mut *tx)
         .await?;
-        tx.commit().await?;
-        Ok(())
+                Ok(())
+            })
+        })
+        .await
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
@@ -696,23 +917,32 @@ impl Store for SqliteStore {
         let Some((first, _)) = secrets.first() else {
             return Ok(false);
         };
-        let mut tx = self.begin().await?;
-        let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key = ?")
-            .bind(format!("secret:{first}"))
-            .fetch_one(&mut *tx)
-            .await?;
-        if exists > 0 {
-            return Ok(false);
-        }
-        for (name, value) in secrets {
-            sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
-                .bind(format!("secret:{name}"))
-                .bind(value.as_slice())
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        let first = (*first).to_owned();
+        let secrets: Vec<(String, Vec<u8>)> = secrets
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.clone()))
+            .collect();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let secrets = &secrets[..];
+                let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key = ?")
+                    .bind(format!("secret:{first}"))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if exists > 0 {
+                    return Ok(false);
+                }
+                for (name, value) in secrets {
+                    sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
+                        .bind(format!("secret:{name}"))
+                        .bind(value.as_slice())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Ok(true)
+            })
+        })
+        .await
     }
 
     async fn audit_snapshot(&self, visit: &mut EventVisitor<'_>) -> Result<AuditSnapshot> {

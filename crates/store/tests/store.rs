@@ -398,3 +398,169 @@ async fn a_failing_audit_write_rolls_back_the_state_change() {
         "the failed delivery did not consume the credential"
     );
 }
+
+async fn lock_exclusively(path: &std::path::Path) -> sqlx::SqliteConnection {
+    let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    c
+}
+
+/// Polls until exactly `n` writes wait for the writer (0: it has taken everything queued).
+async fn wait_for_queue(store: &SqliteStore, n: usize) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while store.queued_writes() != n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes never queued up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Group commit: writes that wait together share one transaction (one fsync), and each caller
+/// returns only after its own write is durable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_one_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bg.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    initialized(&store).await;
+    let before = store.commits();
+    let size0 = store.audit_size().await.unwrap();
+
+    // Hold the database so the writer stalls on its first batch while the rest queue up.
+    let mut lock = lock_exclusively(&path).await;
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let ev = note(EventKind::TokenRevoked {
+                token_id: format!("t{i}"),
+                principal: "x".into(),
+            });
+            s.append(&[ev], t(100)).await
+        }));
+        if i == 0 {
+            // the writer takes the first write and then waits for the lock
+            wait_for_queue(&store, 0).await;
+        }
+    }
+    wait_for_queue(&store, 63).await;
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let commits = store.commits() - before;
+    assert!(
+        commits <= 2,
+        "64 writes took {commits} commits: the 63 that waited together share one"
+    );
+    let events = store.audit_tail(10_000).await.unwrap();
+    assert_eq!(events.len() as u64, size0 + 64);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64, "gapless across the batch");
+    }
+}
+
+/// A write that fails inside a batch is undone alone; the others in the batch commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_in_a_batch_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bg.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    initialized(&store).await;
+    let size0 = store.audit_size().await.unwrap();
+    let mut lock = lock_exclusively(&path).await;
+    let first = {
+        let s = store.clone();
+        tokio::spawn(async move {
+            s.create_principal(&user("first", &[]), &[created("first")], t(5))
+                .await
+        })
+    };
+    wait_for_queue(&store, 0).await;
+    let mut tasks = Vec::new();
+    for name in ["xavier", "alice", "yvonne"] {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.create_principal(&user(name, &[]), &[created(name)], t(6))
+                .await
+        }));
+        wait_for_queue(&store, tasks.len()).await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
+    first.await.unwrap().unwrap();
+    let results: Vec<_> = futures_join(tasks).await;
+    assert!(results[0].is_ok());
+    assert_eq!(
+        results[1].as_ref().unwrap_err().to_string(),
+        "user `alice` already exists"
+    );
+    assert!(results[2].is_ok());
+    assert!(store.principal("xavier").await.unwrap().is_some());
+    assert!(store.principal("yvonne").await.unwrap().is_some());
+    let events = store.audit_tail(10_000).await.unwrap();
+    assert_eq!(
+        events.len() as u64,
+        size0 + 3,
+        "the failed write left no event"
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64);
+    }
+}
+
+async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+/// The head row always describes the tree of the stored bytes, and a database whose tree was lost
+/// (or predates it) gets it rebuilt from the bytes on open.
+#[tokio::test]
+async fn the_tree_head_matches_the_stored_bytes_and_is_rebuilt_if_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bg.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    initialized(&store).await;
+    activate(&store, 9).await;
+    let rebuild = |events: &[breakglass_core::AuditEvent]| {
+        let mut f = breakglass_audit::Frontier::new();
+        for e in events {
+            f.append(breakglass_audit::leaf_hash(&e.bytes));
+        }
+        (f.size(), f.root())
+    };
+    let events = store.audit_tail(10_000).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), rebuild(&events));
+    store.close().await;
+
+    let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM audit_hashes")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit_head SET size = 0, frontier = x''")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(c);
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), rebuild(&events));
+}
