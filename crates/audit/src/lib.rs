@@ -6,6 +6,8 @@
 //! No IO and no clock: the store feeds bytes and hashes in, the server decides when to sign.
 
 mod checkpoint;
+#[doc(hidden)]
+pub mod fuzzing;
 mod hash;
 mod note;
 mod proof;
@@ -16,7 +18,7 @@ pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{EMPTY_ROOT, Hash, leaf_hash, node_hash};
 pub use note::{NoteError, NoteSigner, NoteVerifier, SignedNote};
 pub use proof::{
-    NodeId, ProofError, consistency_proof, inclusion_proof, needed_for_consistency,
-    needed_for_inclusion, verify_consistency, verify_inclusion,
+    ConsistencyDoc, DocError, InclusionDoc, NodeId, ProofError, consistency_proof, inclusion_proof,
+    needed_for_consistency, needed_for_inclusion, verify_consistency, verify_inclusion,
 };
 pub use tree::Frontier;

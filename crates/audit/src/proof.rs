@@ -218,3 +218,98 @@ pub fn verify_consistency(
     }
     s == 0 && fr == *from_root && sr == *to_root
 }
+
+/// The JSON inclusion proof `audit prove` prints: `index`, `tree_size`, `leaf_hash`,
+/// `root_hash` and `proof`, hashes in base64.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InclusionDoc {
+    pub index: u64,
+    pub tree_size: u64,
+    pub leaf_hash: Hash,
+    pub root_hash: Hash,
+    pub proof: Vec<Hash>,
+}
+
+/// The JSON consistency proof `audit consistency` prints: `from`, `to` and `proof`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsistencyDoc {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<Hash>,
+}
+
+/// The most hashes a proof for a tree of 2^64 leaves can need, with room to spare.
+const MAX_PROOF_HASHES: usize = 130;
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("proof document is malformed: {0}")]
+pub struct DocError(&'static str);
+
+fn field_u64(v: &serde_json::Value, k: &'static str) -> Result<u64, DocError> {
+    v.get(k)
+        .and_then(serde_json::Value::as_u64)
+        .ok_or(DocError(k))
+}
+
+fn field_hash(v: &serde_json::Value, k: &'static str) -> Result<Hash, DocError> {
+    v.get(k)
+        .and_then(serde_json::Value::as_str)
+        .and_then(Hash::from_base64)
+        .ok_or(DocError(k))
+}
+
+fn field_proof(v: &serde_json::Value) -> Result<Vec<Hash>, DocError> {
+    let list = v
+        .get("proof")
+        .and_then(serde_json::Value::as_array)
+        .ok_or(DocError("proof"))?;
+    if list.len() > MAX_PROOF_HASHES {
+        return Err(DocError("proof is too long"));
+    }
+    list.iter()
+        .map(|h| {
+            h.as_str()
+                .and_then(Hash::from_base64)
+                .ok_or(DocError("proof"))
+        })
+        .collect()
+}
+
+impl InclusionDoc {
+    pub fn from_json(text: &str) -> Result<Self, DocError> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|_| DocError("not JSON"))?;
+        Ok(Self {
+            index: field_u64(&v, "index")?,
+            tree_size: field_u64(&v, "tree_size")?,
+            leaf_hash: field_hash(&v, "leaf_hash")?,
+            root_hash: field_hash(&v, "root_hash")?,
+            proof: field_proof(&v)?,
+        })
+    }
+
+    pub fn verify(&self) -> bool {
+        verify_inclusion(
+            self.index,
+            self.tree_size,
+            &self.leaf_hash,
+            &self.proof,
+            &self.root_hash,
+        )
+    }
+}
+
+impl ConsistencyDoc {
+    pub fn from_json(text: &str) -> Result<Self, DocError> {
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|_| DocError("not JSON"))?;
+        Ok(Self {
+            from: field_u64(&v, "from")?,
+            to: field_u64(&v, "to")?,
+            proof: field_proof(&v)?,
+        })
+    }
+
+    /// Checks the proof against the two roots the caller trusts (from signed checkpoints).
+    pub fn verify(&self, from_root: &Hash, to_root: &Hash) -> bool {
+        verify_consistency(self.from, self.to, from_root, to_root, &self.proof)
+    }
+}
