@@ -55,6 +55,8 @@ impl Rebuild {
         self.roots.push(self.frontier.root());
     }
 
+    // INVARIANT(4): the verifier re-hashes the stored bytes themselves; it never trusts a stored
+    // hash or re-serialises an event.
     /// The next stored event: its row's `seq`, its bytes, and the leaf hash the store recorded
     /// when it was appended (if it kept one).
     pub fn event(&mut self, row_seq: u64, bytes: &[u8], recorded_leaf: Option<Hash>) {

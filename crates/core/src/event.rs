@@ -263,3 +263,75 @@ mod tests {
         assert_eq!(k.type_name(), "auth.denied");
     }
 }
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// Canonical bytes of one event of every shape, kept in `testdata/canonical-events.json`:
+    /// these bytes are what the audit log hashes, so they must never change by accident.
+    /// Set `BREAKGLASS_BLESS=1` to rewrite the file after a deliberate change (a new `v`).
+    #[test]
+    fn canonical_bytes_match_the_golden_file() {
+        let t = Timestamp::from_unix_millis(1_795_534_336_123);
+        let g = Some(GrantId::from_bytes([2; 16]));
+        let a = Actor::User("alice".parse().unwrap());
+        let kinds = vec![
+            EventKind::GrantRequested {
+                role: "r".into(),
+                role_hash: "h".into(),
+                requester: "alice".into(),
+                reason: "ünïcode \u{7} \"q\"".into(),
+                incident: Some("INC-1".into()),
+                duration: Duration::from_secs(90),
+            },
+            EventKind::GrantApproved {
+                approver: "bob".into(),
+                comment: None,
+                approvals: 1,
+                quorum: 2,
+                extension: false,
+            },
+            EventKind::GrantRevoking {
+                cause: EndCauseKind::Expiry,
+                by: None,
+                reason: None,
+            },
+            EventKind::CredentialIssued {
+                target: "token".into(),
+                fingerprint: "sha256:00".into(),
+                expires_at: t,
+            },
+            EventKind::RoleChanged {
+                role: "r".into(),
+                file: None,
+                old_hash: Some("a".into()),
+                new_hash: None,
+            },
+            EventKind::AuthDenied {
+                action: "grant.approve".into(),
+                code: "self_approval".into(),
+                message: "`alice` …".into(),
+            },
+        ];
+        let vectors: Vec<Value> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let bytes = EventDraft::new(a.clone(), g, k).canonical_bytes(i as u64, t);
+                serde_json::json!({ "seq": i, "canonical": String::from_utf8(bytes).unwrap() })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&vectors).unwrap() + "\n";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../testdata/canonical-events.json");
+        if std::env::var_os("BREAKGLASS_BLESS").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(
+            text,
+            std::fs::read_to_string(&path).unwrap(),
+            "canonical bytes changed"
+        );
+    }
+}

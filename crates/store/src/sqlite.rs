@@ -242,7 +242,9 @@ impl SqliteStore {
 /// bytes, the subtree hashes they complete, and the new head. The head row is what serialises
 /// appends.
 // INVARIANT(2): every state-changing call below appends its events through this function in the
-// same transaction as the change; if an insert fails, the `?` drops the transaction and rolls back.
+// same transaction as the change; if an insert fails, the whole write is rolled back.
+// INVARIANT(4): each event's bytes are hashed into the Merkle tree as they are written; the bytes
+// are never re-serialised afterwards, so any later edit, deletion or reordering changes a root.
 async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timestamp) -> Result<()> {
     if events.is_empty() {
         return Ok(());

@@ -24,6 +24,13 @@ pub(crate) struct Args {
     /// The `iss` of issued tokens; default `http://<listen address>`.
     #[arg(long, env = "BREAKGLASS_ISSUER")]
     issuer: Option<String>,
+    /// How often to sign an audit checkpoint when the log has grown (`30s`, `1m`, `5m`).
+    #[arg(long, env = "BREAKGLASS_CHECKPOINT_INTERVAL", default_value = "1m")]
+    checkpoint_interval: String,
+    /// Where signed checkpoints are published (JSON lines); default `<data-dir>/checkpoints.log`.
+    /// Point it at storage the database's owner cannot rewrite.
+    #[arg(long, env = "BREAKGLASS_CHECKPOINT_LOG")]
+    checkpoint_log: Option<PathBuf>,
 }
 
 pub(crate) async fn run(a: Args) -> Result<(), CliError> {
@@ -49,7 +56,20 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
             tracing::warn!(file = %file.display(), "initialised a new data directory; the first admin token is in this file: read it, store it safely, then delete the file");
         }
     }
+    let interval: breakglass_core::Duration =
+        a.checkpoint_interval
+            .parse()
+            .map_err(|e: breakglass_core::DomainError| {
+                CliError::with_help(
+                    crate::client::EXIT_REFUSED,
+                    e.code(),
+                    format!("`--checkpoint-interval`: {e}"),
+                    &e.help(),
+                )
+            })?;
     let mut config = ServeConfig::new(a.data_dir, a.listen);
+    config.checkpoint_interval = std::time::Duration::from_secs(interval.as_secs().unsigned_abs());
+    config.checkpoint_log = a.checkpoint_log;
     config.roles_dir = a.roles;
     config.issuer = a.issuer;
     let server = Server::start(config, Arc::new(SystemClock))
