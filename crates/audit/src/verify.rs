@@ -3,10 +3,24 @@
 //! the auditor) against the tree it rebuilt. Any disagreement is a [`Problem`] naming the first
 //! sequence number it can pin down.
 
+use std::collections::BTreeMap;
+
 use crate::checkpoint::Checkpoint;
 use crate::hash::{Hash, leaf_hash};
 use crate::note::{NoteVerifier, SignedNote};
 use crate::tree::Frontier;
+
+/// Only the `seq` of an event, read without building the whole JSON value.
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: Option<u64>,
+}
+
+/// The checkpoint size a found note claims, if it parses (to [`Rebuild::want`] its root).
+pub fn claimed_size(found: &FoundCheckpoint) -> Option<u64> {
+    let note = SignedNote::parse(&found.note).ok()?;
+    Checkpoint::parse(&note.text).ok().map(|c| c.size)
+}
 
 /// One thing wrong with the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,12 +39,12 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// Rebuilds the tree from events fed in storage order, keeping the root after every prefix
-/// (32 bytes per event) so any checkpoint, found before or after, can be held against it.
+/// Rebuilds the tree from events fed in storage order, keeping the root at every size a
+/// checkpoint names (ask with [`Rebuild::want`] before feeding events).
 #[derive(Debug)]
 pub struct Rebuild {
     frontier: Frontier,
-    roots: Vec<Hash>,
+    roots: BTreeMap<u64, Option<Hash>>,
     problems: Vec<Problem>,
 }
 
@@ -42,17 +56,25 @@ impl Default for Rebuild {
 
 impl Rebuild {
     pub fn new() -> Self {
-        let frontier = Frontier::new();
-        let roots = vec![frontier.root()];
         Self {
-            frontier,
-            roots,
+            frontier: Frontier::new(),
+            roots: BTreeMap::new(),
             problems: Vec::new(),
         }
     }
 
+    /// Keep the root at `size` (must be called before the events up to `size` are fed).
+    pub fn want(&mut self, size: u64) {
+        self.roots.entry(size).or_insert(None);
+        if size == self.frontier.size() {
+            self.remember();
+        }
+    }
+
     fn remember(&mut self) {
-        self.roots.push(self.frontier.root());
+        if let Some(slot) = self.roots.get_mut(&self.frontier.size()) {
+            *slot = Some(self.frontier.root());
+        }
     }
 
     // INVARIANT(4): the verifier re-hashes the stored bytes themselves; it never trusts a stored
@@ -78,9 +100,9 @@ impl Rebuild {
                 message,
             });
         }
-        match serde_json::from_slice::<serde_json::Value>(bytes)
+        match serde_json::from_slice::<SeqOnly>(bytes)
             .ok()
-            .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+            .and_then(|v| v.seq)
         {
             Some(s) if s == row_seq => {}
             Some(s) => self.problems.push(Problem {
@@ -110,7 +132,11 @@ impl Rebuild {
         Rebuilt {
             size: self.frontier.size(),
             root: self.frontier.root(),
-            roots: self.roots,
+            roots: self
+                .roots
+                .into_iter()
+                .filter_map(|(s, r)| r.map(|r| (s, r)))
+                .collect(),
             problems: self.problems,
         }
     }
@@ -121,8 +147,8 @@ impl Rebuild {
 pub struct Rebuilt {
     pub size: u64,
     pub root: Hash,
-    /// `roots[n]` is the root of the first `n` events.
-    pub roots: Vec<Hash>,
+    /// The root of the first `n` events, for each wanted `n` the log reached.
+    pub roots: BTreeMap<u64, Hash>,
     pub problems: Vec<Problem>,
 }
 
@@ -182,10 +208,7 @@ pub fn check_checkpoint(
             ),
         );
     }
-    match usize::try_from(cp.size)
-        .ok()
-        .and_then(|i| rebuilt.roots.get(i))
-    {
+    match rebuilt.roots.get(&cp.size) {
         Some(root) if *root == cp.root => CheckpointOutcome::Good(cp),
         Some(root) => bad(
             Some(last_good.min(cp.size.saturating_sub(1))),
@@ -203,8 +226,6 @@ pub fn check_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::note::NoteSigner;
 
@@ -241,6 +262,9 @@ mod tests {
         ];
         let run = |evs: &[(u64, Vec<u8>)]| {
             let mut r = Rebuild::new();
+            for c in &cps {
+                r.want(claimed_size(c).unwrap());
+            }
             for (s, b) in evs {
                 r.event(*s, b, Some(leaf_hash(&event(*s))));
             }

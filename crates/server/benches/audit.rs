@@ -173,7 +173,7 @@ async fn main() {
     let mut bytes_total = 0usize;
     let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(written);
     reader
-        .audit_snapshot(&mut |_, b, _| {
+        .audit_snapshot(&mut |_| {}, &mut |_, b, _| {
             bytes_total += b.len();
             blobs.push(b.to_vec());
         })

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use breakglass_audit::verify::{
-    CheckpointOutcome, FoundCheckpoint, Problem, Rebuild, check_checkpoint,
+    CheckpointOutcome, FoundCheckpoint, Problem, Rebuild, check_checkpoint, claimed_size,
 };
 use breakglass_audit::{Hash, NoteVerifier};
 use breakglass_store::{SqliteStore, Store};
@@ -97,35 +97,12 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> 
     };
     let key = NoteVerifier::parse(&key_text).map_err(|e| unusable(format!("verifier key: {e}")))?;
 
-    let mut rebuild = Rebuild::new();
-    let snapshot = store
-        .audit_snapshot(&mut |seq, bytes, recorded| rebuild.event(seq, bytes, recorded))
-        .await?;
-    store.close().await;
-    let rebuilt = rebuild.finish();
-    problems.extend(rebuilt.problems.iter().cloned());
-    if snapshot.head_size != rebuilt.size || snapshot.head_root != rebuilt.root {
-        problems.push(Problem {
-            seq: Some(snapshot.head_size.min(rebuilt.size)),
-            message: format!(
-                "the tree head records {} events with root {}, but the stored events rebuild to {} events with root {}",
-                snapshot.head_size, snapshot.head_root, rebuilt.size, rebuilt.root
-            ),
-        });
-    }
-
-    let mut found: Vec<FoundCheckpoint> = snapshot
-        .checkpoints
-        .iter()
-        .map(|c| FoundCheckpoint {
-            source: format!("database checkpoint at size {}", c.size),
-            note: c.note.clone(),
-        })
-        .collect();
+    // Everything that names a tree size is gathered first, so the rebuild keeps exactly those roots.
     let log_path = opts
         .checkpoint_log
         .clone()
         .or_else(|| opts.data_dir.as_ref().map(|d| d.join(CHECKPOINT_LOG_FILE)));
+    let mut found: Vec<FoundCheckpoint> = Vec::new();
     if let Some(p) = &log_path {
         match std::fs::read_to_string(p) {
             Ok(text) => found.extend(published(p, &text)),
@@ -154,6 +131,50 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> 
         }
         None => None,
     };
+    let mut rebuild = Rebuild::new();
+    for f in found.iter().chain(trusted.iter()) {
+        if let Some(size) = claimed_size(f) {
+            rebuild.want(size);
+        }
+    }
+    // Both callbacks feed the one rebuild; the mutex is never contended (they run in turn).
+    let rebuild = std::sync::Mutex::new(rebuild);
+    let with = |f: &mut dyn FnMut(&mut Rebuild)| match rebuild.lock() {
+        Ok(mut r) => f(&mut r),
+        Err(poisoned) => f(&mut poisoned.into_inner()),
+    };
+    let snapshot = store
+        .audit_snapshot(
+            &mut |cps| {
+                with(&mut |r| {
+                    for c in cps {
+                        r.want(c.size);
+                    }
+                });
+            },
+            &mut |seq, bytes, recorded| with(&mut |r| r.event(seq, bytes, recorded)),
+        )
+        .await?;
+    store.close().await;
+    let rebuilt = match rebuild.into_inner() {
+        Ok(r) => r,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+    .finish();
+    problems.extend(rebuilt.problems.iter().cloned());
+    if snapshot.head_size != rebuilt.size || snapshot.head_root != rebuilt.root {
+        problems.push(Problem {
+            seq: Some(snapshot.head_size.min(rebuilt.size)),
+            message: format!(
+                "the tree head records {} events with root {}, but the stored events rebuild to {} events with root {}",
+                snapshot.head_size, snapshot.head_root, rebuilt.size, rebuilt.root
+            ),
+        });
+    }
+    found.extend(snapshot.checkpoints.iter().map(|c| FoundCheckpoint {
+        source: format!("database checkpoint at size {}", c.size),
+        note: c.note.clone(),
+    }));
 
     let mut checked = 0;
     let mut last_good = 0u64;
@@ -229,8 +250,5 @@ fn note_of(text: &str) -> String {
 }
 
 fn size_hint(f: &FoundCheckpoint) -> u64 {
-    breakglass_audit::SignedNote::parse(&f.note)
-        .ok()
-        .and_then(|n| breakglass_audit::Checkpoint::parse(&n.text).ok())
-        .map_or(u64::MAX, |c| c.size)
+    claimed_size(f).unwrap_or(u64::MAX)
 }

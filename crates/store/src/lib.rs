@@ -219,6 +219,11 @@ pub trait Store: Send + Sync + 'static {
     /// Stores sealed key material and plain settings that do not exist yet, all or nothing;
     /// `false` (and nothing written) if the first name is already there.
     async fn add_secrets(&self, secrets: &[(&str, Vec<u8>)]) -> Result<bool>;
-    /// Reads every event (visiting each in order), the head and the checkpoints in one snapshot.
-    async fn audit_snapshot(&self, visit: &mut EventVisitor<'_>) -> Result<AuditSnapshot>;
+    /// Reads the head, the checkpoints (handed to `checkpoints` first) and then every event
+    /// (visited in order), all in one snapshot.
+    async fn audit_snapshot(
+        &self,
+        checkpoints: &mut (dyn for<'x> FnMut(&'x [StoredCheckpoint]) + Send),
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<AuditSnapshot>;
 }

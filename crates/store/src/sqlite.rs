@@ -947,10 +947,23 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_snapshot(&self, visit: &mut EventVisitor<'_>) -> Result<AuditSnapshot> {
+    async fn audit_snapshot(
+        &self,
+        on_checkpoints: &mut (dyn for<'x> FnMut(&'x [StoredCheckpoint]) + Send),
+        visit: &mut EventVisitor<'_>,
+    ) -> Result<AuditSnapshot> {
         use futures_util::TryStreamExt as _;
-        // One read transaction: the events, the head and the checkpoints are one consistent view.
+        // One read transaction: the head, the checkpoints and the events are one consistent view.
         let mut tx = self.reader.begin().await?;
+        let head = load_head(&mut tx).await?;
+        let rows = sqlx::query("SELECT size, note, signed_at FROM audit_checkpoints ORDER BY size")
+            .fetch_all(&mut *tx)
+            .await?;
+        let checkpoints = rows
+            .iter()
+            .map(checkpoint_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        on_checkpoints(&checkpoints);
         {
             let mut rows = sqlx::query(
                 "SELECT l.seq, l.bytes, h.hash FROM audit_log l
@@ -966,14 +979,6 @@ impl Store for SqliteStore {
                 visit(seq, &bytes, hash.as_deref().and_then(Hash::from_slice));
             }
         }
-        let head = load_head(&mut tx).await?;
-        let rows = sqlx::query("SELECT size, note, signed_at FROM audit_checkpoints ORDER BY size")
-            .fetch_all(&mut *tx)
-            .await?;
-        let checkpoints = rows
-            .iter()
-            .map(checkpoint_from_row)
-            .collect::<Result<Vec<_>>>()?;
         tx.rollback().await?;
         Ok(AuditSnapshot {
             head_size: head.size(),
