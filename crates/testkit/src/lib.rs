@@ -68,6 +68,7 @@ pub struct Broker {
     url: String,
     pub admin_token: String,
     logs: Arc<Mutex<Vec<String>>>,
+    env: Vec<(String, String)>,
 }
 
 pub const ISSUER: &str = "http://breakglass.test";
@@ -98,6 +99,7 @@ impl Broker {
             url: String::new(),
             admin_token,
             logs: Arc::default(),
+            env: Vec::new(),
         };
         for (name, text) in roles {
             b.write_role(name, text);
@@ -137,6 +139,7 @@ impl Broker {
             ])
             .arg(self.data_dir())
             .env("BREAKGLASS_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -177,6 +180,11 @@ impl Broker {
         });
         self.url = format!("http://{addr}");
         self.child = Some(child);
+    }
+
+    /// Sets an environment variable for the next `restart`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// `kill -9`: no shutdown, no cleanup, exactly like a crash.

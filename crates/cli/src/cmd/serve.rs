@@ -34,6 +34,17 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(a: Args) -> Result<(), CliError> {
+    let interval: breakglass_core::Duration =
+        a.checkpoint_interval
+            .parse()
+            .map_err(|e: breakglass_core::DomainError| {
+                CliError::with_help(
+                    crate::client::EXIT_REFUSED,
+                    e.code(),
+                    format!("`--checkpoint-interval`: {e}"),
+                    &e.help(),
+                )
+            })?;
     init_logging();
     let fail = |e: breakglass_server::StartupError| {
         CliError::with_help(EXIT_FAILURE, "startup", e.to_string(), &e.help())
@@ -56,17 +67,6 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
             tracing::warn!(file = %file.display(), "initialised a new data directory; the first admin token is in this file: read it, store it safely, then delete the file");
         }
     }
-    let interval: breakglass_core::Duration =
-        a.checkpoint_interval
-            .parse()
-            .map_err(|e: breakglass_core::DomainError| {
-                CliError::with_help(
-                    crate::client::EXIT_REFUSED,
-                    e.code(),
-                    format!("`--checkpoint-interval`: {e}"),
-                    &e.help(),
-                )
-            })?;
     let mut config = ServeConfig::new(a.data_dir, a.listen);
     config.checkpoint_interval = std::time::Duration::from_secs(interval.as_secs().unsigned_abs());
     config.checkpoint_log = a.checkpoint_log;

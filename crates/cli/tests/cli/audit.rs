@@ -379,3 +379,81 @@ fn evidence_copy(base: &Evidence) -> Evidence {
         key: base.key.clone(),
     }
 }
+
+/// Checkpoints are also signed on a schedule when the log grew, and `audit verify` takes a
+/// `sqlite://` URL as well as a data directory.
+#[test]
+fn checkpoints_are_signed_on_schedule_and_verify_takes_a_database_url() {
+    let mut w = world();
+    w.bg.kill9();
+    w.bg.set_env("BREAKGLASS_CHECKPOINT_INTERVAL", "1s");
+    w.bg.restart();
+    let log = w.bg.data_dir().join("checkpoints.log");
+    let count = || {
+        std::fs::read_to_string(&log)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let before = count();
+    w.bg.user("zed", &[]); // the log grows; no activation, no one asks for a checkpoint
+    assert!(
+        poll_until(DEADLINE, || count() > before),
+        "no scheduled checkpoint was published"
+    );
+    let last: Value = serde_json::from_str(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        last["note"]
+            .as_str()
+            .unwrap()
+            .contains("\n\n\u{2014} breakglass/")
+    );
+
+    let r = w.bg.cli(
+        "",
+        &[
+            "serve",
+            "--checkpoint-interval",
+            "soon",
+            "--data-dir",
+            "/nonexistent",
+        ],
+    );
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("`--checkpoint-interval`: invalid duration `soon`"),
+        "{}",
+        r.stderr
+    );
+
+    w.bg.kill9();
+    let url = format!(
+        "sqlite://{}",
+        w.bg.data_dir().join("breakglass.db").display()
+    );
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--database", &url, "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--database", "postgres://x/y"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not supported yet"));
+}
