@@ -185,10 +185,17 @@ impl Broker {
 
     /// Records that an authenticated caller was refused (`auth.denied`). Failing to record it is
     /// logged; the caller is refused either way.
-    pub async fn record_denial(&self, caller: &Caller, action: &str, code: &str, message: &str) {
+    pub async fn record_denial(
+        &self,
+        caller: &Caller,
+        action: &str,
+        grant: Option<GrantId>,
+        code: &str,
+        message: &str,
+    ) {
         let event = EventDraft::new(
             Actor::User(caller.principal.name.clone()),
-            None,
+            grant,
             EventKind::AuthDenied {
                 action: action.to_owned(),
                 code: code.to_owned(),

@@ -299,8 +299,10 @@ fn refused_requests_change_nothing_and_say_what_to_do() {
         d.len()
     );
     assert!(
-        d.iter()
-            .any(|e| e["code"] == "self_approval" && e["actor"] == "user:alice")
+        d.iter().any(|e| e["code"] == "self_approval"
+            && e["actor"] == "user:alice"
+            && e["grant"] == id.as_str()),
+        "a refusal about a grant names the grant"
     );
     assert!(
         d.iter()

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::extract::RawBody;
-use crate::api::{ApiError, AppState, audited};
+use crate::api::{ApiError, AppState, audited, audited_on};
 use crate::broker::{Broker, Caller};
 
 #[derive(Deserialize)]
@@ -115,7 +115,7 @@ pub(crate) async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.show", async {
+    audited_on(&b, &caller, "grant.show", Some(&id), async {
         let g = b.grant_for(&caller, parse_id(&id)?).await?;
         Ok(Json(view_in(&b, &g)))
     })
@@ -128,7 +128,7 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.approve", async {
+    audited_on(&b, &caller, "grant.approve", Some(&id), async {
         let id = parse_id(&id)?;
         let req: ApproveBody = body.json(r#"{"comment": "..."}"#)?;
         let g = b.approve(&caller, id, req.comment).await?;
@@ -143,7 +143,7 @@ pub(crate) async fn deny(
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.deny", async {
+    audited_on(&b, &caller, "grant.deny", Some(&id), async {
         let id = parse_id(&id)?;
         let req: ReasonBody = body.json(r#"{"reason": "..."}"#)?;
         let g = b.deny(&caller, id, &req.reason).await?;
@@ -158,7 +158,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.cancel", async {
+    audited_on(&b, &caller, "grant.cancel", Some(&id), async {
         let id = parse_id(&id)?;
         let _: EmptyBody = body.json("{}")?;
         let g = b.cancel(&caller, id).await?;
@@ -173,7 +173,7 @@ pub(crate) async fn revoke(
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.revoke", async {
+    audited_on(&b, &caller, "grant.revoke", Some(&id), async {
         let id = parse_id(&id)?;
         let req: ReasonBody = body.json(r#"{"reason": "..."}"#)?;
         let g = b.revoke(&caller, id, &req.reason).await?;
@@ -188,7 +188,7 @@ pub(crate) async fn extend(
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.extend", async {
+    audited_on(&b, &caller, "grant.extend", Some(&id), async {
         let id = parse_id(&id)?;
         let req: ExtendBody = body.json(r#"{"duration": "15m", "reason": "..."}"#)?;
         let d: Duration = req.duration.parse()?;
@@ -204,7 +204,7 @@ pub(crate) async fn credential(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>), ApiError> {
-    audited(&b, &caller, "credential.reveal", async {
+    audited_on(&b, &caller, "credential.reveal", Some(&id), async {
         let id = parse_id(&id)?;
         // One read before delivery: once the credential is handed over nothing may fail.
         let (secret, g) = b.reveal(&caller, id).await?;

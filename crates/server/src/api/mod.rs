@@ -116,12 +116,25 @@ pub(crate) async fn audited<T>(
     action: &str,
     fut: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
+    audited_on(broker, caller, action, None, fut).await
+}
+
+/// [`audited`] for a request about one grant: the `auth.denied` event names it (when the id in
+/// the path is a valid grant id).
+pub(crate) async fn audited_on<T>(
+    broker: &Broker,
+    caller: &Caller,
+    action: &str,
+    grant: Option<&str>,
+    fut: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
     let res = fut.await;
     if let Err(e) = &res
         && e.is_refusal()
     {
+        let grant = grant.and_then(|g| g.parse::<breakglass_core::GrantId>().ok());
         broker
-            .record_denial(caller, action, e.code(), &e.message())
+            .record_denial(caller, action, grant, e.code(), &e.message())
             .await;
     }
     res
