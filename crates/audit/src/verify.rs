@@ -46,6 +46,7 @@ pub struct Rebuild {
     frontier: Frontier,
     roots: BTreeMap<u64, Option<Hash>>,
     problems: Vec<Problem>,
+    last_row: Option<u64>,
 }
 
 impl Default for Rebuild {
@@ -60,6 +61,7 @@ impl Rebuild {
             frontier: Frontier::new(),
             roots: BTreeMap::new(),
             problems: Vec::new(),
+            last_row: None,
         }
     }
 
@@ -82,17 +84,19 @@ impl Rebuild {
     /// The next stored event: its row's `seq`, its bytes, and the leaf hash the store recorded
     /// when it was appended (if it kept one).
     pub fn event(&mut self, row_seq: u64, bytes: &[u8], recorded_leaf: Option<Hash>) {
-        let expected = self.frontier.size();
+        // Compare with the previous row, so one gap is reported once, at the seq that is missing.
+        let expected = self.last_row.map_or(0, |l| l.saturating_add(1));
         if row_seq != expected {
             let message = if row_seq > expected {
+                let missing = row_seq - expected;
                 format!(
-                    "is missing: the log jumps from seq {} to seq {row_seq} (events were deleted)",
-                    expected.wrapping_sub(1)
+                    "is missing: the log jumps to seq {row_seq} ({missing} event{} deleted)",
+                    if missing == 1 { " was" } else { "s were" }
                 )
             } else {
                 format!(
-                    "appears again after seq {} (events were duplicated or reordered)",
-                    expected.wrapping_sub(1)
+                    "appears after seq {} (events were duplicated or reordered)",
+                    expected.saturating_sub(1)
                 )
             };
             self.problems.push(Problem {
@@ -100,6 +104,7 @@ impl Rebuild {
                 message,
             });
         }
+        self.last_row = Some(row_seq);
         match serde_json::from_slice::<SeqOnly>(bytes)
             .ok()
             .and_then(|v| v.seq)
@@ -300,6 +305,12 @@ mod tests {
         let mut deleted = good.clone();
         deleted.remove(5);
         let (rebuilt, _) = run(&deleted);
+        assert_eq!(
+            rebuilt.problems.len(),
+            1,
+            "one gap, one problem: {:?}",
+            rebuilt.problems
+        );
         assert_eq!(rebuilt.problems[0].seq, Some(5));
         assert!(rebuilt.problems[0].message.contains("is missing"));
 

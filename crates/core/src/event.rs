@@ -55,6 +55,9 @@ pub enum EndCauseKind {
 pub enum EventKind {
     #[serde(rename = "broker.initialized")]
     BrokerInitialized { admin: String, jwt_kid: String },
+    /// The audit log's checkpoint signing key was created; `key` is the public verifier key.
+    #[serde(rename = "audit.key_created")]
+    AuditKeyCreated { origin: String, key: String },
     #[serde(rename = "grant.requested")]
     GrantRequested {
         role: String,

@@ -129,7 +129,7 @@ async fn main() {
     }));
 
     let http = reqwest::Client::new();
-    let admin = admin.expose().to_owned();
+    let admin = admin.admin_token.expose().to_owned();
     let post = reqwest::Method::POST;
     call(
         &http,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use breakglass_audit::NoteSigner;
 use breakglass_core::{
-    ADMIN_GROUP, Actor, Clock, Duration, EventDraft, EventKind, Principal, PrincipalKind,
+    ADMIN_GROUP, Actor, Clock, Duration, EventDraft, EventKind, Principal, PrincipalKind, Timestamp,
 };
 use breakglass_providers::{Secret, TokenProvider};
 use breakglass_store::{SqliteStore, Store};
@@ -52,7 +52,7 @@ pub struct DataDir {
 
 impl DataDir {
     /// Opens an initialised data directory.
-    pub async fn open(path: &Path) -> Result<Self, StartupError> {
+    pub async fn open(path: &Path, clock: &dyn Clock) -> Result<Self, StartupError> {
         let lock = lock(path)?;
         if !path.join(DB_FILE).exists() {
             return Err(StartupError::NotInitialized {
@@ -82,7 +82,7 @@ impl DataDir {
         let jwt_seed: [u8; 32] = seed.try_into().map_err(|_| {
             StartupError::Corrupt("the token signing key has the wrong length".into())
         })?;
-        let audit_signer = ensure_audit_key(&store, &sealer).await?;
+        let audit_signer = ensure_audit_key(&store, &sealer, clock.now()).await?;
         Ok(Self {
             path: path.to_owned(),
             store,
@@ -103,6 +103,7 @@ impl DataDir {
 async fn ensure_audit_key(
     store: &SqliteStore,
     sealer: &Sealer,
+    now: Timestamp,
 ) -> Result<NoteSigner, StartupError> {
     let damaged = |what: &str| StartupError::Corrupt(format!("the audit signing key {what}"));
     if store.secret(AUDIT_KEY_SECRET).await?.is_none() {
@@ -122,12 +123,25 @@ async fn ensure_audit_key(
         let sealed = sealer
             .seal(&seed, AUDIT_KEY_SECRET)
             .map_err(|e| StartupError::Corrupt(e.to_string()))?;
+        let key = signer.verifier().encode();
+        let event = EventDraft::new(
+            Actor::System("init"),
+            None,
+            EventKind::AuditKeyCreated {
+                origin: origin.clone(),
+                key: key.clone(),
+            },
+        );
         store
-            .add_secrets(&[
-                (AUDIT_KEY_SECRET, sealed),
-                (AUDIT_ORIGIN, origin.into_bytes()),
-                (AUDIT_VERIFIER, signer.verifier().encode().into_bytes()),
-            ])
+            .add_secrets(
+                &[
+                    (AUDIT_KEY_SECRET, sealed),
+                    (AUDIT_ORIGIN, origin.into_bytes()),
+                    (AUDIT_VERIFIER, key.into_bytes()),
+                ],
+                &[event],
+                now,
+            )
             .await?;
     }
     let sealed = store
@@ -172,7 +186,7 @@ pub fn is_initialized(path: &Path) -> bool {
 
 /// Creates the data directory, its master key, the token signing key and the first admin with an
 /// API token, which is returned to be shown once. Refuses a directory that is already initialised.
-pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError> {
+pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Initialized, StartupError> {
     if is_initialized(path) {
         return Err(StartupError::AlreadyInitialized {
             path: path.to_owned(),
@@ -266,9 +280,15 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Secret, StartupError
             now,
         )
         .await?;
-    ensure_audit_key(&store, &sealer).await?;
+    let audit_key = ensure_audit_key(&store, &sealer, now)
+        .await?
+        .verifier()
+        .encode();
     store.close().await;
-    Ok(token.secret)
+    Ok(Initialized {
+        admin_token: token.secret,
+        audit_key,
+    })
 }
 
 /// Issues a new API token for an admin straight into the data directory, with the broker stopped
@@ -281,7 +301,7 @@ pub async fn recover_admin(
     ttl: Duration,
     clock: &dyn Clock,
 ) -> Result<(Secret, breakglass_store::ApiToken), StartupError> {
-    let data = DataDir::open(path).await?;
+    let data = DataDir::open(path, clock).await?;
     let p = data
         .store
         .principal(user)
@@ -309,6 +329,15 @@ pub async fn recover_admin(
         .await?;
     data.store.close().await;
     Ok((token.secret, token.record))
+}
+
+/// What `init` created that its operator must see.
+#[derive(Debug)]
+pub struct Initialized {
+    /// The first admin's API token, shown once.
+    pub admin_token: Secret,
+    /// The audit log's verifier key: record it where the broker's host cannot change it.
+    pub audit_key: String,
 }
 
 /// Writes the first admin token to a 0600 file when there is no terminal to show it on.

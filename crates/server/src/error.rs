@@ -35,6 +35,8 @@ pub enum StartupError {
     Corrupt(String),
     #[error("cannot recover admin access: {0}")]
     Recovery(String),
+    #[error("cannot verify the audit log: {0}")]
+    Verify(String),
 }
 
 impl StartupError {
@@ -71,6 +73,9 @@ impl StartupError {
             Self::Bind { .. } => "pick a free address with `--listen HOST:PORT`".into(),
             Self::Roles(e) => e.help(),
             Self::RolesDir { .. } => "create the directory or point `--roles` at the one holding your role files".into(),
+            Self::Verify(_) => {
+                "check the paths and flags; `breakglass audit verify --help` lists them".into()
+            }
             Self::Recovery(_) => {
                 "name a user in the `admins` group; `breakglass users list` needs a token, so look in the audit log or the first admin `admin`"
                     .into()

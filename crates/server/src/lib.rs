@@ -35,7 +35,7 @@ impl Server {
     /// Opens the data directory, loads the roles, reconciles open intents and binds the listener.
     /// Any failure here is fatal and says what to do.
     pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let data = datadir::DataDir::open(&config.data_dir).await?;
+        let data = datadir::DataDir::open(&config.data_dir, clock.as_ref()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind {

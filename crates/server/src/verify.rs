@@ -41,7 +41,7 @@ pub struct VerifyReport {
 }
 
 fn unusable(reason: String) -> StartupError {
-    StartupError::Corrupt(reason)
+    StartupError::Verify(reason)
 }
 
 pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> {
@@ -59,12 +59,12 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> 
             ));
         }
     };
-    let store =
-        SqliteStore::open_read_only(&db_path)
-            .await
-            .map_err(|_| StartupError::NotInitialized {
-                path: db_path.clone(),
-            })?;
+    let store = SqliteStore::open_read_only(&db_path).await.map_err(|e| {
+        unusable(format!(
+            "cannot open database `{}` read-only: {e}",
+            db_path.display()
+        ))
+    })?;
     let mut warnings = Vec::new();
     let mut problems = Vec::new();
 
@@ -198,7 +198,15 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> 
     if checked == 0 {
         warnings.push("no signed checkpoint was found: the events are consistent with each other, but nothing signed vouches for them".into());
     }
-    problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
+    // Problems the rebuild pinned to one event come first; then those about the head and the
+    // checkpoints, which can only name where a range of damage starts.
+    let (mut exact, mut rest): (Vec<Problem>, Vec<Problem>) = problems
+        .into_iter()
+        .partition(|p| rebuilt.problems.contains(p));
+    exact.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
+    rest.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
+    exact.extend(rest);
+    let problems = exact;
     Ok(VerifyReport {
         events: rebuilt.size,
         root: rebuilt.root,

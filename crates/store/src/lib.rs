@@ -216,9 +216,14 @@ pub trait Store: Send + Sync + 'static {
     async fn save_checkpoint(&self, size: u64, note: &str, now: Timestamp) -> Result<()>;
     /// The checkpoint with the largest size.
     async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>>;
-    /// Stores sealed key material and plain settings that do not exist yet, all or nothing;
-    /// `false` (and nothing written) if the first name is already there.
-    async fn add_secrets(&self, secrets: &[(&str, Vec<u8>)]) -> Result<bool>;
+    /// Stores sealed key material and plain settings that do not exist yet, with `events`, all or
+    /// nothing; `false` (and nothing written) if the first name is already there.
+    async fn add_secrets(
+        &self,
+        secrets: &[(&str, Vec<u8>)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
     /// Reads the head, the checkpoints (handed to `checkpoints` first) and then every event
     /// (visited in order), all in one snapshot.
     async fn audit_snapshot(

@@ -38,6 +38,7 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     reader: SqlitePool,
     commits: Arc<AtomicU64>,
+    submitted: Arc<AtomicU64>,
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -95,42 +96,61 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<(Work, Reply)>, commi
         }
         return;
     }
-    let mut results = Vec::with_capacity(batch.len());
-    for (work, reply) in batch {
-        let outcome = match sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
-            Err(e) => Err(StoreError::from(e)),
-            Ok(_) => {
-                let r = work(&mut *conn).await;
-                let close = if r.is_ok() {
-                    "RELEASE job"
-                } else {
-                    "ROLLBACK TO job"
-                };
-                match sqlx::query(close).execute(&mut *conn).await {
-                    Ok(_) if r.is_err() => sqlx::query("RELEASE job")
-                        .execute(&mut *conn)
-                        .await
-                        .map(|_| ())
-                        .map_err(StoreError::from)
-                        .and(r),
-                    Ok(_) => r,
-                    Err(e) => Err(StoreError::from(e)),
-                }
+    let mut done: Vec<(Result<Box<dyn Any + Send>>, Reply)> = Vec::with_capacity(batch.len());
+    let mut broken: Option<String> = None;
+    let mut queue = batch.into_iter();
+    for (work, reply) in queue.by_ref() {
+        if let Err(e) = sqlx::query("SAVEPOINT job").execute(&mut *conn).await {
+            broken = Some(e.to_string());
+            done.push((Err(StoreError::Commit(e.to_string())), reply));
+            break;
+        }
+        let outcome = work(&mut *conn).await;
+        let undo = if outcome.is_ok() {
+            sqlx::query("RELEASE job")
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+        } else {
+            match sqlx::query("ROLLBACK TO job").execute(&mut *conn).await {
+                Ok(_) => sqlx::query("RELEASE job")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
             }
         };
-        results.push((outcome, reply));
+        done.push((outcome, reply));
+        if let Err(e) = undo {
+            // The savepoint is gone: SQLite has rolled the whole transaction back (disk full,
+            // I/O error) or cannot undo this write alone. Nothing of the batch may be reported
+            // as kept, and no later write may run outside a transaction.
+            broken = Some(e.to_string());
+            break;
+        }
+    }
+    if let Some(message) = broken {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        let replies = done
+            .into_iter()
+            .map(|(_, r)| r)
+            .chain(queue.map(|(_, r)| r));
+        for reply in replies {
+            let _ = reply.send(Err(StoreError::Commit(message.clone())));
+        }
+        return;
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {
         Ok(_) => {
             commits.fetch_add(1, Ordering::Relaxed);
-            for (outcome, reply) in results {
+            for (outcome, reply) in done {
                 let _ = reply.send(outcome);
             }
         }
         Err(e) => {
             let message = e.to_string();
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            for (_, reply) in results {
+            for (_, reply) in done {
                 let _ = reply.send(Err(StoreError::Commit(message.clone())));
             }
         }
@@ -170,6 +190,7 @@ impl SqliteStore {
             writer: tx,
             reader,
             commits,
+            submitted: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -211,6 +232,7 @@ impl SqliteStore {
             .send(Job::Write { work, reply })
             .await
             .map_err(|_| StoreError::Closed)?;
+        self.submitted.fetch_add(1, Ordering::Relaxed);
         let boxed = answer.await.map_err(|_| StoreError::Closed)??;
         boxed
             .downcast::<T>()
@@ -223,9 +245,9 @@ impl SqliteStore {
         self.commits.load(Ordering::Relaxed)
     }
 
-    /// Writes waiting for the writer right now.
-    pub fn queued_writes(&self) -> usize {
-        self.writer.max_capacity() - self.writer.capacity()
+    /// How many writes have been handed to the writer so far (queued, running or done).
+    pub fn submitted_writes(&self) -> u64 {
+        self.submitted.load(Ordering::Relaxed)
     }
 
     /// Stops the writer after the writes already queued and closes every connection.
@@ -313,6 +335,24 @@ async fn store_hashes(tx: &mut SqliteConnection, completed: Vec<(NodeId, Hash)>)
 async fn backfill_tree(pool: &SqlitePool) -> Result<()> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let mut frontier = load_head(&mut tx).await?;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_log")
+        .fetch_one(&mut *tx)
+        .await?;
+    if u64::try_from(count).ok() == Some(frontier.size()) {
+        return Ok(());
+    }
+    // Only a log that never had a tree is built here. A head that has fallen behind a log that
+    // already had one (or has signed checkpoints) means the tree was damaged or reset: refuse,
+    // rather than quietly hash whatever the events now say.
+    let checkpoints: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
+        .fetch_one(&mut *tx)
+        .await?;
+    if frontier.size() > 0 || checkpoints > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "the audit tree covers {} events but the log holds {count}: the tree was damaged or reset; run `breakglass audit verify` and restore from backup",
+            frontier.size()
+        )));
+    }
     let rows = sqlx::query("SELECT seq, bytes FROM audit_log WHERE seq >= ? ORDER BY seq")
         .bind(to_i64(frontier.size())?)
         .fetch_all(&mut *tx)
@@ -915,11 +955,17 @@ impl Store for SqliteStore {
         row.as_ref().map(checkpoint_from_row).transpose()
     }
 
-    async fn add_secrets(&self, secrets: &[(&str, Vec<u8>)]) -> Result<bool> {
+    async fn add_secrets(
+        &self,
+        secrets: &[(&str, Vec<u8>)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
         let Some((first, _)) = secrets.first() else {
             return Ok(false);
         };
         let first = (*first).to_owned();
+        let events = events.to_vec();
         let secrets: Vec<(String, Vec<u8>)> = secrets
             .iter()
             .map(|(n, v)| ((*n).to_owned(), v.clone()))
@@ -927,6 +973,7 @@ impl Store for SqliteStore {
         self.write(move |tx| {
             Box::pin(async move {
                 let secrets = &secrets[..];
+                let events = &events[..];
                 let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meta WHERE key = ?")
                     .bind(format!("secret:{first}"))
                     .fetch_one(&mut *tx)
@@ -941,6 +988,7 @@ impl Store for SqliteStore {
                         .execute(&mut *tx)
                         .await?;
                 }
+                append_in(tx, events, now).await?;
                 Ok(true)
             })
         })

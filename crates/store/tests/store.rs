@@ -413,13 +413,13 @@ async fn lock_exclusively(path: &std::path::Path) -> sqlx::SqliteConnection {
     c
 }
 
-/// Polls until exactly `n` writes wait for the writer (0: it has taken everything queued).
-async fn wait_for_queue(store: &SqliteStore, n: usize) {
+/// Polls until `n` writes have been handed to the writer since `base`.
+async fn wait_for_submitted(store: &SqliteStore, base: u64, n: u64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while store.queued_writes() != n {
+    while store.submitted_writes() - base < n {
         assert!(
             std::time::Instant::now() < deadline,
-            "writes never queued up"
+            "writes never reached the writer"
         );
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -438,6 +438,7 @@ async fn concurrent_writes_share_one_commit() {
 
     // Hold the database so the writer stalls on its first batch while the rest queue up.
     let mut lock = lock_exclusively(&path).await;
+    let base = store.submitted_writes();
     let mut tasks = Vec::new();
     for i in 0..64 {
         let s = store.clone();
@@ -448,12 +449,9 @@ async fn concurrent_writes_share_one_commit() {
             });
             s.append(&[ev], t(100)).await
         }));
-        if i == 0 {
-            // the writer takes the first write and then waits for the lock
-            wait_for_queue(&store, 0).await;
-        }
     }
-    wait_for_queue(&store, 63).await;
+    // All 64 are with the writer: some in the batch stalled on the lock, the rest queued behind it.
+    wait_for_submitted(&store, base, 64).await;
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     for t in tasks {
         t.await.unwrap().unwrap();
@@ -461,7 +459,7 @@ async fn concurrent_writes_share_one_commit() {
     let commits = store.commits() - before;
     assert!(
         commits <= 2,
-        "64 writes took {commits} commits: the 63 that waited together share one"
+        "64 writes took {commits} commits: those that waited together share one"
     );
     let events = store.audit_tail(10_000).await.unwrap();
     assert_eq!(events.len() as u64, size0 + 64);
@@ -470,7 +468,7 @@ async fn concurrent_writes_share_one_commit() {
     }
 }
 
-/// A write that fails inside a batch is undone alone; the others in the batch commit.
+/// A write that fails inside a batch is undone alone; the others (in its batch or not) commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_in_a_batch_fails_alone() {
     let dir = tempfile::tempdir().unwrap();
@@ -479,6 +477,7 @@ async fn a_failed_write_in_a_batch_fails_alone() {
     initialized(&store).await;
     let size0 = store.audit_size().await.unwrap();
     let mut lock = lock_exclusively(&path).await;
+    let base = store.submitted_writes();
     let first = {
         let s = store.clone();
         tokio::spawn(async move {
@@ -486,7 +485,6 @@ async fn a_failed_write_in_a_batch_fails_alone() {
                 .await
         })
     };
-    wait_for_queue(&store, 0).await;
     let mut tasks = Vec::new();
     for name in ["xavier", "alice", "yvonne"] {
         let s = store.clone();
@@ -494,8 +492,8 @@ async fn a_failed_write_in_a_batch_fails_alone() {
             s.create_principal(&user(name, &[]), &[created(name)], t(6))
                 .await
         }));
-        wait_for_queue(&store, tasks.len()).await;
     }
+    wait_for_submitted(&store, base, 4).await;
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     first.await.unwrap().unwrap();
     let results: Vec<_> = futures_join(tasks).await;
@@ -526,8 +524,8 @@ async fn futures_join<T>(tasks: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
     out
 }
 
-/// The head row always describes the tree of the stored bytes, and a database whose tree was lost
-/// (or predates it) gets it rebuilt from the bytes on open.
+/// The head row always describes the tree of the stored bytes; a database that predates the tree
+/// gets it built from the bytes on open, but a tree that fell behind is refused.
 #[tokio::test]
 async fn the_tree_head_matches_the_stored_bytes_and_is_rebuilt_if_missing() {
     let dir = tempfile::tempdir().unwrap();
@@ -552,6 +550,10 @@ async fn the_tree_head_matches_the_stored_bytes_and_is_rebuilt_if_missing() {
     ))
     .await
     .unwrap();
+    sqlx::query("DROP TRIGGER audit_hashes_no_delete")
+        .execute(&mut c)
+        .await
+        .unwrap();
     sqlx::query("DELETE FROM audit_hashes")
         .execute(&mut c)
         .await
@@ -563,4 +565,20 @@ async fn the_tree_head_matches_the_stored_bytes_and_is_rebuilt_if_missing() {
     drop(c);
     let store = SqliteStore::open(&path).await.unwrap();
     assert_eq!(store.audit_head().await.unwrap(), rebuild(&events));
+    store.close().await;
+
+    // A head that falls behind a log that already had a tree is damage, not history: refuse.
+    let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO audit_log (seq, type, grant_id, time, bytes) VALUES (999, 'x', NULL, 0, x'00')")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    drop(c);
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(err.to_string().contains("the audit tree covers"), "{err}");
 }

@@ -67,6 +67,8 @@ pub struct Broker {
     child: Option<Child>,
     url: String,
     pub admin_token: String,
+    /// The audit verifier key `init` printed.
+    pub audit_key: String,
     logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
 }
@@ -92,12 +94,14 @@ impl Broker {
         let v: Value =
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("init output: {e}"));
         let admin_token = v["admin_token"].as_str().unwrap_or_default().to_owned();
+        let audit_key = v["audit_key"].as_str().unwrap_or_default().to_owned();
         let mut b = Self {
             bin: bin.to_owned(),
             dir,
             child: None,
             url: String::new(),
             admin_token,
+            audit_key,
             logs: Arc::default(),
             env: Vec::new(),
         };

@@ -18,20 +18,23 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(a: Args, format: Format) -> Result<(), CliError> {
-    let token = datadir::init(&a.data_dir, &SystemClock)
+    let done = datadir::init(&a.data_dir, &SystemClock)
         .await
         .map_err(|e| CliError::with_help(EXIT_REFUSED, "init", e.to_string(), &e.help()))?;
     match format {
         Format::Json => output::json(&json!({
             "data_dir": a.data_dir.display().to_string(),
             "admin": datadir::FIRST_ADMIN,
-            "admin_token": token.expose(),
+            "admin_token": done.admin_token.expose(),
+            "audit_key": done.audit_key,
         })),
         Format::Human => {
             println!("initialised breakglass in `{}`", a.data_dir.display());
             println!("first admin: `{}` (group `admins`)", datadir::FIRST_ADMIN);
+            println!("audit log verifier key (record it somewhere this host cannot change):");
+            println!("  {}", done.audit_key);
             println!("admin API token, shown once; store it like a root password:");
-            println!("{}", token.expose());
+            println!("{}", done.admin_token.expose());
         }
     }
     Ok(())

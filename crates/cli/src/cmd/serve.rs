@@ -50,7 +50,7 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
         CliError::with_help(EXIT_FAILURE, "startup", e.to_string(), &e.help())
     };
     if !datadir::is_initialized(&a.data_dir) {
-        let token = datadir::init(&a.data_dir, &SystemClock)
+        let done = datadir::init(&a.data_dir, &SystemClock)
             .await
             .map_err(fail)?;
         // INVARIANT(6): the first admin token goes to a terminal, or to a 0600 file; never to the
@@ -61,10 +61,15 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
                 "admin API token for user `{}`, shown once; store it like a root password:",
                 datadir::FIRST_ADMIN
             );
-            eprintln!("{}", token.expose());
+            eprintln!("{}", done.admin_token.expose());
+            eprintln!(
+                "audit log verifier key (record it somewhere this host cannot change): {}",
+                done.audit_key
+            );
         } else {
-            let file = datadir::write_initial_token(&a.data_dir, &token).map_err(fail)?;
-            tracing::warn!(file = %file.display(), "initialised a new data directory; the first admin token is in this file: read it, store it safely, then delete the file");
+            let file =
+                datadir::write_initial_token(&a.data_dir, &done.admin_token).map_err(fail)?;
+            tracing::warn!(file = %file.display(), audit_key = %done.audit_key, "initialised a new data directory; the first admin token is in this file: read it, store it safely, then delete the file");
         }
     }
     let mut config = ServeConfig::new(a.data_dir, a.listen);

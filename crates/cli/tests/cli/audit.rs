@@ -51,6 +51,15 @@ fn checkpoints_proofs_and_export_verify_with_independent_tools() {
     assert_eq!(key_run.code, 0, "{key_run:?}");
     let key = key_run.stdout.lines().last().unwrap().to_owned();
     assert!(key.starts_with("breakglass/"), "{key}");
+    assert_eq!(key, w.bg.audit_key, "`init` printed the same verifier key");
+    let tail = w.bg.cli_json(&admin, &["audit", "tail", "-n", "10000"]);
+    let created = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "audit.key_created")
+        .expect("the key's creation is audited");
+    assert_eq!(created["key"], key.as_str());
 
     let cp_run = w.bg.cli(&admin, &["audit", "checkpoint"]);
     assert_eq!(cp_run.code, 0);
@@ -205,6 +214,7 @@ fn tamper(e: &Evidence, sql: &[&str]) {
         let url = format!("sqlite://{}", e.data.join("breakglass.db").display());
         let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
         for s in [
+            "DROP TRIGGER IF EXISTS audit_checkpoints_no_delete",
             "DROP TRIGGER IF EXISTS audit_log_no_update",
             "DROP TRIGGER IF EXISTS audit_log_no_delete",
             "DROP TRIGGER IF EXISTS audit_checkpoints_no_update",
@@ -282,8 +292,8 @@ fn audit_verify_passes_an_untouched_log_and_names_each_kind_of_tampering() {
         );
     }
 
-    // delete the tail after the trusted checkpoint (and cover it up: drop the later checkpoints,
-    // the published log and reset the head to match)
+    // delete the tail after the trusted checkpoint (and cover it up: drop the later checkpoints
+    // and the published log)
     let trusted_size: u64 = std::fs::read_to_string(&base.trusted)
         .unwrap()
         .lines()

@@ -252,6 +252,7 @@ fn request_approve_credential_and_expiry_end_to_end() {
             "grant.activated",
             "credential.issued",
             "credential.delivered",
+            "auth.denied", // the refused second collection, filed under the grant
             "grant.revoking",
             "grant.expired",
         ]
