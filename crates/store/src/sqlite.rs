@@ -96,6 +96,32 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<(Work, Reply)>, commi
         }
         return;
     }
+    let mut batch = batch;
+    if batch.len() == 1
+        && let Some((work, reply)) = batch.pop()
+    {
+        // A write alone needs no savepoint: its transaction is its own.
+        let outcome = work(&mut *conn).await;
+        let end = if outcome.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        let outcome = match sqlx::query(end).execute(&mut *conn).await {
+            Ok(_) if outcome.is_ok() => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                outcome
+            }
+            // A failed write keeps its own error; the rollback just confirms nothing was kept.
+            Ok(_) => outcome,
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(StoreError::Commit(e.to_string()))
+            }
+        };
+        let _ = reply.send(outcome);
+        return;
+    }
     let mut done: Vec<(Result<Box<dyn Any + Send>>, Reply)> = Vec::with_capacity(batch.len());
     let mut broken: Option<String> = None;
     let mut queue = batch.into_iter();
@@ -272,6 +298,7 @@ async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timest
         return Ok(());
     }
     let mut frontier = load_head(tx).await?;
+    let mut completed = Vec::new();
     for e in events {
         let seq = frontier.size();
         let bytes = e.canonical_bytes(seq, now);
@@ -286,8 +313,9 @@ async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timest
         .bind(bytes)
         .execute(&mut *tx)
         .await?;
-        store_hashes(tx, frontier.append(leaf)).await?;
+        completed.extend(frontier.append(leaf));
     }
+    store_hashes(tx, completed).await?;
     save_head(tx, &frontier).await
 }
 
@@ -318,14 +346,20 @@ async fn save_head(tx: &mut SqliteConnection, f: &Frontier) -> Result<()> {
     Ok(())
 }
 
+/// Inserts completed subtree hashes, many per statement (each statement has a fixed cost).
 async fn store_hashes(tx: &mut SqliteConnection, completed: Vec<(NodeId, Hash)>) -> Result<()> {
-    for (id, h) in completed {
-        sqlx::query("INSERT INTO audit_hashes (level, idx, hash) VALUES (?, ?, ?)")
-            .bind(i64::from(id.level))
-            .bind(to_i64(id.index)?)
-            .bind(h.0.as_slice())
-            .execute(&mut *tx)
-            .await?;
+    const PER_STATEMENT: usize = 100;
+    for chunk in completed.chunks(PER_STATEMENT) {
+        let placeholders = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!("INSERT INTO audit_hashes (level, idx, hash) VALUES {placeholders}");
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, h) in chunk {
+            q = q
+                .bind(i64::from(id.level))
+                .bind(to_i64(id.index)?)
+                .bind(h.0.to_vec());
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }
