@@ -51,6 +51,31 @@ pub(crate) fn parse(presented: &str) -> Option<(&str, &str)> {
     ok.then_some((id, secret))
 }
 
+/// Whether `s` has the shape of a token id (12 lowercase hex characters).
+pub(crate) fn is_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The id part of a whole token (`bgt_<id>_<secret>`), or `s` itself.
+pub(crate) fn id_of(s: &str) -> &str {
+    s.strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('_').next())
+        .unwrap_or(s)
+}
+
+/// `path` with any whole API token in it cut down to its id, for log lines.
+pub(crate) fn redact_path(path: &str) -> String {
+    path.split('/')
+        .map(
+            |seg| match seg.strip_prefix(PREFIX).and_then(|r| r.split_once('_')) {
+                Some((id, _)) => format!("{PREFIX}{id}_[redacted]"),
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// Whether `secret` is the one whose hash `record` keeps, compared in constant time.
 pub(crate) fn matches(record: &ApiToken, secret: &str) -> bool {
     let h = hash(secret);
@@ -83,5 +108,10 @@ mod tests {
         assert_eq!(t.record.expires_at.unix_millis(), 60_000);
         assert!(parse("bgt_zz_zz").is_none());
         assert!(parse("Bearer x").is_none());
+        assert_eq!(id_of(t.secret.expose()), t.record.id);
+        assert_eq!(id_of("abc"), "abc");
+        let logged = redact_path(&format!("/v1/tokens/{}/revoke", t.secret.expose()));
+        assert!(!logged.contains(secret), "{logged}");
+        assert!(logged.contains(&t.record.id));
     }
 }

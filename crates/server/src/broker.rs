@@ -302,8 +302,15 @@ impl Broker {
 
     /// Admins revoke any token; anyone may revoke their own.
     pub async fn revoke_token(&self, caller: &Caller, id: &str) -> Result<ApiToken, BrokerError> {
+        // Someone revoking a leaked token may paste the whole token: take its id, and never echo
+        // anything but a well-formed id.
+        let id = apitoken::id_of(id);
         let unknown = || DomainError::UnknownToken {
-            id: id.chars().take(40).collect(),
+            id: if apitoken::is_id(id) {
+                id.to_owned()
+            } else {
+                "(not a token id)".to_owned()
+            },
         };
         let t = self.store.token(id).await?.ok_or_else(unknown)?;
         if !caller.principal.is_admin() && t.principal != caller.principal.name.as_str() {

@@ -468,6 +468,35 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
         "{}",
         r.stderr
     );
+    // revoking a leaked token by pasting the whole token works, and the secret goes nowhere
+    let leaked =
+        w.bg.cli_json(&w.bg.admin_token, &["tokens", "create", "--user", "alice"]);
+    let leaked = leaked["token"].as_str().unwrap().to_owned();
+    let r = w.bg.cli(
+        &w.bg.admin_token,
+        &["tokens", "revoke", &leaked, "--output", "json"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(
+        w.bg.cli(&leaked, &["whoami"]).code,
+        3,
+        "the leaked token no longer works"
+    );
+    let secret = leaked.splitn(3, '_').nth(2).unwrap();
+    assert!(
+        !w.bg.logs().contains(secret),
+        "the pasted secret reached the log"
+    );
+    let audit =
+        w.bg.cli(
+            &w.bg.admin_token,
+            &["audit", "tail", "-n", "1000", "--output", "json"],
+        )
+        .stdout;
+    assert!(
+        !audit.contains(secret),
+        "the pasted secret reached the audit log"
+    );
     let r =
         w.bg.cli(&w.bg.admin_token, &["tokens", "revoke", "feedfacecafe"]);
     assert_eq!(r.code, 5, "{r:?}");

@@ -72,7 +72,7 @@ async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound {
         message: format!(
             "no such endpoint `{}`",
-            uri.path().chars().take(200).collect::<String>()
+            crate::apitoken::redact_path(&uri.path().chars().take(200).collect::<String>())
         ),
     }
 }
@@ -96,7 +96,9 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// or query strings, which may carry secrets.
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
-    let path = req.uri().path().chars().take(200).collect::<String>();
+    // A token pasted into a path (revoking a leaked token) must not reach the log.
+    let path =
+        crate::apitoken::redact_path(&req.uri().path().chars().take(200).collect::<String>());
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
