@@ -85,6 +85,16 @@ pub enum DomainError {
         expected: &'static str,
         action: &'static str,
     },
+    #[error("`{principal}` may no longer request role `{role}`, so grant `{grant}` cannot go on")]
+    RequesterNoLongerAllowed {
+        principal: String,
+        role: String,
+        grant: String,
+    },
+    #[error("role `{role}` grants something different now than when grant `{grant}` was requested")]
+    RoleChangedSinceRequest { role: String, grant: String },
+    #[error("grant `{grant}` has reached its end and is being expired")]
+    ReachedItsEnd { grant: String },
     #[error("grant `{grant}` has already ended (`{state}`)")]
     AlreadyEnded { grant: String, state: &'static str },
     #[error("grant `{grant}` has used all {max} extensions its role allows")]
@@ -159,6 +169,13 @@ impl DomainError {
             Self::WrongState { grant, .. } | Self::AlreadyEnded { grant, .. } => {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
+            Self::RequesterNoLongerAllowed { .. } => {
+                "the role or the account changed since the request; deny it, and have an allowed requester ask again".into()
+            }
+            Self::RoleChangedSinceRequest { .. } => {
+                "deny this request; the requester must request again under the role as it is now".into()
+            }
+            Self::ReachedItsEnd { .. } => "request a new grant if the work is not done".into(),
             Self::ExtensionsExhausted { .. } | Self::ExtensionOverMax { .. } => {
                 "request a new grant with a fresh justification instead".into()
             }
@@ -192,12 +209,15 @@ impl DomainError {
             | Self::NotApprover { .. }
             | Self::NotAllowed { .. }
             | Self::AdminOnly { .. }
-            | Self::SelfApproval { .. } => ErrorCategory::Forbidden,
+            | Self::SelfApproval { .. }
+            | Self::RequesterNoLongerAllowed { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
             | Self::WrongState { .. }
             | Self::AlreadyEnded { .. }
+            | Self::RoleChangedSinceRequest { .. }
+            | Self::ReachedItsEnd { .. }
             | Self::ExtensionsExhausted { .. }
             | Self::ExtensionPending { .. }
             | Self::CredentialAlreadyDelivered { .. }
@@ -231,6 +251,9 @@ impl DomainError {
             Self::AlreadyApproved { .. } => "already_approved",
             Self::WrongState { .. } => "wrong_state",
             Self::AlreadyEnded { .. } => "already_ended",
+            Self::RequesterNoLongerAllowed { .. } => "requester_no_longer_allowed",
+            Self::RoleChangedSinceRequest { .. } => "role_changed_since_request",
+            Self::ReachedItsEnd { .. } => "reached_its_end",
             Self::ExtensionsExhausted { .. } => "extensions_exhausted",
             Self::ExtensionOverMax { .. } => "extension_over_max",
             Self::ExtensionPending { .. } => "extension_pending",

@@ -294,6 +294,11 @@ impl Grant {
         };
         let extending =
             self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
+        if extending && self.past_end(now) {
+            return Err(DomainError::ReachedItsEnd {
+                grant: self.id.to_string(),
+            });
+        }
         if !extending && self.state != GrantState::Requested {
             return Err(self.wrong_state(
                 "a pending request (or an active grant with a pending extension)",
@@ -399,6 +404,11 @@ impl Grant {
         let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
         let extending =
             self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
+        if extending && self.past_end(now) {
+            return Err(DomainError::ReachedItsEnd {
+                grant: self.id.to_string(),
+            });
+        }
         if !extending && self.state != GrantState::Requested {
             return Err(self.wrong_state(
                 "a pending request (or an active grant with a pending extension)",
@@ -802,6 +812,11 @@ impl Grant {
         if !matches!(self.state, GrantState::Active { .. }) {
             return Err(self.wrong_state("active", "extended"));
         }
+        if self.past_end(now) {
+            return Err(DomainError::ReachedItsEnd {
+                grant: self.id.to_string(),
+            });
+        }
         if self.pending_extension.is_some() {
             return Err(DomainError::ExtensionPending {
                 grant: self.id.to_string(),
@@ -847,7 +862,7 @@ impl Grant {
     }
 
     /// Checks that `by` may receive this grant's credential now.
-    pub fn check_reveal(&self, by: &Principal) -> Result<(), DomainError> {
+    pub fn check_reveal(&self, by: &Principal, now: Timestamp) -> Result<(), DomainError> {
         if by.name != self.requester {
             return Err(DomainError::NotAllowed {
                 principal: by.name.to_string(),
@@ -861,7 +876,17 @@ impl Grant {
                 state: self.state.name(),
             });
         }
+        if self.past_end(now) {
+            return Err(DomainError::ReachedItsEnd {
+                grant: self.id.to_string(),
+            });
+        }
         Ok(())
+    }
+
+    /// An active grant whose window has closed is over, even before the reaper records it.
+    pub fn past_end(&self, now: Timestamp) -> bool {
+        matches!(self.state, GrantState::Active { expires_at, .. } if now >= expires_at)
     }
 
     /// Whether `p` may see this grant: its requester, anyone who may approve or owns the role,

@@ -19,8 +19,9 @@ use crate::broker::BrokerError;
 pub(crate) struct Checkpointer {
     signer: NoteSigner,
     log_path: PathBuf,
-    /// One signer at a time, so two callers never race to sign the same size.
-    lock: tokio::sync::Mutex<()>,
+    /// One signer at a time, so two callers never race to sign the same size. Holds the size of
+    /// the last checkpoint this process published to the file.
+    lock: tokio::sync::Mutex<u64>,
 }
 
 impl Checkpointer {
@@ -28,7 +29,7 @@ impl Checkpointer {
         Self {
             signer,
             log_path,
-            lock: tokio::sync::Mutex::new(()),
+            lock: tokio::sync::Mutex::new(0),
         }
     }
 
@@ -47,11 +48,16 @@ impl Checkpointer {
         store: &dyn Store,
         now: Timestamp,
     ) -> Result<StoredCheckpoint, BrokerError> {
-        let _guard = self.lock.lock().await;
+        let mut published = self.lock.lock().await;
         let (size, root) = store.audit_head().await?;
         if let Some(cp) = store.latest_checkpoint().await?
             && cp.size >= size
         {
+            // A checkpoint whose publication failed (or that another process signed) is
+            // published again until the file has it.
+            if cp.size > *published && self.publish(cp.size, &cp.note, cp.signed_at) {
+                *published = cp.size;
+            }
             return Ok(cp);
         }
         let text = Checkpoint {
@@ -64,7 +70,9 @@ impl Checkpointer {
             BrokerError::Store(breakglass_store::StoreError::Corrupt(e.to_string()))
         })?;
         store.save_checkpoint(size, &note, now).await?;
-        self.publish(size, &note, now);
+        if self.publish(size, &note, now) {
+            *published = size;
+        }
         Ok(StoredCheckpoint {
             size,
             note,
@@ -73,8 +81,8 @@ impl Checkpointer {
     }
 
     /// Appends to the checkpoint log and syncs it. A failure is logged loudly but does not undo the
-    /// checkpoint: the database copy stands, and the next one is published again.
-    fn publish(&self, size: u64, note: &str, now: Timestamp) {
+    /// checkpoint: the database copy stands and is published again on the next call.
+    fn publish(&self, size: u64, note: &str, now: Timestamp) -> bool {
         let line = json!({ "size": size, "signed_at": now, "note": note }).to_string();
         let res = std::fs::OpenOptions::new()
             .create(true)
@@ -86,10 +94,12 @@ impl Checkpointer {
             });
         match res {
             Ok(()) => {
-                tracing::info!(size, file = %self.log_path.display(), "audit checkpoint published")
+                tracing::info!(size, file = %self.log_path.display(), "audit checkpoint published");
+                true
             }
             Err(e) => {
-                tracing::error!(size, file = %self.log_path.display(), error = %e, "could not publish the audit checkpoint")
+                tracing::error!(size, file = %self.log_path.display(), error = %e, "could not publish the audit checkpoint; will retry");
+                false
             }
         }
     }

@@ -46,6 +46,7 @@ impl Broker {
         id: GrantId,
         comment: Option<String>,
     ) -> Result<Grant, BrokerError> {
+        self.still_allowed(id).await?;
         let roles = self.roles();
         let actor = Actor::User(caller.principal.name.clone());
         let (sg, _) = self
@@ -67,7 +68,8 @@ impl Broker {
             })
             .await?;
         if matches!(sg.grant.state, GrantState::Activating { .. }) {
-            return Ok(self.finish_activation(sg, actor).await?.grant);
+            let res = self.finish_activation(sg, actor).await;
+            return self.settled(id, res).await;
         }
         if sg.grant.credential_due {
             // The extension is approved and committed; if re-issuing fails now, the grant keeps
@@ -123,10 +125,10 @@ impl Broker {
             })
             .await?;
         tracing::info!(grant = %id, by = %caller.principal.name, "grant revoking");
-        Ok(self
+        let res = self
             .finish_revoking(sg, Actor::User(caller.principal.name.clone()))
-            .await?
-            .grant)
+            .await;
+        self.settled(id, res).await
     }
 
     pub async fn extend(
@@ -136,6 +138,7 @@ impl Broker {
         duration: Duration,
         reason: &str,
     ) -> Result<Grant, BrokerError> {
+        self.still_allowed(id).await?;
         let roles = self.roles();
         let (sg, _) = self
             .decide(id, |g, now| {
@@ -158,7 +161,7 @@ impl Broker {
         id: GrantId,
     ) -> Result<(Secret, Grant), BrokerError> {
         let sg = self.load(id).await?;
-        sg.grant.check_reveal(&caller.principal)?;
+        sg.grant.check_reveal(&caller.principal, self.clock.now())?;
         let sealed = self
             .store
             .deliver_credential(id, caller.principal.name.as_str(), self.clock.now())
@@ -327,6 +330,50 @@ impl Broker {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(grant = %g.id, error = %e, "could not check the target"),
+        }
+    }
+
+    /// Before anything moves a grant forward (an approval, an extension): its requester must
+    /// still be allowed to request the role and be enabled, and the role must still grant what it
+    /// granted when the request was made.
+    async fn still_allowed(&self, id: GrantId) -> Result<(), BrokerError> {
+        let g = self.load(id).await?.grant;
+        let roles = self.roles();
+        let role = roles.require(g.role.as_str())?;
+        let requester = self.store.principal(g.requester.as_str()).await?;
+        if !requester
+            .as_ref()
+            .is_some_and(|p| role.may_request(p) && !p.disabled)
+        {
+            return Err(DomainError::RequesterNoLongerAllowed {
+                principal: g.requester.to_string(),
+                role: role.id.to_string(),
+                grant: id.to_string(),
+            }
+            .into());
+        }
+        if role.target != g.target {
+            return Err(DomainError::RoleChangedSinceRequest {
+                role: role.id.to_string(),
+                grant: id.to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// After the caller's decision is committed, a conflict means the reconciler or the reaper
+    /// carried the grant on meanwhile: that is success for the caller, so answer with the grant
+    /// as it is now instead of an error.
+    async fn settled(
+        &self,
+        id: GrantId,
+        res: Result<StoredGrant, BrokerError>,
+    ) -> Result<Grant, BrokerError> {
+        match res {
+            Ok(sg) => Ok(sg.grant),
+            Err(BrokerError::Store(StoreError::Conflict)) => Ok(self.load(id).await?.grant),
+            Err(e) => Err(e),
         }
     }
 

@@ -73,6 +73,11 @@ impl Server {
                 tracing::warn!(error = %e, "start-up reconciliation incomplete; the reconciler will retry")
             }
         }
+        // INVARIANT(1): grants whose end passed while the broker was down are expired before anything
+        // is served, so no request sees them as live.
+        if let Err(e) = broker.reap().await {
+            tracing::warn!(error = %e, "start-up expiry pass incomplete; the reaper will retry");
+        }
         Ok(Self {
             broker,
             listener,

@@ -830,6 +830,15 @@ impl Store for SqliteStore {
             }
             .into());
         }
+        let ended: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM grants WHERE id = ? AND expires_at <= ?")
+            .bind(id.to_string())
+            .bind(now.unix_millis())
+            .fetch_one(&mut *tx)
+            .await?;
+        if ended > 0 {
+            // Past its end the grant is over, even if the reaper has not recorded it yet.
+            return Err(DomainError::ReachedItsEnd { grant: id.to_string() }.into());
+        }
         let row = sqlx::query(
             "SELECT serial, fingerprint, ciphertext FROM credentials WHERE grant_id = ? ORDER BY serial DESC LIMIT 1",
         )

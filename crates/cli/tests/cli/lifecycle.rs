@@ -299,3 +299,69 @@ fn an_extension_approved_just_before_a_crash_still_gets_its_credential() {
         10 * 60
     );
 }
+
+/// A request approved after its role changed must not hand out what the role no longer allows.
+#[test]
+fn approval_rechecks_the_requester_and_the_role() {
+    let w = world();
+    let id = request(&w, "10m");
+    // the role now grants less than what was requested
+    w.bg.write_role(
+        "prod-db-admin.toml",
+        &DB_ROLE.replace("scope = [\"db:admin\"]", "scope = [\"db:read\"]"),
+    );
+    w.bg.signal("HUP");
+    assert!(poll_until(DEADLINE, || w
+        .bg
+        .cli_json(&w.alice, &["roles", "show", "prod-db-admin"])["target"]
+        ["scope"][0]
+        == "db:read"));
+    let r = w.bg.cli(&w.bob, &["approve", &id]);
+    assert_eq!(r.code, 6, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("grants something different now than when grant"),
+        "{}",
+        r.stderr
+    );
+
+    // alice is no longer among the requesters
+    let id = request_with(&w, &w.bg.user("carl", &["sre"]));
+    w.bg.write_role(
+        "prod-db-admin.toml",
+        &DB_ROLE.replace(
+            "requesters = [\"group:sre\"]",
+            "requesters = [\"user:nobody-else\"]",
+        ),
+    );
+    w.bg.signal("HUP");
+    assert!(poll_until(DEADLINE, || w
+        .bg
+        .cli_json(&w.alice, &["roles", "show", "prod-db-admin"])["requesters"]
+        [0]
+        == "user:nobody-else"));
+    let r = w.bg.cli(&w.bob, &["approve", &id]);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("`carl` may no longer request role `prod-db-admin`"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(state(&w, &id), "requested", "nothing moved");
+}
+
+fn request_with(w: &World, token: &str) -> String {
+    let g = w.bg.cli_json(
+        token,
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "db down",
+            "--incident",
+            "INC-9",
+        ],
+    );
+    g["id"].as_str().unwrap().to_owned()
+}

@@ -388,10 +388,16 @@ fn extensions_default_to_none() {
 #[test]
 fn only_the_requester_gets_the_credential_and_only_while_active() {
     let g = active();
-    assert!(g.check_reveal(&alice()).is_ok());
-    assert_eq!(g.check_reveal(&bob()).unwrap_err().code(), "not_allowed");
+    assert!(g.check_reveal(&alice(), t(40)).is_ok());
     assert_eq!(
-        requested().check_reveal(&alice()).unwrap_err().code(),
+        g.check_reveal(&bob(), t(40)).unwrap_err().code(),
+        "not_allowed"
+    );
+    assert_eq!(
+        requested()
+            .check_reveal(&alice(), t(40))
+            .unwrap_err()
+            .code(),
         "credential_not_available"
     );
 }
@@ -429,4 +435,39 @@ fn grants_round_trip_through_json_with_a_lowercase_state() {
         assert_eq!(&back, g);
         assert_eq!(back.reason, "primary is down");
     }
+}
+
+#[test]
+fn past_its_end_an_active_grant_is_over_before_the_reaper_records_it() {
+    let g = active(); // ends at t(1830)
+    let r = role();
+    assert_eq!(
+        g.check_reveal(&alice(), t(1830)).unwrap_err().code(),
+        "reached_its_end"
+    );
+    assert_eq!(
+        g.request_extension(&r, &alice(), "1m".parse().unwrap(), "x", t(1830))
+            .unwrap_err()
+            .code(),
+        "reached_its_end"
+    );
+    let pending = g
+        .request_extension(&r, &alice(), "1m".parse().unwrap(), "x", t(40))
+        .unwrap()
+        .grant;
+    assert_eq!(
+        pending
+            .approve(&r, &bob(), None, t(1830))
+            .unwrap_err()
+            .code(),
+        "reached_its_end"
+    );
+    assert_eq!(
+        pending.deny(&r, &bob(), "no", t(1830)).unwrap_err().code(),
+        "reached_its_end"
+    );
+    assert!(
+        pending.begin_expiry(t(1830)).is_some(),
+        "the reaper still ends it"
+    );
 }
