@@ -16,6 +16,14 @@ const MAX_ATTEMPTS: usize = 8;
 /// The most grants one `grants list` returns.
 pub(crate) const LIST_LIMIT: u32 = 500;
 
+/// A credential handed to its holder, with the end it carries.
+#[derive(Debug)]
+pub struct Delivered {
+    pub credential: Secret,
+    pub kind: &'static str,
+    pub expires_at: Option<Timestamp>,
+}
+
 fn credential_context(id: GrantId) -> String {
     format!("credential:{id}")
 }
@@ -155,11 +163,7 @@ impl Broker {
     }
 
     /// Hands the credential to its holder, once (invariant 6), with the grant as it was checked.
-    pub async fn reveal(
-        &self,
-        caller: &Caller,
-        id: GrantId,
-    ) -> Result<(Secret, Grant), BrokerError> {
+    pub async fn reveal(&self, caller: &Caller, id: GrantId) -> Result<Delivered, BrokerError> {
         let sg = self.load(id).await?;
         sg.grant.check_reveal(&caller.principal, self.clock.now())?;
         let sealed = self
@@ -171,7 +175,11 @@ impl Broker {
             .open(&sealed.ciphertext, &credential_context(id))?;
         let text = String::from_utf8(plain).map_err(|_| crate::sealing::SealError::Open)?;
         tracing::info!(grant = %id, fingerprint = %sealed.fingerprint, "credential delivered");
-        Ok((Secret::new(text), sg.grant))
+        Ok(Delivered {
+            credential: Secret::new(text),
+            kind: sg.grant.target.kind(),
+            expires_at: sealed.expires_at,
+        })
     }
 
     pub async fn grant_for(&self, caller: &Caller, id: GrantId) -> Result<Grant, BrokerError> {

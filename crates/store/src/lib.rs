@@ -124,6 +124,9 @@ pub type EventVisitor<'a> = dyn FnMut(u64, &[u8], Option<Hash>) + Send + 'a;
 pub struct SealedCredential {
     pub fingerprint: String,
     pub ciphertext: Vec<u8>,
+    /// The grant's end as read in the delivery's own transaction (the end this credential
+    /// carries, even if an extension landed just before).
+    pub expires_at: Option<Timestamp>,
 }
 
 #[async_trait]

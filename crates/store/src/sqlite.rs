@@ -883,9 +883,14 @@ impl Store for SqliteStore {
             },
         );
         append_in(tx, &[event], now).await?;
+        let expires_at: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM grants WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
         Ok(SealedCredential {
             fingerprint,
             ciphertext,
+            expires_at: expires_at.map(Timestamp::from_unix_millis),
         })
             })
         })

@@ -206,15 +206,16 @@ pub(crate) async fn credential(
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>), ApiError> {
     audited_on(&b, &caller, "credential.reveal", Some(&id), async {
         let id = parse_id(&id)?;
-        // One read before delivery: once the credential is handed over nothing may fail.
-        let (secret, g) = b.reveal(&caller, id).await?;
+        // Nothing is read after delivery: once the credential is handed over nothing may fail,
+        // and the end shown is the one read in the delivery's own transaction.
+        let d = b.reveal(&caller, id).await?;
         Ok((
             [(axum::http::header::CACHE_CONTROL, "no-store")],
             Json(json!({
                 "grant": id.to_string(),
-                "kind": g.target.kind(),
-                "expires_at": g.expires_at(),
-                "credential": secret.expose(),
+                "kind": d.kind,
+                "expires_at": d.expires_at,
+                "credential": d.credential.expose(),
             })),
         ))
     })
