@@ -156,13 +156,19 @@ fn an_unwritable_data_directory_is_a_clear_error() {
     std::fs::create_dir(&locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o555)).unwrap();
     let target = locked.join("data");
+    // A copy of the binary that `nobody` can run wherever the checkout lives.
+    let bin = dir.path().join("breakglass");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     // Permission bits do not bind root, so as root the broker runs as `nobody`.
     let as_user = |args: &[&str]| {
         let root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
         let out = if root {
             Command::new("runuser")
-                .args(["-u", "nobody", "--", BIN])
+                .current_dir(dir.path())
+                .args(["-u", "nobody", "--"])
+                .arg(&bin)
                 .args(args)
                 .output()
                 .unwrap()
