@@ -53,7 +53,9 @@ pub(crate) fn parse(presented: &str) -> Option<(&str, &str)> {
 
 /// Whether `s` has the shape of a token id (12 lowercase hex characters).
 pub(crate) fn is_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    s.len() == 12
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The id part of a whole token (`bgt_<id>_<secret>`), or `s` itself.

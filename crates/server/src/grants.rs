@@ -54,7 +54,7 @@ impl Broker {
         id: GrantId,
         comment: Option<String>,
     ) -> Result<Grant, BrokerError> {
-        self.still_allowed(id).await?;
+        self.still_allowed(caller, id).await?;
         let roles = self.roles();
         let actor = Actor::User(caller.principal.name.clone());
         let (sg, _) = self
@@ -146,7 +146,7 @@ impl Broker {
         duration: Duration,
         reason: &str,
     ) -> Result<Grant, BrokerError> {
-        self.still_allowed(id).await?;
+        self.still_allowed(caller, id).await?;
         let roles = self.roles();
         let (sg, _) = self
             .decide(id, |g, now| {
@@ -344,10 +344,16 @@ impl Broker {
     /// Before anything moves a grant forward (an approval, an extension): its requester must
     /// still be allowed to request the role and be enabled, and the role must still grant what it
     /// granted when the request was made.
-    async fn still_allowed(&self, id: GrantId) -> Result<(), BrokerError> {
+    async fn still_allowed(&self, caller: &Caller, id: GrantId) -> Result<(), BrokerError> {
         let g = self.load(id).await?.grant;
         let roles = self.roles();
         let role = roles.require(g.role.as_str())?;
+        // Only someone who could act on the grant learns why it cannot go on; everyone else, and
+        // every ended grant, gets the core's own refusal.
+        let involved = role.may_approve(&caller.principal) || caller.principal.name == g.requester;
+        if !involved || g.state.is_ended() {
+            return Ok(());
+        }
         let requester = self.store.principal(g.requester.as_str()).await?;
         if !requester
             .as_ref()
