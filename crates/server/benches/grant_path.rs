@@ -255,6 +255,6 @@ async fn main() {
         percentile(&path, 0.5).as_secs_f64() / percentile(&hello, 0.5).as_secs_f64()
     );
     println!(
-        "  (one grant commits 3 durable transactions: the request; the approval with the activation intent; the activation)"
+        "  (one grant commits 4 durable transactions: the request; the approval with the activation intent; the activation; the signed audit checkpoint every activation gets, also fsynced to checkpoints.log)"
     );
 }
