@@ -187,12 +187,22 @@ impl EventDraft {
     /// The canonical bytes of this event at position `seq`, written at `time`. These bytes are
     /// what the store keeps and what the audit log hashes; they are never re-serialised.
     pub fn canonical_bytes(&self, seq: u64, time: Timestamp) -> Vec<u8> {
+        self.encode(seq, time).bytes
+    }
+
+    /// The canonical bytes and the `type` name, from one serialisation (what an append needs).
+    pub fn encode(&self, seq: u64, time: Timestamp) -> Encoded {
         let mut obj = match serde_json::to_value(&self.kind) {
             Ok(Value::Object(m)) => m,
             // INVARIANT: `EventKind` is an internally tagged enum of structs, which always
             // serialises to an object; this arm exists only to avoid a panic path.
             _ => Map::new(),
         };
+        let type_name = obj
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
         obj.insert("v".into(), Value::from(EVENT_VERSION));
         obj.insert("seq".into(), Value::from(seq));
         obj.insert("time".into(), Value::String(time.to_rfc3339()));
@@ -201,8 +211,16 @@ impl EventDraft {
             obj.insert("grant".into(), Value::String(g.to_string()));
         }
         strip_nulls(&mut obj);
-        serde_json::to_vec(&Value::Object(obj)).unwrap_or_default()
+        let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
+        Encoded { type_name, bytes }
     }
+}
+
+/// An event encoded for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Encoded {
+    pub type_name: String,
+    pub bytes: Vec<u8>,
 }
 
 /// Optional fields that are absent are left out rather than written as `null`, so adding an

@@ -18,6 +18,9 @@ use crate::broker::BrokerError;
 #[derive(Debug)]
 pub(crate) struct Checkpointer {
     signer: NoteSigner,
+    /// The log's origin line and verifier key, fixed for the signer's life.
+    origin: String,
+    verifier_key: String,
     log_path: PathBuf,
     /// One signer at a time, so two callers never race to sign the same size. Holds the size of
     /// the last checkpoint this process published to the file.
@@ -26,20 +29,23 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     pub(crate) fn new(signer: NoteSigner, log_path: PathBuf) -> Self {
+        let verifier = signer.verifier();
         Self {
+            origin: verifier.name().to_owned(),
+            verifier_key: verifier.encode(),
             signer,
             log_path,
             lock: tokio::sync::Mutex::new(0),
         }
     }
 
-    pub(crate) fn origin(&self) -> String {
-        self.signer.verifier().name().to_owned()
+    pub(crate) fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// The verifier key string (`<name>+<hex id>+<base64 key>`).
-    pub(crate) fn verifier_key(&self) -> String {
-        self.signer.verifier().encode()
+    pub(crate) fn verifier_key(&self) -> &str {
+        &self.verifier_key
     }
 
     /// The latest checkpoint, signing and publishing a new one first if the log grew.
@@ -61,7 +67,7 @@ impl Checkpointer {
             return Ok(cp);
         }
         let text = Checkpoint {
-            origin: self.origin(),
+            origin: self.origin.clone(),
             size,
             root,
         }

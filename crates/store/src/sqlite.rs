@@ -301,16 +301,16 @@ async fn append_in(tx: &mut SqliteConnection, events: &[EventDraft], now: Timest
     let mut completed = Vec::new();
     for e in events {
         let seq = frontier.size();
-        let bytes = e.canonical_bytes(seq, now);
-        let leaf = leaf_hash(&bytes);
+        let encoded = e.encode(seq, now);
+        let leaf = leaf_hash(&encoded.bytes);
         sqlx::query(
             "INSERT INTO audit_log (seq, type, grant_id, time, bytes) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(to_i64(seq)?)
-        .bind(e.kind.type_name())
+        .bind(encoded.type_name)
         .bind(e.grant.map(|g| g.to_string()))
         .bind(now.unix_millis())
-        .bind(bytes)
+        .bind(encoded.bytes)
         .execute(&mut *tx)
         .await?;
         completed.extend(frontier.append(leaf));

@@ -45,6 +45,16 @@ pub struct Run {
 }
 
 impl Run {
+    /// Runs `cmd` to completion and captures what it printed.
+    pub fn of(cmd: &mut Command) -> Self {
+        let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
     /// Stdout parsed as JSON; panics with the whole run if it is not.
     pub fn json(&self) -> Value {
         match serde_json::from_str(&self.stdout) {
@@ -217,17 +227,12 @@ impl Broker {
 
     /// Runs the CLI against this broker as the holder of `token`.
     pub fn cli(&self, token: &str, args: &[&str]) -> Run {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env("BREAKGLASS_URL", &self.url)
-            .env("BREAKGLASS_TOKEN", token)
-            .output()
-            .unwrap_or_else(|e| panic!("run cli: {e}"));
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        Run::of(
+            Command::new(&self.bin)
+                .args(args)
+                .env("BREAKGLASS_URL", &self.url)
+                .env("BREAKGLASS_TOKEN", token),
+        )
     }
 
     /// Runs the CLI with `--output json` and expects success.

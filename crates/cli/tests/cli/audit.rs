@@ -200,12 +200,7 @@ fn verify(e: &Evidence, extra: &[&str]) -> breakglass_testkit::Run {
         &e.key,
     ];
     args.extend(extra);
-    let out = Command::new(BIN).args(&args).output().unwrap();
-    breakglass_testkit::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    breakglass_testkit::Run::of(Command::new(BIN).args(&args))
 }
 
 fn tamper(e: &Evidence, sql: &[&str]) {

@@ -275,6 +275,21 @@ fn request_approve_credential_and_expiry_end_to_end() {
     let secret_part = w.alice.splitn(3, '_').nth(2).unwrap();
     assert_eq!(secret_part.len(), 43);
     assert!(!logs.contains(secret_part) && !audit.contains(secret_part));
+
+    // INVARIANT(6): the database keeps only hashes and ciphertext. Page images of every write
+    // linger in the WAL and in freed pages, so a secret ever written in clear would show here.
+    let mut stored = Vec::new();
+    for name in ["breakglass.db", "breakglass.db-wal"] {
+        stored.extend(std::fs::read(w.bg.data_dir().join(name)).unwrap_or_default());
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    for secret in [
+        jwt.as_str(),
+        secret_part,
+        w.bg.admin_token.splitn(3, '_').nth(2).unwrap(),
+    ] {
+        assert!(!stored.contains(secret), "a secret was stored in clear");
+    }
 }
 
 #[test]

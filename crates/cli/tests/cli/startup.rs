@@ -6,12 +6,7 @@ use std::process::Command;
 use super::*;
 
 fn run(args: &[&str]) -> breakglass_testkit::Run {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    breakglass_testkit::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    breakglass_testkit::Run::of(Command::new(BIN).args(args))
 }
 
 #[test]
