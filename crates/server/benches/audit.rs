@@ -170,15 +170,16 @@ async fn main() {
     let reader = SqliteStore::open_read_only(&data.join(datadir::DB_FILE))
         .await
         .unwrap();
-    let mut bytes_total = 0usize;
-    let mut blobs: Vec<Vec<u8>> = Vec::with_capacity(written);
-    reader
-        .audit_snapshot(&mut |_| {}, &mut |_, b, _| {
-            bytes_total += b.len();
-            blobs.push(b.to_vec());
-        })
-        .await
-        .unwrap();
+    struct Blobs(Vec<Vec<u8>>);
+    impl breakglass_store::AuditVisitor for Blobs {
+        fn event(&mut self, _: u64, bytes: &[u8], _: Option<breakglass_audit::Hash>) {
+            self.0.push(bytes.to_vec());
+        }
+    }
+    let mut blobs = Blobs(Vec::with_capacity(written));
+    reader.audit_snapshot(&mut blobs).await.unwrap();
+    let blobs = blobs.0;
+    let bytes_total: usize = blobs.iter().map(Vec::len).sum();
     reader.close().await;
     let start = Instant::now();
     let mut acc = [0u8; 32];

@@ -8,7 +8,7 @@ use breakglass_audit::verify::{
     CheckpointOutcome, FoundCheckpoint, Problem, Rebuild, check_checkpoint, claimed_size,
 };
 use breakglass_audit::{Hash, NoteVerifier};
-use breakglass_store::{SqliteStore, Store};
+use breakglass_store::{AuditVisitor, SqliteStore, Store};
 
 use crate::StartupError;
 use crate::datadir::{AUDIT_ORIGIN, AUDIT_VERIFIER, CHECKPOINT_LOG_FILE, DB_FILE};
@@ -137,30 +137,9 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> 
             rebuild.want(size);
         }
     }
-    // Both callbacks feed the one rebuild; the mutex is never contended (they run in turn).
-    let rebuild = std::sync::Mutex::new(rebuild);
-    let with = |f: &mut dyn FnMut(&mut Rebuild)| match rebuild.lock() {
-        Ok(mut r) => f(&mut r),
-        Err(poisoned) => f(&mut poisoned.into_inner()),
-    };
-    let snapshot = store
-        .audit_snapshot(
-            &mut |cps| {
-                with(&mut |r| {
-                    for c in cps {
-                        r.want(c.size);
-                    }
-                });
-            },
-            &mut |seq, bytes, recorded| with(&mut |r| r.event(seq, bytes, recorded)),
-        )
-        .await?;
+    let snapshot = store.audit_snapshot(&mut Visit(&mut rebuild)).await?;
     store.close().await;
-    let rebuilt = match rebuild.into_inner() {
-        Ok(r) => r,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-    .finish();
+    let rebuilt = rebuild.finish();
     problems.extend(rebuilt.problems.iter().cloned());
     if snapshot.head_size != rebuilt.size || snapshot.head_root != rebuilt.root {
         problems.push(Problem {
@@ -218,6 +197,21 @@ pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> 
         warnings,
         problems,
     })
+}
+
+/// Feeds a snapshot into the rebuild: every checkpoint's size is wanted before the events come.
+struct Visit<'a>(&'a mut Rebuild);
+
+impl AuditVisitor for Visit<'_> {
+    fn checkpoints(&mut self, checkpoints: &[breakglass_store::StoredCheckpoint]) {
+        for c in checkpoints {
+            self.0.want(c.size);
+        }
+    }
+
+    fn event(&mut self, seq: u64, bytes: &[u8], recorded_leaf: Option<Hash>) {
+        self.0.event(seq, bytes, recorded_leaf);
+    }
 }
 
 async fn text_meta(store: &SqliteStore, name: &str) -> Result<Option<String>, StartupError> {

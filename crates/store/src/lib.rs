@@ -115,9 +115,12 @@ pub struct AuditSnapshot {
     pub checkpoints: Vec<StoredCheckpoint>,
 }
 
-/// Called once per stored event, in `seq` order: the row's seq, its bytes, and the leaf hash
-/// recorded when it was appended (if any).
-pub type EventVisitor<'a> = dyn FnMut(u64, &[u8], Option<Hash>) + Send + 'a;
+/// What reads an audit snapshot: first the stored checkpoints, then every event in `seq` order.
+pub trait AuditVisitor: Send {
+    fn checkpoints(&mut self, _checkpoints: &[StoredCheckpoint]) {}
+    /// The row's seq, its bytes, and the leaf hash recorded when it was appended (if any).
+    fn event(&mut self, seq: u64, bytes: &[u8], recorded_leaf: Option<Hash>);
+}
 
 /// What the holder collects: the sealed credential and its fingerprint.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -227,11 +230,7 @@ pub trait Store: Send + Sync + 'static {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<bool>;
-    /// Reads the head, the checkpoints (handed to `checkpoints` first) and then every event
-    /// (visited in order), all in one snapshot.
-    async fn audit_snapshot(
-        &self,
-        checkpoints: &mut (dyn for<'x> FnMut(&'x [StoredCheckpoint]) + Send),
-        visit: &mut EventVisitor<'_>,
-    ) -> Result<AuditSnapshot>;
+    /// Reads the head, the checkpoints (handed to the visitor first) and then every event (in
+    /// order), all in one snapshot.
+    async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot>;
 }

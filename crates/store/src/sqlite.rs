@@ -26,7 +26,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    ApiToken, AuditSnapshot, EventVisitor, NewCredential, Result, RoleRecord, SealedCredential,
+    ApiToken, AuditSnapshot, AuditVisitor, NewCredential, Result, RoleRecord, SealedCredential,
     Store, StoreError, StoredCheckpoint, StoredGrant,
 };
 
@@ -1043,11 +1043,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_snapshot(
-        &self,
-        on_checkpoints: &mut (dyn for<'x> FnMut(&'x [StoredCheckpoint]) + Send),
-        visit: &mut EventVisitor<'_>,
-    ) -> Result<AuditSnapshot> {
+    async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot> {
         use futures_util::TryStreamExt as _;
         // One read transaction: the head, the checkpoints and the events are one consistent view.
         let mut tx = self.reader.begin().await?;
@@ -1059,7 +1055,7 @@ impl Store for SqliteStore {
             .iter()
             .map(checkpoint_from_row)
             .collect::<Result<Vec<_>>>()?;
-        on_checkpoints(&checkpoints);
+        visitor.checkpoints(&checkpoints);
         {
             let mut rows = sqlx::query(
                 "SELECT l.seq, l.bytes, h.hash FROM audit_log l
@@ -1072,7 +1068,7 @@ impl Store for SqliteStore {
                 let hash: Option<Vec<u8>> = r.try_get("hash")?;
                 let seq = u64::try_from(seq)
                     .map_err(|_| StoreError::Corrupt("negative audit seq".into()))?;
-                visit(seq, &bytes, hash.as_deref().and_then(Hash::from_slice));
+                visitor.event(seq, &bytes, hash.as_deref().and_then(Hash::from_slice));
             }
         }
         tx.rollback().await?;
