@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::{DomainError, Duration, Name, Principal, Subject};
 
 /// The longest a pending request may wait for approval unless the role says otherwise.
-const DEFAULT_REQUEST_TTL_SECS: i64 = 3600;
+/// How long a request may wait for approval when its role does not say (or no longer exists).
+pub const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(3600);
 const MAX_QUORUM: u32 = 16;
 
 /// A role as written in its file. `Role` is the validated form.
@@ -171,9 +172,7 @@ impl Role {
             requesters: raw.requesters,
             default_duration: raw.default_duration,
             max_duration: raw.max_duration,
-            request_ttl: raw
-                .request_ttl
-                .unwrap_or(Duration::from_secs(DEFAULT_REQUEST_TTL_SECS)),
+            request_ttl: raw.request_ttl.unwrap_or(DEFAULT_REQUEST_TTL),
             max_extensions: raw.max_extensions,
             quorum: raw.approval.quorum,
             approvers: raw.approval.approvers,
@@ -250,6 +249,19 @@ impl RoleSet {
 
     pub fn is_empty(&self) -> bool {
         self.roles.is_empty()
+    }
+
+    /// The `request_ttl` of `role`, or the default for a role that is gone.
+    pub fn request_ttl(&self, role: &str) -> Duration {
+        self.get(role)
+            .map_or(DEFAULT_REQUEST_TTL, |r| r.request_ttl)
+    }
+
+    /// The shortest time any request may wait: no request younger than this can be timed out.
+    pub fn shortest_request_ttl(&self) -> Duration {
+        self.iter()
+            .map(|r| r.request_ttl)
+            .fold(DEFAULT_REQUEST_TTL, Duration::min)
     }
 }
 

@@ -241,10 +241,13 @@ impl Broker {
             }
         }
         let roles = self.roles();
-        for sg in self.store.grants_in_states(&["requested"]).await? {
-            let ttl = roles
-                .get(sg.grant.role.as_str())
-                .map_or(Duration::from_secs(3600), |r| r.request_ttl);
+        // Only requests older than the shortest TTL can be due: the reaper runs every 250 ms and
+        // must not read every pending request each time.
+        let cutoff = Timestamp::from_unix_millis(
+            now.unix_millis() - roles.shortest_request_ttl().as_millis(),
+        );
+        for sg in self.store.requested_before(cutoff).await? {
+            let ttl = roles.request_ttl(sg.grant.role.as_str());
             let Some(tr) = sg.grant.time_out(ttl, now) else {
                 continue;
             };

@@ -196,6 +196,8 @@ pub trait Store: Send + Sync + 'static {
     async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>>;
     /// Active grants whose end is at or before `now`.
     async fn due_for_expiry(&self, now: Timestamp) -> Result<Vec<StoredGrant>>;
+    /// Pending requests made at or before `cutoff`, oldest first (candidates for time-out).
+    async fn requested_before(&self, cutoff: Timestamp) -> Result<Vec<StoredGrant>>;
 
     /// Hands over the latest undelivered credential of an active grant exactly once: erases the
     /// ciphertext and records who took it (`credential.delivered`) in one transaction.

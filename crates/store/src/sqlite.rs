@@ -799,6 +799,16 @@ impl Store for SqliteStore {
         rows.iter().map(grant_from_row).collect()
     }
 
+    async fn requested_before(&self, cutoff: Timestamp) -> Result<Vec<StoredGrant>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{GRANT_COLUMNS} WHERE state = 'requested' AND requested_at <= ? ORDER BY requested_at, id"
+        )))
+        .bind(cutoff.unix_millis())
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
     async fn deliver_credential(
         &self,
         id: GrantId,

@@ -308,6 +308,20 @@ async fn tokens_revoke_once(store: &dyn Store) {
     assert_eq!(store.tokens().await.unwrap().len(), 2);
 }
 
+async fn requested_before_finds_only_old_pending_requests(store: &dyn Store) {
+    initialized(store).await;
+    let g = request(8); // requested at t(2)
+    store.insert_grant(&g, &[], t(2)).await.unwrap();
+    assert!(store.requested_before(t(1)).await.unwrap().is_empty());
+    assert_eq!(store.requested_before(t(2)).await.unwrap().len(), 1);
+    activate(store, 9).await;
+    assert_eq!(
+        store.requested_before(t(100)).await.unwrap().len(),
+        1,
+        "an active grant is not pending"
+    );
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -332,6 +346,7 @@ store_suite!(
     ending_a_grant_erases_an_uncollected_credential,
     due_for_expiry_finds_only_ended_windows,
     tokens_revoke_once,
+    requested_before_finds_only_old_pending_requests,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does
