@@ -55,16 +55,15 @@ pub(crate) fn grant(v: &Value) {
         println!("incident:   {i}");
     }
     println!("duration:   {}", s(v, "duration"));
-    println!(
-        "approvals:  {}/{} {}",
-        approvals.len(),
-        quorum,
-        if approvals.is_empty() {
-            String::new()
-        } else {
-            format!("({})", approvals.join(", "))
-        }
-    );
+    if approvals.is_empty() {
+        println!("approvals:  0/{quorum}");
+    } else {
+        println!(
+            "approvals:  {}/{quorum} ({})",
+            approvals.len(),
+            approvals.join(", ")
+        );
+    }
     if let Some(e) = v.get("expires_at").and_then(Value::as_str) {
         println!("expires at: {e}");
     }
@@ -75,8 +74,20 @@ pub(crate) fn grant(v: &Value) {
             s(p, "reason")
         );
     }
-    if let Some(r) = v.get("failure") {
-        println!("failure:    {}", r.as_str().unwrap_or("-"));
+    // Why and when it ended, for whichever way it ended.
+    for (key, label) in [
+        ("ended_at", "ended at: "),
+        ("revoked_by", "revoked by:"),
+        ("revoke_reason", "because:  "),
+        ("denied_by", "denied by: "),
+        ("deny_reason", "because:  "),
+        ("cancelled_by", "cancelled: "),
+        ("timed_out_at", "timed out: "),
+        ("failure", "failure:   "),
+    ] {
+        if let Some(x) = v.get(key).and_then(Value::as_str) {
+            println!("{label} {x}");
+        }
     }
 }
 

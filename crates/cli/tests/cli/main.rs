@@ -339,7 +339,8 @@ fn the_readme_walkthrough_works_with_the_example_roles() {
     let revoked = bg.cli(&alice, &["revoke", id, "--reason", "fixed"]);
     assert_eq!(revoked.code, 0, "{revoked:?}");
     assert!(
-        revoked.stdout.contains("state:      revoked"),
+        revoked.stdout.contains("state:      revoked")
+            && revoked.stdout.contains("revoked by: alice"),
         "{}",
         revoked.stdout
     );
