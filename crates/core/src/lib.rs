@@ -21,4 +21,6 @@ pub use event::{Actor, AuditEvent, EventDraft, EventKind};
 pub use grant::{Approval, EndCause, Extension, Grant, GrantState, PendingExtension, Transition};
 pub use id::{GrantId, Name, Subject};
 pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};
-pub use role::{Role, RoleSet, Target};
+pub use role::{
+    PostgresMode, Role, RoleSet, Target, is_allowed_env_name, is_allowed_pg_identifier,
+};

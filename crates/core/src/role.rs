@@ -61,14 +61,58 @@ pub enum Target {
         audience: String,
         scope: Vec<String>,
     },
+    /// A temporary PostgreSQL login role, made a member of existing roles for the grant's life.
+    Postgres {
+        /// The environment variable holding the admin DSN (never the DSN itself: role files are
+        /// code and get reviewed, copied and committed).
+        dsn_env: String,
+        /// How access is given; `login` (a temporary `LOGIN` role) is the only mode so far.
+        mode: PostgresMode,
+        /// Existing roles the temporary role is made a member of.
+        grant: Vec<String>,
+    },
+}
+
+/// How a `postgres` target gives access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostgresMode {
+    /// A temporary `LOGIN` role with a random password and `VALID UNTIL` the grant's end.
+    Login,
 }
 
 impl Target {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Token { .. } => "token",
+            Self::Postgres { .. } => "postgres",
         }
     }
+}
+
+/// Whether `s` is a PostgreSQL role name breakglass will put in SQL: lower-case letters, digits and
+/// `_`, starting with a letter or `_`, at most 63 bytes (the server's limit). Names are also quoted
+/// wherever they are used; this list keeps anything surprising out of the role files altogether.
+pub fn is_allowed_pg_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !s.starts_with("pg_")
+}
+
+/// Whether `s` is an environment variable name breakglass will read a DSN from.
+pub fn is_allowed_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_uppercase() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A validated role.
@@ -161,6 +205,29 @@ impl Role {
                         "key `target.scope` must list at least one scope, each without spaces"
                             .into(),
                     ));
+                }
+            }
+            Target::Postgres {
+                dsn_env,
+                mode: _,
+                grant,
+            } => {
+                if !is_allowed_env_name(dsn_env) {
+                    return Err(invalid(format!(
+                        "key `target.dsn_env` must name an environment variable (A-Z, 0-9, _), not `{}`",
+                        dsn_env.chars().take(80).collect::<String>()
+                    )));
+                }
+                if grant.is_empty() {
+                    return Err(invalid(
+                        "key `target.grant` must list at least one existing PostgreSQL role".into(),
+                    ));
+                }
+                if let Some(bad) = grant.iter().find(|g| !is_allowed_pg_identifier(g)) {
+                    return Err(invalid(format!(
+                        "key `target.grant` holds `{}`: role names must be lower-case letters, digits and `_`, start with a letter or `_`, not start with `pg_`, and be at most 63 bytes",
+                        bad.chars().take(80).collect::<String>()
+                    )));
                 }
             }
         }
@@ -365,6 +432,39 @@ scope = ["db:admin"]
             (EXAMPLE.replace("\"30m\"", "\"30 minutes\""), "30 minutes"),
             (EXAMPLE.replace("group:sre\"]", "team:sre\"]"), "team:sre"),
         ] {
+            let msg = Role::parse("r.toml", &text).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{needle}: {msg}");
+        }
+    }
+
+    #[test]
+    fn postgres_targets_parse_and_refuse_unsafe_names() {
+        let pg = EXAMPLE.replace(
+            "kind = \"token\"\naudience = \"prod-db\"\nscope = [\"db:admin\"]",
+            "kind = \"postgres\"\ndsn_env = \"LEDGER_ADMIN_DSN\"\nmode = \"login\"\ngrant = [\"ledger_reader\"]",
+        );
+        let r = Role::parse("r.toml", &pg).unwrap();
+        assert_eq!(
+            r.target,
+            Target::Postgres {
+                dsn_env: "LEDGER_ADMIN_DSN".into(),
+                mode: PostgresMode::Login,
+                grant: vec!["ledger_reader".into()],
+            }
+        );
+        assert_eq!(r.target.kind(), "postgres");
+        for (from, to, needle) in [
+            ("\"ledger_reader\"", "\"x\\\"; DROP TABLE t; --\"", "target.grant"),
+            ("\"ledger_reader\"", "\"Ledger\"", "target.grant"),
+            ("\"ledger_reader\"", "\"pg_read_all_data\"", "target.grant"),
+            ("[\"ledger_reader\"]", "[]", "target.grant"),
+            ("\"LEDGER_ADMIN_DSN\"", "\"postgres://x\"", "target.dsn_env"),
+            ("mode = \"login\"", "mode = \"superuser\"", "superuser"),
+            ("mode = \"login\"\n", "", "mode"),
+            ("grant = [", "dsn = \"postgres://u:p@h/db\"\ngrant = [", "dsn"),
+        ] {
+            let text = pg.replace(from, to);
+            assert_ne!(text, pg, "{from}");
             let msg = Role::parse("r.toml", &text).unwrap_err().to_string();
             assert!(msg.contains(needle), "{needle}: {msg}");
         }

@@ -50,9 +50,20 @@ pub enum ProviderError {
     },
     #[error("malformed handle `{0}`")]
     BadHandle(String),
-    /// The target refused or could not be reached; the message holds no secret.
+    /// The target refused the operation; the message holds no secret.
     #[error("target error: {0}")]
     Target(String),
+    /// The target could not be reached (down, timed out, DSN not set); retrying later may work.
+    /// The message holds no secret.
+    #[error("target unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl ProviderError {
+    /// Whether a retry later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable(_))
+    }
 }
 
 // INVARIANT(8): every call below is idempotent, so the broker and the reconciler may repeat any
@@ -66,4 +77,11 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn grant(&self, spec: &GrantSpec<'_>) -> Result<Issued, ProviderError>;
     async fn revoke(&self, handle: &str) -> Result<(), ProviderError>;
     async fn check(&self, handle: &str, now: Timestamp) -> Result<Presence, ProviderError>;
+    /// The handles of every privilege this broker created at `target` that still exists there,
+    /// whatever grant it was for: the reconciler drops any with no live grant behind it (an
+    /// orphaned privilege). Providers that leave nothing at the target to list return nothing.
+    async fn list(&self, target: &Target) -> Result<Vec<String>, ProviderError> {
+        let _ = target;
+        Ok(Vec::new())
+    }
 }
