@@ -175,7 +175,12 @@ impl Provider for TokenProvider {
     }
 
     async fn grant(&self, spec: &GrantSpec<'_>) -> Result<Issued, ProviderError> {
-        let Target::Token { audience, scope } = spec.target;
+        let Target::Token { audience, scope } = spec.target else {
+            return Err(ProviderError::WrongTarget {
+                kind: "token",
+                target: spec.target.kind(),
+            });
+        };
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: spec.principal.to_owned(),
