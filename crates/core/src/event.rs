@@ -152,6 +152,16 @@ pub enum EventKind {
     },
     #[serde(rename = "token.revoked")]
     TokenRevoked { token_id: String, principal: String },
+    /// The reconciler found a privilege at a target that this broker created and that no live
+    /// grant stands behind (an orphan: left by a crash, a failed revocation, or made by hand
+    /// under breakglass's marker), and removed it. `handle` names it and holds no secret.
+    #[serde(rename = "target.orphan_removed")]
+    TargetOrphanRemoved {
+        target: String,
+        handle: String,
+        /// The grant the privilege was made for, if the handle names one.
+        for_grant: Option<String>,
+    },
     /// An authenticated caller was refused. `message` is the error shown to them, which never
     /// contains a secret.
     #[serde(rename = "auth.denied")]

@@ -3,12 +3,14 @@
 //! the same spec yields the same privilege, `revoke` of something already gone succeeds, `check`
 //! changes nothing.
 
+pub mod postgres;
 mod secret;
 pub mod token;
 
 use async_trait::async_trait;
 use breakglass_core::{GrantId, Target, Timestamp};
 
+pub use postgres::PostgresProvider;
 pub use secret::Secret;
 pub use token::TokenProvider;
 
