@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::Format;
 
 pub(crate) const EXIT_FAILURE: i32 = 1;
+pub(crate) const EXIT_USAGE: i32 = 2;
 pub(crate) const EXIT_UNAUTHENTICATED: i32 = 3;
 pub(crate) const EXIT_FORBIDDEN: i32 = 4;
 pub(crate) const EXIT_NOT_FOUND: i32 = 5;

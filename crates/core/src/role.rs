@@ -454,14 +454,22 @@ scope = ["db:admin"]
         );
         assert_eq!(r.target.kind(), "postgres");
         for (from, to, needle) in [
-            ("\"ledger_reader\"", "\"x\\\"; DROP TABLE t; --\"", "target.grant"),
+            (
+                "\"ledger_reader\"",
+                "\"x\\\"; DROP TABLE t; --\"",
+                "target.grant",
+            ),
             ("\"ledger_reader\"", "\"Ledger\"", "target.grant"),
             ("\"ledger_reader\"", "\"pg_read_all_data\"", "target.grant"),
             ("[\"ledger_reader\"]", "[]", "target.grant"),
             ("\"LEDGER_ADMIN_DSN\"", "\"postgres://x\"", "target.dsn_env"),
             ("mode = \"login\"", "mode = \"superuser\"", "superuser"),
             ("mode = \"login\"\n", "", "mode"),
-            ("grant = [", "dsn = \"postgres://u:p@h/db\"\ngrant = [", "dsn"),
+            (
+                "grant = [",
+                "dsn = \"postgres://u:p@h/db\"\ngrant = [",
+                "dsn",
+            ),
         ] {
             let text = pg.replace(from, to);
             assert_ne!(text, pg, "{from}");

@@ -134,7 +134,9 @@ async fn main() {
 
     // --- verify a large log ---
     let data = tmp.path().join("data");
-    datadir::init(&data, &SystemClock).await.unwrap();
+    datadir::init(&datadir::Location::Dir(data.clone()), &SystemClock)
+        .await
+        .unwrap();
     let store = SqliteStore::open(&data.join(datadir::DB_FILE))
         .await
         .unwrap();

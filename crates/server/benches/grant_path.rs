@@ -114,7 +114,9 @@ async fn main() {
     let n = iterations();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let admin = datadir::init(&data, &SystemClock).await.unwrap();
+    let admin = datadir::init(&datadir::Location::Dir(data.clone()), &SystemClock)
+        .await
+        .unwrap();
     std::fs::write(data.join("roles").join("bench.toml"), ROLE).unwrap();
     let server = Server::start(
         ServeConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap()),

@@ -1,14 +1,15 @@
 //! The broker: the one place where the core's decisions meet the store and the providers.
 //! The HTTP API and the background workers both call into it; neither touches the store directly.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use breakglass_core::{
     Actor, Clock, DomainError, Duration, EventDraft, EventKind, GrantId, Name, Principal,
     PrincipalKind, RoleSet, Target,
 };
-use breakglass_providers::{Provider, ProviderError, TokenProvider};
+use breakglass_providers::{PostgresProvider, Provider, ProviderError, TokenProvider};
 use breakglass_store::{ApiToken, Store, StoreError, StoredGrant};
 
 use crate::apitoken::{self, NewToken};
@@ -90,15 +91,29 @@ pub struct Broker {
     pub(crate) clock: Arc<dyn Clock>,
     roles: RwLock<Arc<RoleSet>>,
     pub(crate) tokens: Arc<TokenProvider>,
+    postgres: Arc<PostgresProvider>,
     pub(crate) data: DataDir,
     roles_dir: PathBuf,
     pub(crate) checkpoints: Checkpointer,
+    /// How long a refused revocation is retried before the grant is marked `failed`.
+    pub(crate) revoke_give_up: std::time::Duration,
+    /// This process's retry schedule for revocations a target refused: attempts so far and when
+    /// to try next. Kept in memory: after a restart, or on another replica, the first retry is
+    /// immediate, which is what a broker that has just come up should do anyway.
+    pub(crate) revoke_retries: Mutex<HashMap<GrantId, RetryState>>,
+}
+
+/// Where a grant is in its revocation retry schedule.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RetryState {
+    pub(crate) attempts: u32,
+    pub(crate) next_at: breakglass_core::Timestamp,
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
-            .field("data", &self.data.path)
+            .field("store", &self.data.location.describe())
             .field("roles_dir", &self.roles_dir)
             .finish_non_exhaustive()
     }
@@ -112,17 +127,29 @@ impl Broker {
         roles_dir: PathBuf,
         issuer: &str,
         checkpoint_log: PathBuf,
+        revoke_give_up: std::time::Duration,
     ) -> Self {
         let tokens = Arc::new(data.token_provider(issuer));
         let checkpoints = Checkpointer::new(data.audit_signer.clone(), checkpoint_log);
+        // The marker names this installation in what it leaves at targets, so the orphan sweep
+        // never touches what another installation (or anyone else) created. The token key id is
+        // the same on every replica (the key is in the shared store) and differs between
+        // installations.
+        let postgres = Arc::new(PostgresProvider::new(&format!(
+            "breakglass:{}",
+            tokens.kid()
+        )));
         Self {
-            store: Arc::new(data.store.clone()),
+            store: Arc::clone(&data.store),
             clock,
             roles: RwLock::new(Arc::new(roles)),
             tokens,
+            postgres,
             data,
             roles_dir,
             checkpoints,
+            revoke_give_up,
+            revoke_retries: Mutex::new(HashMap::new()),
         }
     }
 
@@ -152,6 +179,7 @@ impl Broker {
     pub(crate) fn provider(&self, target: &Target) -> Arc<dyn Provider> {
         match target {
             Target::Token { .. } => self.tokens.clone(),
+            Target::Postgres { .. } => self.postgres.clone(),
         }
     }
 

@@ -12,6 +12,10 @@ pub const DEFAULT_DATA_DIR: &str = "breakglass-data";
 
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
+    /// Where the state lives: the data directory's SQLite database (the default), or PostgreSQL.
+    pub location: crate::datadir::Location,
+    /// The local directory: the SQLite database and its key (embedded store), the default roles
+    /// directory and the default checkpoint log (both stores).
     pub data_dir: PathBuf,
     /// `roles/*.toml`; `None` means `<data-dir>/roles`.
     pub roles_dir: Option<PathBuf>,
@@ -20,8 +24,12 @@ pub struct ServeConfig {
     pub issuer: Option<String>,
     /// How often the reaper looks for grants to expire or time out.
     pub reaper_interval: Duration,
-    /// How often the reconciler re-checks every open intent.
+    /// How often the reconciler re-checks every open intent and sweeps targets for orphans.
     pub reconcile_interval: Duration,
+    /// How long a revocation the target keeps refusing is retried before the grant is marked
+    /// `failed` (the target's own end still bounds the privilege, and the orphan sweep keeps
+    /// trying to remove it).
+    pub revoke_give_up: Duration,
     /// How often an audit checkpoint is signed when the log has grown.
     pub checkpoint_interval: Duration,
     /// Where checkpoints are published; `None` means `<data-dir>/checkpoints.log`.
@@ -31,12 +39,14 @@ pub struct ServeConfig {
 impl ServeConfig {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         Self {
+            location: crate::datadir::Location::Dir(data_dir.clone()),
             data_dir,
             roles_dir: None,
             listen,
             issuer: None,
             reaper_interval: Duration::from_millis(250),
             reconcile_interval: Duration::from_secs(30),
+            revoke_give_up: Duration::from_secs(3600),
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log: None,
         }

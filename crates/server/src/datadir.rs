@@ -1,5 +1,9 @@
-//! The data directory: the SQLite database, the master key, the lock that keeps a second broker
-//! off the same files, and first-time initialisation.
+//! Where a broker keeps its state, and first-time initialisation.
+//!
+//! Two locations: the embedded default, a data directory holding the SQLite database and its
+//! `master.key` (locked, so a second broker cannot share it); or a shared PostgreSQL database that
+//! any number of replicas serve at once, with the key-encryption key in a file every replica is
+//! given (`--key-file`). Either way the signing keys live in the database sealed under that key.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -12,7 +16,9 @@ use breakglass_core::{
     ADMIN_GROUP, Actor, Clock, Duration, EventDraft, EventKind, Principal, PrincipalKind, Timestamp,
 };
 use breakglass_providers::{Secret, TokenProvider};
-use breakglass_store::{SqliteStore, Store};
+use std::sync::Arc;
+
+use breakglass_store::{PostgresStore, SqliteStore, Store};
 
 use crate::StartupError;
 use crate::apitoken;
@@ -34,57 +40,161 @@ pub const AUDIT_VERIFIER: &str = "audit-verifier-key";
 pub const CHECKPOINT_LOG_FILE: &str = "checkpoints.log";
 const FIRST_TOKEN_TTL_DAYS: i64 = 30;
 
-/// An open, locked, initialised data directory.
-// INVARIANT(5): everything the emergency path needs is here, on local disk: the embedded
-// database, the keys and the local API tokens. No identity provider or other service is
+/// Where a broker's state lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The embedded default: `<dir>/breakglass.db`, sealed under `<dir>/master.key`.
+    Dir(PathBuf),
+    /// A PostgreSQL database shared by every replica, sealed under the key in `key_file`.
+    Postgres { url: String, key_file: PathBuf },
+}
+
+impl Location {
+    /// The location a `--database` value names, or the data directory when there is none.
+    /// `postgres://` and `postgresql://` URLs need `key_file`; `sqlite://PATH` is not accepted
+    /// here (the SQLite database lives in its data directory, next to its master key).
+    pub fn from_args(
+        data_dir: &Path,
+        database: Option<&str>,
+        key_file: Option<&Path>,
+    ) -> Result<Self, StartupError> {
+        match database {
+            None => {
+                if let Some(k) = key_file {
+                    return Err(StartupError::Usage(format!(
+                        "`--key-file {}` is only used with `--database postgres://…`; the embedded store keeps its key in `<data-dir>/{MASTER_KEY_FILE}`",
+                        k.display()
+                    )));
+                }
+                Ok(Self::Dir(data_dir.to_owned()))
+            }
+            Some(url) if is_postgres_url(url) => {
+                let key_file = key_file.ok_or_else(|| {
+                    StartupError::Usage(
+                        "`--database postgres://…` needs `--key-file PATH` (or BREAKGLASS_KEY_FILE): the key-encryption key every replica shares".into(),
+                    )
+                })?;
+                Ok(Self::Postgres {
+                    url: url.to_owned(),
+                    key_file: key_file.to_owned(),
+                })
+            }
+            Some(other) => Err(StartupError::Usage(format!(
+                "`--database` takes a `postgres://` URL, not `{}`; the embedded SQLite store is chosen by leaving `--database` out",
+                redact_url(other).chars().take(80).collect::<String>()
+            ))),
+        }
+    }
+
+    /// What to call this location in messages (a PostgreSQL URL without its password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Dir(p) => format!("data directory `{}`", p.display()),
+            Self::Postgres { url, .. } => format!("database `{}`", redact_url(url)),
+        }
+    }
+}
+
+/// Whether `s` names a PostgreSQL database.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// `url` with any password replaced by `***`, safe for messages and logs. Passwords in a query
+/// string (`?password=`) are cut off with the whole query.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    let redacted = match rest.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => format!("{userinfo}@{host}"),
+        },
+        None => rest.to_owned(),
+    };
+    if scheme.is_empty() {
+        redacted
+    } else {
+        format!("{scheme}://{redacted}")
+    }
+}
+
+/// An open, initialised store with its keys unsealed.
+// INVARIANT(5): everything the emergency path needs is here: the database (embedded on local disk
+// by default), the keys and the local API tokens. No identity provider or other service is
 // consulted to serve a request.
-#[derive(Debug)]
 pub struct DataDir {
-    pub path: PathBuf,
-    pub store: SqliteStore,
+    pub location: Location,
+    pub store: Arc<dyn Store>,
     pub sealer: Sealer,
     jwt_seed: [u8; 32],
     /// Signs audit checkpoints as the log's origin.
     pub audit_signer: NoteSigner,
     // Held for the life of the process: a second broker on the same directory is refused.
-    _lock: File,
+    // PostgreSQL needs no lock: replicas share the database by design.
+    _lock: Option<File>,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("store", &self.location.describe())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DataDir {
-    /// Opens an initialised data directory.
-    pub async fn open(path: &Path, clock: &dyn Clock) -> Result<Self, StartupError> {
-        let lock = lock(path)?;
-        if !path.join(DB_FILE).exists() {
-            return Err(StartupError::NotInitialized {
-                path: path.to_owned(),
-            });
-        }
-        let key = read_master_key(path)?;
-        let store = SqliteStore::open(&path.join(DB_FILE)).await?;
+    /// Opens an initialised store.
+    pub async fn open(location: &Location, clock: &dyn Clock) -> Result<Self, StartupError> {
+        let (store, key, key_path, lock): (Arc<dyn Store>, _, _, _) = match location {
+            Location::Dir(path) => {
+                let lock = lock(path)?;
+                if !path.join(DB_FILE).exists() {
+                    return Err(StartupError::NotInitialized {
+                        path: path.to_owned(),
+                    });
+                }
+                let key = read_key_file(&path.join(MASTER_KEY_FILE))?;
+                let store = SqliteStore::open(&path.join(DB_FILE)).await?;
+                (Arc::new(store), key, path.join(MASTER_KEY_FILE), Some(lock))
+            }
+            Location::Postgres { url, key_file } => {
+                let key = read_key_file(key_file)?;
+                let store = open_postgres(url).await?;
+                (Arc::new(store), key, key_file.clone(), None)
+            }
+        };
         if !store.initialized().await? {
-            return Err(StartupError::NotInitialized {
-                path: path.to_owned(),
+            store.close().await;
+            return Err(match location {
+                Location::Dir(path) => StartupError::NotInitialized {
+                    path: path.to_owned(),
+                },
+                Location::Postgres { url, .. } => StartupError::DatabaseNotInitialized {
+                    url: redact_url(url),
+                },
             });
         }
         let sealer = Sealer::new(&key);
         let sealed = store.secret(JWT_KEY_SECRET).await?.ok_or_else(|| {
             StartupError::Corrupt(format!(
-                "the token signing key is missing from `{}`",
-                path.display()
+                "the token signing key is missing from {}",
+                location.describe()
             ))
         })?;
         let seed =
             sealer
                 .open(&sealed, JWT_KEY_SECRET)
                 .map_err(|_| StartupError::MasterKeyMismatch {
-                    path: path.join(MASTER_KEY_FILE),
+                    path: key_path.clone(),
                 })?;
         let jwt_seed: [u8; 32] = seed.try_into().map_err(|_| {
             StartupError::Corrupt("the token signing key has the wrong length".into())
         })?;
-        let audit_signer = ensure_audit_key(&store, &sealer, clock.now()).await?;
+        let audit_signer =
+            ensure_audit_key(store.as_ref(), &sealer, &key_path, clock.now()).await?;
         Ok(Self {
-            path: path.to_owned(),
+            location: location.clone(),
             store,
             sealer,
             jwt_seed,
@@ -101,8 +211,9 @@ impl DataDir {
 /// The audit log's checkpoint signer, created on first use: a random Ed25519 key sealed under
 /// the master key, and an origin `breakglass/<host>/<random>` that names this log for ever.
 async fn ensure_audit_key(
-    store: &SqliteStore,
+    store: &dyn Store,
     sealer: &Sealer,
+    key_path: &Path,
     now: Timestamp,
 ) -> Result<NoteSigner, StartupError> {
     let damaged = |what: &str| StartupError::Corrupt(format!("the audit signing key {what}"));
@@ -151,7 +262,7 @@ async fn ensure_audit_key(
     let seed: [u8; 32] = sealer
         .open(&sealed, AUDIT_KEY_SECRET)
         .map_err(|_| StartupError::MasterKeyMismatch {
-            path: PathBuf::from(MASTER_KEY_FILE),
+            path: key_path.to_owned(),
         })?
         .try_into()
         .map_err(|_| damaged("has the wrong length"))?;
@@ -184,9 +295,17 @@ pub fn is_initialized(path: &Path) -> bool {
     path.join(DB_FILE).exists()
 }
 
-/// Creates the data directory, its master key, the token signing key and the first admin with an
-/// API token, which is returned to be shown once. Refuses a directory that is already initialised.
-pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Initialized, StartupError> {
+/// Creates the store, its key-encryption key, the token signing key and the first admin with an
+/// API token, which is returned to be shown once. Refuses a store that is already initialised,
+/// and never overwrites an existing key file.
+pub async fn init(location: &Location, clock: &dyn Clock) -> Result<Initialized, StartupError> {
+    match location {
+        Location::Dir(path) => init_dir(path, clock).await,
+        Location::Postgres { url, key_file } => init_postgres(url, key_file, clock).await,
+    }
+}
+
+async fn init_dir(path: &Path, clock: &dyn Clock) -> Result<Initialized, StartupError> {
     if is_initialized(path) {
         return Err(StartupError::AlreadyInitialized {
             path: path.to_owned(),
@@ -216,8 +335,72 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Initialized, Startup
         .create(path.join("roles"))
         .map_err(|e| StartupError::not_writable(path, &e))?;
     let key = random_32().map_err(|e| StartupError::Corrupt(e.to_string()))?;
-    write_new_file(&path.join(MASTER_KEY_FILE), hex::encode(key).as_bytes())?;
-    let sealer = Sealer::new(&key);
+    let key_path = path.join(MASTER_KEY_FILE);
+    write_new_file(&key_path, hex::encode(key).as_bytes())?;
+    // Create the database file 0600 before SQLite opens it: SQLite gives its WAL and shm files
+    // the database file's mode.
+    write_new_file(&path.join(DB_FILE), b"")?;
+    let store = SqliteStore::open(&path.join(DB_FILE)).await?;
+    let done = initialize(&store, &key, &key_path, clock).await;
+    store.close().await;
+    done
+}
+
+async fn init_postgres(
+    url: &str,
+    key_file: &Path,
+    clock: &dyn Clock,
+) -> Result<Initialized, StartupError> {
+    if key_file.exists() {
+        return Err(StartupError::KeyFileExists {
+            path: key_file.to_owned(),
+        });
+    }
+    let store = open_postgres(url).await?;
+    if store.initialized().await? {
+        store.close().await;
+        return Err(StartupError::DatabaseAlreadyInitialized {
+            url: redact_url(url),
+        });
+    }
+    let key = random_32().map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    if let Err(e) = write_new_file(key_file, hex::encode(key).as_bytes()) {
+        store.close().await;
+        return Err(e);
+    }
+    let done = initialize(&store, &key, key_file, clock).await;
+    store.close().await;
+    if done.is_err() {
+        // Nothing was sealed under this key (the initialisation is one transaction), so the file
+        // would only mislead: remove it so that `init` can be run again.
+        let _ = fs::remove_file(key_file);
+    }
+    done
+}
+
+/// Connects to PostgreSQL, turning "cannot reach it" into a message that names the database
+/// (without its password) and says what to check.
+async fn open_postgres(url: &str) -> Result<PostgresStore, StartupError> {
+    PostgresStore::open(url).await.map_err(|e| {
+        if e.is_unavailable() {
+            StartupError::DatabaseUnavailable {
+                url: redact_url(url),
+                reason: e.to_string(),
+            }
+        } else {
+            StartupError::Store(e)
+        }
+    })
+}
+
+/// The first admin, the sealed keys and the opening events, in one transaction.
+async fn initialize(
+    store: &dyn Store,
+    key: &[u8; 32],
+    key_path: &Path,
+    clock: &dyn Clock,
+) -> Result<Initialized, StartupError> {
+    let sealer = Sealer::new(key);
     let seed = random_32().map_err(|e| StartupError::Corrupt(e.to_string()))?;
     let sealed_seed = sealer
         .seal(&seed, JWT_KEY_SECRET)
@@ -267,10 +450,6 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Initialized, Startup
             },
         ),
     ];
-    // Create the database file 0600 before SQLite opens it: SQLite gives its WAL and shm files
-    // the database file's mode.
-    write_new_file(&path.join(DB_FILE), b"")?;
-    let store = SqliteStore::open(&path.join(DB_FILE)).await?;
     store
         .initialize(
             &admin,
@@ -280,28 +459,28 @@ pub async fn init(path: &Path, clock: &dyn Clock) -> Result<Initialized, Startup
             now,
         )
         .await?;
-    let audit_key = ensure_audit_key(&store, &sealer, now)
+    let audit_key = ensure_audit_key(store, &sealer, key_path, now)
         .await?
         .verifier()
         .encode();
-    store.close().await;
     Ok(Initialized {
         admin_token: token.secret,
         audit_key,
     })
 }
 
-/// Issues a new API token for an admin straight into the data directory, with the broker stopped
-/// (the directory lock guarantees that). This is the way back in when every admin token has
-/// expired or been lost: it needs access to the data directory, which is the root of trust.
-/// Audited as `token.created` by `system:recovery`.
+/// Issues a new API token for an admin straight into the store: the way back in when every admin
+/// token has expired or been lost. It needs what only the store's owner has: the data directory
+/// with its master key (the broker stopped; the directory lock guarantees that), or the PostgreSQL
+/// database and its key file (replicas may keep running). Audited as `token.created` by
+/// `system:recovery`.
 pub async fn recover_admin(
-    path: &Path,
+    location: &Location,
     user: &str,
     ttl: Duration,
     clock: &dyn Clock,
 ) -> Result<(Secret, breakglass_store::ApiToken), StartupError> {
-    let data = DataDir::open(path, clock).await?;
+    let data = DataDir::open(location, clock).await?;
     let p = data
         .store
         .principal(user)
@@ -375,8 +554,9 @@ fn lock(path: &Path) -> Result<File, StartupError> {
     Ok(file)
 }
 
-fn read_master_key(path: &Path) -> Result<[u8; 32], StartupError> {
-    let file = path.join(MASTER_KEY_FILE);
+/// Reads a key-encryption key: 64 hex characters (what `init` writes), 0600.
+fn read_key_file(file: &Path) -> Result<[u8; 32], StartupError> {
+    let file = file.to_owned();
     let text = fs::read_to_string(&file)
         .map_err(|_| StartupError::MasterKeyMissing { path: file.clone() })?;
     let bytes = hex::decode(text.trim())

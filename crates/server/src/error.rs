@@ -17,11 +17,21 @@ pub enum StartupError {
     DataDirNotEmpty { path: PathBuf },
     #[error("data directory `{path}` is not initialised")]
     NotInitialized { path: PathBuf },
-    #[error("master key file `{path}` is missing or unreadable")]
+    #[error("database `{url}` is not initialised")]
+    DatabaseNotInitialized { url: String },
+    #[error("database `{url}` is already initialised")]
+    DatabaseAlreadyInitialized { url: String },
+    #[error("cannot reach database `{url}`: {reason}")]
+    DatabaseUnavailable { url: String, reason: String },
+    #[error("key file `{path}` already exists")]
+    KeyFileExists { path: PathBuf },
+    #[error("{0}")]
+    Usage(String),
+    #[error("key file `{path}` is missing or unreadable")]
     MasterKeyMissing { path: PathBuf },
-    #[error("master key file `{path}` is not 64 hex characters")]
+    #[error("key file `{path}` is not 64 hex characters")]
     MasterKeyInvalid { path: PathBuf },
-    #[error("master key file `{path}` does not open this data directory's keys")]
+    #[error("key file `{path}` does not open this store's keys")]
     MasterKeyMismatch { path: PathBuf },
     #[error("cannot listen on `{addr}`: {reason}")]
     Bind { addr: String, reason: String },
@@ -47,6 +57,16 @@ impl StartupError {
         }
     }
 
+    /// Whether the store could not be reached (worth retrying once it is back), as opposed to a
+    /// mistake in what was asked.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::DatabaseUnavailable { .. } => true,
+            Self::Store(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
     pub fn help(&self) -> String {
         match self {
             Self::DataDirNotWritable { .. } => {
@@ -67,9 +87,23 @@ impl StartupError {
                 path.display()
             ),
             Self::MasterKeyMissing { .. } | Self::MasterKeyInvalid { .. } | Self::MasterKeyMismatch { .. } => {
-                "restore `master.key` from your backup of this data directory; without it the stored keys cannot be opened"
+                "use the key file `init` created for this store (`<data-dir>/master.key`, or the `--key-file` every PostgreSQL replica shares) and restore it from backup if it is lost; without it the stored keys cannot be opened, and breakglass never makes a new one silently"
                     .into()
             }
+            Self::DatabaseNotInitialized { url } => format!(
+                "run `breakglass init --database {url} --key-file PATH` once, then start every replica with the same `--key-file`"
+            ),
+            Self::DatabaseAlreadyInitialized { url } => format!(
+                "run `breakglass serve --database {url} --key-file PATH` with the key file made when it was initialised; an existing broker is never re-initialised"
+            ),
+            Self::DatabaseUnavailable { .. } => {
+                "check that PostgreSQL is running and reachable from this host, and the URL's host, port, database, user and password (or `sslmode`)".into()
+            }
+            Self::KeyFileExists { path } => format!(
+                "`init` writes a new key and never overwrites one: pass a path that does not exist yet, or, if `{}` belongs to an initialised database, serve that database with it",
+                path.display()
+            ),
+            Self::Usage(_) => "see `breakglass serve --help`".into(),
             Self::Bind { .. } => "pick a free address with `--listen HOST:PORT`".into(),
             Self::Roles(e) => e.help(),
             Self::RolesDir { .. } => "create the directory or point `--roles` at the one holding your role files".into(),

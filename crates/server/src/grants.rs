@@ -4,12 +4,28 @@
 
 use breakglass_core::grant::RequestInput;
 use breakglass_core::{
-    Actor, DomainError, Duration, Grant, GrantId, GrantState, Timestamp, Transition,
+    Actor, DomainError, Duration, EventDraft, EventKind, Grant, GrantId, GrantState, Timestamp,
+    Transition,
 };
 use breakglass_providers::{GrantSpec, Secret};
 use breakglass_store::{NewCredential, StoreError, StoredGrant};
 
-use crate::broker::{Broker, BrokerError, Caller};
+use crate::broker::{Broker, BrokerError, Caller, RetryState};
+
+/// A grant left `revoking` this long with no retry scheduled in this process is taken over.
+const STUCK_REVOKING_MS: i64 = 10_000;
+/// How many grants one reaper pass ends at the same time.
+const REAP_CONCURRENCY: usize = 16;
+/// The longest wait between two attempts at a revocation the target refused.
+const RETRY_CAP_MS: i64 = 60_000;
+
+/// The grant a provider handle was made for, where the handle names it (`…/bg_<32 hex>`).
+fn grant_in_handle(handle: &str) -> Option<GrantId> {
+    let name = handle.rsplit('/').next()?;
+    let hex = name.strip_prefix("bg_")?;
+    let bytes: [u8; 16] = hex::decode(hex).ok()?.try_into().ok()?;
+    Some(GrantId::from_bytes(bytes))
+}
 
 /// How many times an operation re-decides after losing a race on the same grant.
 const MAX_ATTEMPTS: usize = 8;
@@ -231,14 +247,30 @@ impl Broker {
     /// The reaper's pass: expire every active grant whose window has closed, and time out
     /// requests nobody approved in time. One grant's failure does not hold up the others.
     pub async fn reap(&self) -> Result<(), BrokerError> {
+        use futures_util::StreamExt as _;
         let now = self.clock.now();
         let mut first_error = None;
-        for sg in self.store.due_for_expiry(now).await? {
-            let id = sg.grant.id;
-            if let Err(e) = self.expire(sg, now).await {
+        let due = self.store.due_for_expiry(now).await?;
+        // Grants are expired several at a time: one slow or unreachable target must not hold up
+        // the end of every other grant due in the same pass.
+        let expiries = futures_util::stream::iter(due)
+            .map(|sg| async move {
+                let id = sg.grant.id;
+                (id, self.expire(sg, now).await)
+            })
+            .buffer_unordered(REAP_CONCURRENCY)
+            .collect::<Vec<_>>();
+        let mut retry_error = None;
+        let retries = self.retry_revocations(now, &mut retry_error);
+        let (expired, ()) = tokio::join!(expiries, retries);
+        for (id, res) in expired {
+            if let Err(e) = res {
                 tracing::warn!(grant = %id, error = %e, "could not expire; retrying next pass");
                 first_error.get_or_insert(e);
             }
+        }
+        if let Some(e) = retry_error {
+            first_error.get_or_insert(e);
         }
         let roles = self.roles();
         // Only requests older than the shortest TTL can be due: the reaper runs every 250 ms and
@@ -263,6 +295,154 @@ impl Broker {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Retries the revocations a target refused, each on its own backoff schedule, plus any
+    /// grant left `revoking` for a while with no schedule here (by a crash, or by another replica
+    /// that stopped).
+    async fn retry_revocations(&self, now: Timestamp, first_error: &mut Option<BrokerError>) {
+        let revoking = match self.store.grants_in_states(&["revoking"]).await {
+            Ok(r) => r,
+            Err(e) => {
+                first_error.get_or_insert(e.into());
+                return;
+            }
+        };
+        use futures_util::StreamExt as _;
+        let due = revoking
+            .into_iter()
+            .filter(|sg| match self.retry_state(sg.grant.id) {
+                Some(r) => r.next_at <= now,
+                // A revocation in flight right now (an API call, another replica) is left to
+                // finish; one untouched for a while is stuck and taken over.
+                None => now.unix_millis() - sg.grant.updated_at.unix_millis() >= STUCK_REVOKING_MS,
+            });
+        let results = futures_util::stream::iter(due)
+            .map(|sg| async move {
+                let id = sg.grant.id;
+                (id, self.finish_revoking(sg, Actor::System("reaper")).await)
+            })
+            .buffer_unordered(REAP_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        for (id, res) in results {
+            match res {
+                Ok(_) | Err(BrokerError::Store(StoreError::Conflict)) => {}
+                Err(e) => {
+                    tracing::warn!(grant = %id, error = %e, "could not finish revoking; retrying");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+    }
+
+    fn retry_state(&self, id: GrantId) -> Option<RetryState> {
+        self.revoke_retries
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&id).copied())
+    }
+
+    fn forget_retry(&self, id: GrantId) {
+        if let Ok(mut m) = self.revoke_retries.lock() {
+            m.remove(&id);
+        }
+    }
+
+    /// Records one more failed attempt and when to try next: exponential from 1 s, capped at
+    /// 60 s, with up to 25% random jitter so replicas and grants do not retry in lockstep.
+    fn schedule_retry(&self, id: GrantId, now: Timestamp) -> RetryState {
+        let mut jitter = [0u8; 1];
+        let _ = getrandom::fill(&mut jitter);
+        let mut map = match self.revoke_retries.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let attempts = map.get(&id).map_or(0, |r| r.attempts) + 1;
+        let base = (1000i64 << attempts.min(6)).min(RETRY_CAP_MS);
+        let delay = base - base * i64::from(jitter[0]) / (4 * 255);
+        let state = RetryState {
+            attempts,
+            next_at: Timestamp::from_unix_millis(now.unix_millis() + delay),
+        };
+        map.insert(id, state);
+        state
+    }
+
+    /// The reconciler's sweep of the targets: every privilege this installation created that no
+    /// live grant stands behind is removed and audited (`target.orphan_removed`). The targets are
+    /// listed before the grants are read, so a privilege whose grant was still being activated is
+    /// seen with its grant; one whose grant ended only moments ago is left for the next sweep,
+    /// since its own revocation may still be finishing.
+    pub async fn sweep_orphans(&self) -> Result<usize, BrokerError> {
+        let roles = self.roles();
+        let mut targets: Vec<&breakglass_core::Target> = Vec::new();
+        for role in roles.iter() {
+            let t = &role.target;
+            let seen = targets.iter().any(|u| match (u, t) {
+                (
+                    breakglass_core::Target::Postgres { dsn_env: a, .. },
+                    breakglass_core::Target::Postgres { dsn_env: b, .. },
+                ) => a == b,
+                _ => u.kind() == t.kind() && !matches!(t, breakglass_core::Target::Postgres { .. }),
+            });
+            if !seen {
+                targets.push(t);
+            }
+        }
+        let mut found = Vec::new();
+        for t in targets {
+            match self.provider(t).list(t).await {
+                Ok(handles) => found.extend(handles.into_iter().map(|h| (t, h))),
+                Err(e) => {
+                    tracing::warn!(target = t.kind(), error = %e, "could not list the target's privileges; will retry")
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let live: std::collections::HashSet<String> = self
+            .store
+            .grants_in_states(&["activating", "active", "revoking"])
+            .await?
+            .into_iter()
+            .filter_map(|sg| sg.grant.handle)
+            .collect();
+        let mut removed = 0;
+        for (t, handle) in found {
+            if live.contains(&handle) {
+                continue;
+            }
+            let mut for_grant = None;
+            if let Some(id) = grant_in_handle(&handle)
+                && let Some(sg) = self.store.grant(id).await?
+            {
+                let age = self.clock.now().unix_millis() - sg.grant.updated_at.unix_millis();
+                if !sg.grant.state.is_ended() || age < STUCK_REVOKING_MS {
+                    continue;
+                }
+                for_grant = Some(id);
+            }
+            let provider = self.provider(t);
+            if let Err(e) = provider.revoke(&handle).await {
+                tracing::warn!(%handle, error = %e, "could not remove an orphaned privilege; will retry");
+                continue;
+            }
+            let event = EventDraft::new(
+                Actor::System("reconciler"),
+                for_grant,
+                EventKind::TargetOrphanRemoved {
+                    target: provider.kind().to_owned(),
+                    handle: handle.clone(),
+                    for_grant: for_grant.map(|g| g.to_string()),
+                },
+            );
+            self.store.append(&[event], self.clock.now()).await?;
+            tracing::warn!(%handle, target = provider.kind(), "removed an orphaned privilege at the target");
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     async fn expire(&self, sg: StoredGrant, now: Timestamp) -> Result<(), BrokerError> {
@@ -324,6 +504,11 @@ impl Broker {
                     tracing::warn!(grant = %id, error = %e, "could not reconcile; will retry")
                 }
             }
+        }
+        match self.sweep_orphans().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(removed = n, "orphaned privileges removed at targets"),
+            Err(e) => tracing::warn!(error = %e, "orphan sweep incomplete; will retry"),
         }
         Ok(repaired)
     }
@@ -556,24 +741,51 @@ impl Broker {
         }
     }
 
-    /// Completes a `revoking` grant. If the provider fails, the grant stays `revoking` and the
-    /// reconciler tries again; the target's own expiry still bounds the privilege (invariant 1).
+    /// Completes a `revoking` grant. If the provider fails, the grant stays `revoking` and is
+    /// retried with backoff (by the reaper, and by the reconciler on any replica); the target's
+    /// own expiry still bounds the privilege (invariant 1). A revocation that keeps failing past
+    /// `revoke_give_up` marks the grant `failed` with the reason, and the orphan sweep keeps
+    /// trying to remove what is left at the target.
     async fn finish_revoking(
         &self,
         sg: StoredGrant,
         actor: Actor,
     ) -> Result<StoredGrant, BrokerError> {
-        if !matches!(sg.grant.state, GrantState::Revoking { .. }) {
+        let GrantState::Revoking { expires_at, .. } = sg.grant.state else {
             return Ok(sg);
-        }
+        };
         let g = &sg.grant;
         // No handle means the activation intent was never recorded: nothing reached the target.
         if let Some(handle) = &g.handle
             && let Err(e) = self.provider(&g.target).revoke(handle).await
         {
-            tracing::warn!(grant = %g.id, error = %e, "provider could not revoke; will retry");
+            let now = self.clock.now();
+            let since = now.unix_millis().saturating_sub(g.updated_at.unix_millis());
+            let give_up = i64::try_from(self.revoke_give_up.as_millis()).unwrap_or(i64::MAX);
+            if since >= give_up {
+                self.forget_retry(g.id);
+                tracing::error!(grant = %g.id, error = %e, "revocation kept failing; marking the grant failed");
+                let tr = g.fail(
+                    actor,
+                    &format!(
+                        "revocation at the target kept failing for {}s: {e}; the target still ends access on its own at {expires_at}, and the reconciler keeps trying to remove what is left",
+                        since / 1000
+                    ),
+                    now,
+                )?;
+                self.store
+                    .update_grant(&tr.grant, sg.version, None, &tr.events, now)
+                    .await?;
+                return Ok(StoredGrant {
+                    grant: tr.grant,
+                    version: sg.version + 1,
+                });
+            }
+            let retry = self.schedule_retry(g.id, now);
+            tracing::warn!(grant = %g.id, error = %e, attempts = retry.attempts, next_attempt_at = %retry.next_at, "provider could not revoke; will retry");
             return Ok(sg);
         }
+        self.forget_retry(g.id);
         let now = self.clock.now();
         let tr = g.finish_revoke(actor, now)?;
         self.store

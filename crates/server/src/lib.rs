@@ -14,6 +14,7 @@ mod sealing;
 pub mod verify;
 pub mod workers;
 
+use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::Arc;
 
 use breakglass_core::Clock;
@@ -35,7 +36,18 @@ impl Server {
     /// Opens the data directory, loads the roles, reconciles open intents and binds the listener.
     /// Any failure here is fatal and says what to do.
     pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
-        let data = datadir::DataDir::open(&config.data_dir, clock.as_ref()).await?;
+        if matches!(config.location, datadir::Location::Postgres { .. }) {
+            // The local directory holds only the roles and the published checkpoint log here.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&config.data_dir)
+                .map_err(|e| StartupError::DataDirNotWritable {
+                    path: config.data_dir.clone(),
+                    reason: e.to_string().to_lowercase(),
+                })?;
+        }
+        let data = datadir::DataDir::open(&config.location, clock.as_ref()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartupError::Bind {
@@ -55,7 +67,7 @@ impl Server {
         if roles.is_empty() {
             tracing::warn!(dir = %roles_dir.display(), "no roles loaded; add role files and send SIGHUP");
         }
-        let changed = roles::record(&data.store, &roles, clock.now()).await?;
+        let changed = roles::record(data.store.as_ref(), &roles, clock.now()).await?;
         let checkpoint_log = config.checkpoint_log();
         let broker = Arc::new(Broker::new(
             data,
@@ -64,6 +76,7 @@ impl Server {
             roles_dir.clone(),
             &issuer,
             checkpoint_log,
+            config.revoke_give_up,
         ));
         tracing::info!(roles = broker.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
         // INVARIANT(3): open intents left by a crash are finished before serving anything.
@@ -117,7 +130,7 @@ impl Server {
         ));
         workers.spawn(workers::roles::run(self.broker(), stop_rx));
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%addr, issuer = %self.broker.tokens.issuer(), data_dir = %self.config.data_dir.display(), "breakglass serving");
+        tracing::info!(%addr, issuer = %self.broker.tokens.issuer(), store = %self.config.location.describe(), "breakglass serving");
         let app = api::router(Arc::clone(&self.broker));
         let res = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -8,7 +8,7 @@ use breakglass_audit::verify::{
     CheckpointOutcome, FoundCheckpoint, Problem, Rebuild, check_checkpoint, claimed_size,
 };
 use breakglass_audit::{Hash, NoteVerifier};
-use breakglass_store::{AuditVisitor, SqliteStore, Store};
+use breakglass_store::{AuditVisitor, PostgresStore, SqliteStore, Store};
 
 use crate::StartupError;
 use crate::datadir::{AUDIT_ORIGIN, AUDIT_VERIFIER, CHECKPOINT_LOG_FILE, DB_FILE};
@@ -16,7 +16,7 @@ use crate::datadir::{AUDIT_ORIGIN, AUDIT_VERIFIER, CHECKPOINT_LOG_FILE, DB_FILE}
 #[derive(Debug, Default, Clone)]
 pub struct VerifyOptions {
     pub data_dir: Option<PathBuf>,
-    /// `sqlite://PATH` (PostgreSQL comes with the PostgreSQL store).
+    /// `sqlite://PATH` or `postgres://…`.
     pub database: Option<String>,
     /// A signed checkpoint the auditor kept (the note, or `audit checkpoint --output json`).
     pub trusted: Option<PathBuf>,
@@ -45,33 +45,52 @@ fn unusable(reason: String) -> StartupError {
 }
 
 pub async fn verify(opts: &VerifyOptions) -> Result<VerifyReport, StartupError> {
-    let db_path = match (&opts.data_dir, &opts.database) {
-        (Some(d), None) => d.join(DB_FILE),
-        (None, Some(url)) => {
-            let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).ok_or_else(|| {
-                unusable(format!("database `{}` is not a `sqlite://PATH` URL; PostgreSQL is not supported yet", url.chars().take(60).collect::<String>()))
-            })?;
-            PathBuf::from(path)
+    let store: Box<dyn Store> = match (&opts.data_dir, &opts.database) {
+        (None, Some(url)) if crate::datadir::is_postgres_url(url) => {
+            Box::new(PostgresStore::open_read_only(url).await.map_err(|e| {
+                unusable(format!(
+                    "cannot open database `{}` read-only: {e}",
+                    crate::datadir::redact_url(url)
+                ))
+            })?)
         }
-        _ => {
-            return Err(unusable(
-                "pass exactly one of `--data-dir` or `--database`".into(),
-            ));
+        (data_dir, database) => {
+            let db_path = match (data_dir, database) {
+                (Some(d), None) => d.join(DB_FILE),
+                (None, Some(url)) => {
+                    let path = url
+                        .strip_prefix("sqlite://")
+                        .or_else(|| url.strip_prefix("sqlite:"))
+                        .ok_or_else(|| {
+                            unusable(format!(
+                                "database `{}` is neither a `sqlite://PATH` nor a `postgres://` URL",
+                                crate::datadir::redact_url(url).chars().take(60).collect::<String>()
+                            ))
+                        })?;
+                    PathBuf::from(path)
+                }
+                _ => {
+                    return Err(unusable(
+                        "pass exactly one of `--data-dir` or `--database`".into(),
+                    ));
+                }
+            };
+            Box::new(SqliteStore::open_read_only(&db_path).await.map_err(|e| {
+                unusable(format!(
+                    "cannot open database `{}` read-only: {e}",
+                    db_path.display()
+                ))
+            })?)
         }
     };
-    let store = SqliteStore::open_read_only(&db_path).await.map_err(|e| {
-        unusable(format!(
-            "cannot open database `{}` read-only: {e}",
-            db_path.display()
-        ))
-    })?;
+    let store = store.as_ref();
     let mut warnings = Vec::new();
     let mut problems = Vec::new();
 
-    let origin = text_meta(&store, AUDIT_ORIGIN).await?.ok_or_else(|| {
+    let origin = text_meta(store, AUDIT_ORIGIN).await?.ok_or_else(|| {
         unusable("the database has no audit origin (was it written by breakglass?)".into())
     })?;
-    let stored_key = text_meta(&store, AUDIT_VERIFIER).await?;
+    let stored_key = text_meta(store, AUDIT_VERIFIER).await?;
     let key_text = match (&opts.key, &stored_key) {
         (Some(pinned), stored) => {
             if stored.as_deref().map(str::trim) != Some(pinned.trim()) {
@@ -214,7 +233,7 @@ impl AuditVisitor for Visit<'_> {
     }
 }
 
-async fn text_meta(store: &SqliteStore, name: &str) -> Result<Option<String>, StartupError> {
+async fn text_meta(store: &dyn Store, name: &str) -> Result<Option<String>, StartupError> {
     Ok(store
         .secret(name)
         .await?

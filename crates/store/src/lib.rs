@@ -2,8 +2,10 @@
 //!
 //! Every call that changes state takes the audit events that describe the change and writes both
 //! in one transaction: if the audit rows cannot be written, nothing changes (invariant 2).
-//! SQLite is the embedded default ([`SqliteStore`]); PostgreSQL joins behind the same trait.
+//! SQLite is the embedded default ([`SqliteStore`]); PostgreSQL ([`PostgresStore`]) is the shared
+//! store that many broker processes use at once.
 
+mod postgres;
 mod sqlite;
 
 pub use breakglass_audit;
@@ -14,6 +16,7 @@ use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
 use breakglass_core::{AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Timestamp};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -45,22 +48,40 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether the database could not be reached or written at all (as opposed to refusing this
-    /// particular change): the caller should retry later, and nothing was changed.
+    /// particular change): the caller should retry later, and nothing was changed. (One
+    /// exception, on PostgreSQL: if the connection broke while the commit itself was under way,
+    /// the server may have kept the write; a retry must then tolerate finding it done, as
+    /// versioned grant updates do by failing with [`StoreError::Conflict`].)
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Commit(_) | Self::Closed => true,
-            Self::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => true,
-            Self::Database(sqlx::Error::Database(d)) => {
-                let m = d.message().to_lowercase();
-                m.contains("locked")
-                    || m.contains("busy")
-                    || m.contains("readonly")
-                    || m.contains("disk")
-            }
+            Self::Database(e)
+            | Self::Migrate(
+                sqlx::migrate::MigrateError::Execute(e)
+                | sqlx::migrate::MigrateError::ExecuteMigration(e, _),
+            ) => unreachable_database(e),
             _ => false,
         }
+    }
+}
+
+/// Whether `e` says the database cannot be reached or written at all, for either backend.
+fn unreachable_database(e: &sqlx::Error) -> bool {
+    match e {
+        // A refused or broken connection, or no connection to be had in time.
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(d) => {
+            if let Some(pg) = d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                return postgres::is_unavailable_code(pg.code());
+            }
+            // SQLite: the file is locked by another process, read-only, or its disk failed.
+            let m = d.message().to_lowercase();
+            m.contains("locked")
+                || m.contains("busy")
+                || m.contains("readonly")
+                || m.contains("disk")
+        }
+        _ => false,
     }
 }
 
@@ -235,4 +256,6 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the head, the checkpoints (handed to the visitor first) and then every event (in
     /// order), all in one snapshot.
     async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot>;
+    /// Finishes the writes already accepted and closes every connection.
+    async fn close(&self);
 }

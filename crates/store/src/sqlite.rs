@@ -277,7 +277,7 @@ impl SqliteStore {
     }
 
     /// Stops the writer after the writes already queued and closes every connection.
-    pub async fn close(&self) {
+    pub async fn close_all(&self) {
         let (reply, done) = oneshot::channel();
         if self.writer.send(Job::Close { reply }).await.is_ok() {
             let _ = done.await;
@@ -1087,6 +1087,10 @@ impl Store for SqliteStore {
             head_root: head.root(),
             checkpoints,
         })
+    }
+
+    async fn close(&self) {
+        self.close_all().await;
     }
 }
 

@@ -1,4 +1,6 @@
-//! The store suite: every test here runs against each backend through the `Store` trait.
+//! The store suite: every test in `store_suite!` runs against each backend (SQLite, and
+//! PostgreSQL on the server `scripts/test-postgres` starts) through the `Store` trait; the rest
+//! exercise what only one backend has.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +17,12 @@ use breakglass_core::{
     Actor, EventDraft, EventKind, Grant, GrantId, Principal, PrincipalKind, Role, Timestamp,
 };
 use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
+
+// Kept under `store/` so that Cargo does not build them as test binaries of their own.
+#[path = "store/pgdb.rs"]
+mod pgdb;
+#[path = "store/replicas.rs"]
+mod replicas;
 
 const ROLE: &str = r#"
 id = "db"
@@ -322,6 +330,179 @@ async fn requested_before_finds_only_old_pending_requests(store: &dyn Store) {
     );
 }
 
+async fn roles_are_replaced_and_recorded(store: &dyn Store) {
+    initialized(store).await;
+    let role = |id: &str, hash: &str| breakglass_store::RoleRecord {
+        id: id.into(),
+        hash: hash.into(),
+        file: format!("{id}.toml"),
+    };
+    let before = store.audit_size().await.unwrap();
+    store
+        .record_roles(
+            &[role("db", "h1"), role("app", "h2")],
+            &[created("r")],
+            t(3),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.roles().await.unwrap(),
+        vec![role("app", "h2"), role("db", "h1")]
+    );
+    store
+        .record_roles(&[role("db", "h3"), role("web", "h4")], &[], t(4))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.roles().await.unwrap(),
+        vec![role("db", "h3"), role("web", "h4")]
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    let names: Vec<_> = store
+        .principals()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name.to_string())
+        .collect();
+    assert_eq!(names, ["admin", "alice", "bob"]);
+}
+
+async fn secrets_are_added_once(store: &dyn Store) {
+    initialized(store).await;
+    let before = store.audit_size().await.unwrap();
+    let secrets = [("k1", vec![1]), ("k2", vec![2])];
+    assert!(
+        store
+            .add_secrets(&secrets, &[created("k")], t(3))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.secret("k2").await.unwrap(), Some(vec![2]));
+    let again = [("k1", vec![9]), ("k3", vec![3])];
+    assert!(
+        !store
+            .add_secrets(&again, &[created("k")], t(4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.secret("k1").await.unwrap(), Some(vec![1]));
+    assert_eq!(store.secret("k3").await.unwrap(), None, "nothing written");
+    assert!(!store.add_secrets(&[], &[], t(5)).await.unwrap());
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+}
+
+async fn checkpoints_keep_the_first_of_a_size(store: &dyn Store) {
+    initialized(store).await;
+    assert!(store.latest_checkpoint().await.unwrap().is_none());
+    store.save_checkpoint(3, "first", t(3)).await.unwrap();
+    store.save_checkpoint(3, "second", t(4)).await.unwrap();
+    store.save_checkpoint(1, "older", t(5)).await.unwrap();
+    let latest = store.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!((latest.size, latest.note.as_str()), (3, "first"));
+    assert_eq!(latest.signed_at, t(3));
+    struct Seen(Vec<u64>, u64);
+    impl breakglass_store::AuditVisitor for Seen {
+        fn checkpoints(&mut self, c: &[breakglass_store::StoredCheckpoint]) {
+            self.0 = c.iter().map(|c| c.size).collect();
+        }
+        fn event(&mut self, _: u64, _: &[u8], _: Option<breakglass_audit::Hash>) {
+            self.1 += 1;
+        }
+    }
+    let mut seen = Seen(vec![], 0);
+    let snap = store.audit_snapshot(&mut seen).await.unwrap();
+    assert_eq!(seen.0, [1, 3]);
+    assert_eq!(snap.checkpoints.len(), 2);
+    assert_eq!(seen.1, snap.head_size);
+}
+
+/// The events as read back, the recorded leaves, the head and the stored subtree hashes all
+/// describe one tree: the one recomputed from the bytes.
+async fn audit_reads_agree_with_the_tree(store: &dyn Store) {
+    initialized(store).await;
+    activate(store, 11).await;
+    activate(store, 12).await;
+    let size = store.audit_size().await.unwrap();
+    let mut paged = Vec::new();
+    while (paged.len() as u64) < size {
+        let page = store.audit_events(paged.len() as u64, 3).await.unwrap();
+        assert!(!page.is_empty() && page.len() <= 3);
+        paged.extend(page);
+    }
+    assert_eq!(paged, store.audit_tail(10_000).await.unwrap());
+    let (head_size, root) = store.audit_head().await.unwrap();
+    assert_eq!((head_size, root), tree_of(&paged));
+
+    struct Leaves(Vec<(u64, Vec<u8>, Option<breakglass_audit::Hash>)>);
+    impl breakglass_store::AuditVisitor for Leaves {
+        fn event(&mut self, seq: u64, bytes: &[u8], leaf: Option<breakglass_audit::Hash>) {
+            self.0.push((seq, bytes.to_vec(), leaf));
+        }
+    }
+    let mut leaves = Leaves(vec![]);
+    let snap = store.audit_snapshot(&mut leaves).await.unwrap();
+    assert_eq!((snap.head_size, snap.head_root), (head_size, root));
+    for ((seq, bytes, leaf), e) in leaves.0.iter().zip(&paged) {
+        assert_eq!((*seq, bytes), (e.seq, &e.bytes));
+        assert_eq!(*leaf, Some(breakglass_audit::leaf_hash(bytes)));
+    }
+    assert_eq!(leaves.0.len() as u64, size);
+
+    let index = size / 2;
+    let ids = breakglass_audit::needed_for_inclusion(index, size).unwrap();
+    let stored = store.audit_hashes(&ids).await.unwrap();
+    assert!(!stored.is_empty());
+    let proof =
+        breakglass_audit::inclusion_proof(index, size, &mut |id| stored.get(&id).copied()).unwrap();
+    let leaf = breakglass_audit::leaf_hash(&paged[index as usize].bytes);
+    assert!(breakglass_audit::verify_inclusion(
+        index, size, &leaf, &proof, &root
+    ));
+    assert!(
+        store
+            .audit_hashes(&BTreeSet::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// The size and root of the tree over these events' bytes.
+fn tree_of(events: &[breakglass_core::AuditEvent]) -> (u64, breakglass_audit::Hash) {
+    let mut f = breakglass_audit::Frontier::new();
+    for e in events {
+        f.append(breakglass_audit::leaf_hash(&e.bytes));
+    }
+    (f.size(), f.root())
+}
+
+async fn grants_list_by_state(store: &dyn Store) {
+    initialized(store).await;
+    store.insert_grant(&request(13), &[], t(2)).await.unwrap();
+    activate(store, 14).await;
+    let states = |gs: Vec<breakglass_store::StoredGrant>| {
+        gs.into_iter()
+            .map(|g| g.grant.state.name())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        states(
+            store
+                .grants_in_states(&["active", "requested"])
+                .await
+                .unwrap()
+        ),
+        ["requested", "active"]
+    );
+    assert_eq!(
+        states(store.grants_in_states(&["denied"]).await.unwrap()).len(),
+        0
+    );
+    assert_eq!(store.grants(None, 1).await.unwrap().len(), 1);
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -331,6 +512,17 @@ macro_rules! store_suite {
                     let dir = tempfile::tempdir().unwrap();
                     let store = breakglass_store::SqliteStore::open(&dir.path().join("bg.db")).await.unwrap();
                     super::$name(&store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let db = crate::pgdb::TestDb::create().await;
+                    let store = breakglass_store::PostgresStore::open(&db.url).await.unwrap();
+                    super::$name(&store).await;
+                    store.close().await;
                 }
             )*
         }
@@ -347,6 +539,11 @@ store_suite!(
     due_for_expiry_finds_only_ended_windows,
     tokens_revoke_once,
     requested_before_finds_only_old_pending_requests,
+    roles_are_replaced_and_recorded,
+    secrets_are_added_once,
+    checkpoints_keep_the_first_of_a_size,
+    audit_reads_agree_with_the_tree,
+    grants_list_by_state,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does
@@ -371,7 +568,16 @@ async fn a_failing_audit_write_rolls_back_the_state_change() {
         .execute(&mut conn)
         .await
         .unwrap();
+    writes_fail_whole(&store, &g, v).await;
+    sqlx::query("DROP TRIGGER audit_broken")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    nothing_was_kept(&store, &g, size).await;
+}
 
+/// With the audit log refusing inserts, every state-changing write fails and changes nothing.
+async fn writes_fail_whole(store: &dyn Store, g: &Grant, v: i64) {
     let fresh = request(7);
     let ev = EventDraft::new(
         Actor::System("t"),
@@ -403,10 +609,10 @@ async fn a_failing_audit_write_rolls_back_the_state_change() {
             .await
             .is_err()
     );
-    sqlx::query("DROP TRIGGER audit_broken")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+}
+
+/// Once the audit log takes inserts again: the log did not grow and the credential is still there.
+async fn nothing_was_kept(store: &dyn Store, g: &Grant, size: u64) {
     assert_eq!(store.audit_size().await.unwrap(), size);
     assert!(
         store.deliver_credential(g.id, "alice", t(23)).await.is_ok(),

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod pg;
+
 /// How long anything in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -70,7 +72,8 @@ impl Run {
     }
 }
 
-/// A running (or stopped) `breakglass serve` with its own data directory.
+/// A running (or stopped) `breakglass serve` with its own data directory (and, for PostgreSQL,
+/// its own database shared with any replicas).
 pub struct Broker {
     bin: PathBuf,
     dir: tempfile::TempDir,
@@ -81,6 +84,10 @@ pub struct Broker {
     pub audit_key: String,
     logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
+    /// `--database` and `--key-file`, for a broker on PostgreSQL.
+    postgres: Option<(String, PathBuf)>,
+    /// Where a launched process reports its address once it listens.
+    ready: Option<std::sync::mpsc::Receiver<String>>,
 }
 
 pub const ISSUER: &str = "http://breakglass.test";
@@ -89,37 +96,109 @@ impl Broker {
     /// Initialises a data directory, writes `roles` (file name, TOML) into its roles directory and
     /// starts serving.
     pub fn start(bin: &Path, roles: &[(&str, &str)]) -> Self {
+        let mut b = Self::init(bin, roles);
+        b.restart();
+        b
+    }
+
+    /// Like [`Broker::start`], but stopped: set environment variables, then [`Broker::restart`].
+    pub fn init(bin: &Path, roles: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let data = dir.path().join("data");
-        let out = Command::new(bin)
-            .args(["init", "--output", "json", "--data-dir"])
-            .arg(&data)
-            .output()
-            .unwrap_or_else(|e| panic!("run init: {e}"));
-        assert!(
-            out.status.success(),
-            "init failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value =
-            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("init output: {e}"));
-        let admin_token = v["admin_token"].as_str().unwrap_or_default().to_owned();
-        let audit_key = v["audit_key"].as_str().unwrap_or_default().to_owned();
-        let mut b = Self {
+        let v = Run::of(
+            Command::new(bin)
+                .args(["init", "--output", "json", "--data-dir"])
+                .arg(&data),
+        )
+        .ok_json();
+        Self::initialised(bin, dir, &v, None, roles)
+    }
+
+    /// Initialises the PostgreSQL database at `database` (its key file in a temp directory) and
+    /// writes `roles`; stopped, like [`Broker::init`].
+    pub fn init_postgres(bin: &Path, database: &str, roles: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let key = dir.path().join("breakglass.key");
+        let v = Run::of(
+            Command::new(bin)
+                .args([
+                    "init",
+                    "--output",
+                    "json",
+                    "--database",
+                    database,
+                    "--key-file",
+                ])
+                .arg(&key),
+        )
+        .ok_json();
+        Self::initialised(bin, dir, &v, Some((database.to_owned(), key)), roles)
+    }
+
+    fn initialised(
+        bin: &Path,
+        dir: tempfile::TempDir,
+        init: &Value,
+        postgres: Option<(String, PathBuf)>,
+        roles: &[(&str, &str)],
+    ) -> Self {
+        let b = Self {
             bin: bin.to_owned(),
             dir,
             child: None,
             url: String::new(),
-            admin_token,
-            audit_key,
+            admin_token: init["admin_token"].as_str().unwrap_or_default().to_owned(),
+            audit_key: init["audit_key"].as_str().unwrap_or_default().to_owned(),
             logs: Arc::default(),
             env: Vec::new(),
+            postgres,
+            ready: None,
         };
+        std::fs::create_dir_all(b.roles_dir()).unwrap_or_else(|e| panic!("roles dir: {e}"));
         for (name, text) in roles {
             b.write_role(name, text);
         }
-        b.restart();
         b
+    }
+
+    /// Another `serve` process on this broker's PostgreSQL database, with its own directory (a
+    /// copy of the role files), the same key file and environment; stopped until
+    /// [`Broker::restart`].
+    pub fn replica(&self) -> Self {
+        assert!(self.postgres.is_some(), "replicas need a PostgreSQL store");
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let b = Self {
+            bin: self.bin.clone(),
+            dir,
+            child: None,
+            url: String::new(),
+            admin_token: self.admin_token.clone(),
+            audit_key: self.audit_key.clone(),
+            logs: Arc::default(),
+            env: self.env.clone(),
+            postgres: self.postgres.clone(),
+            ready: None,
+        };
+        std::fs::create_dir_all(b.roles_dir()).unwrap_or_else(|e| panic!("roles dir: {e}"));
+        let files = std::fs::read_dir(self.roles_dir()).unwrap_or_else(|e| panic!("roles: {e}"));
+        for f in files.flatten() {
+            std::fs::copy(f.path(), b.roles_dir().join(f.file_name()))
+                .unwrap_or_else(|e| panic!("copy role: {e}"));
+        }
+        b
+    }
+
+    /// `--database` and `--key-file` as this broker serves them, for offline commands.
+    pub fn store_args(&self) -> Vec<String> {
+        match &self.postgres {
+            Some((db, key)) => vec![
+                "--database".into(),
+                db.clone(),
+                "--key-file".into(),
+                key.display().to_string(),
+            ],
+            None => vec!["--data-dir".into(), self.data_dir().display().to_string()],
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -141,17 +220,28 @@ impl Broker {
 
     /// Starts `serve` on the data directory (after a stop or kill) and waits until it listens.
     pub fn restart(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts `serve` without waiting for it (to start several replicas at the same moment);
+    /// [`Broker::wait_ready`] then waits until it listens.
+    pub fn launch(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let mut child = Command::new(&self.bin)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--issuer",
-                ISSUER,
-                "--data-dir",
-            ])
-            .arg(self.data_dir())
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--issuer",
+            ISSUER,
+            "--data-dir",
+        ])
+        .arg(self.data_dir());
+        if let Some((db, key)) = &self.postgres {
+            cmd.args(["--database", db, "--key-file"]).arg(key);
+        }
+        let mut child = cmd
             .env("BREAKGLASS_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
@@ -188,17 +278,31 @@ impl Broker {
                 }
             });
         }
+        self.child = Some(child);
+        self.ready = Some(rx);
+    }
+
+    /// Waits until a [`Broker::launch`]ed process listens.
+    pub fn wait_ready(&mut self) {
+        let rx = self.ready.take().unwrap_or_else(|| panic!("not launched"));
         let addr = rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-            let _ = child.kill();
+            self.kill9();
             panic!("broker did not start; logs:\n{}", self.logs())
         });
         self.url = format!("http://{addr}");
-        self.child = Some(child);
     }
 
-    /// Sets an environment variable for the next `restart`.
+    /// Sets an environment variable for the next `restart` (and for replicas made after).
     pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// Whether the process is still running (it may have exited on an error).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// `kill -9`: no shutdown, no cleanup, exactly like a crash.

@@ -43,7 +43,9 @@ pub(crate) enum Command {
             required_unless_present = "database"
         )]
         data_dir: Option<PathBuf>,
-        /// `sqlite://PATH`.
+        /// `sqlite://PATH`, or `postgres://…` (read through read-only transactions; point it at a
+        /// replica or a restored backup if you like). Give `--checkpoint-log` too: a PostgreSQL
+        /// store has no data directory to find one in.
         #[arg(long)]
         database: Option<String>,
         /// A checkpoint you kept (the note, or the JSON from `audit checkpoint --output json`).

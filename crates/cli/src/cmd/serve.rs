@@ -8,13 +8,21 @@ use std::sync::Arc;
 use breakglass_core::SystemClock;
 use breakglass_server::{ServeConfig, Server, datadir};
 
-use crate::client::{CliError, EXIT_FAILURE};
+use crate::client::{CliError, EXIT_FAILURE, EXIT_UNREACHABLE, EXIT_USAGE};
 
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Where the database and keys live; created and initialised if missing.
+    /// Where the embedded database and its key live (created and initialised if missing); with
+    /// `--database`, only the default roles directory and checkpoint log.
     #[arg(long, env = "BREAKGLASS_DATA_DIR", default_value = breakglass_server::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
+    /// A shared PostgreSQL database (`postgres://user:pass@host:5432/db`) instead of the embedded
+    /// SQLite store; any number of replicas may serve it. Initialise it first with `init`.
+    #[arg(long, env = "BREAKGLASS_DATABASE")]
+    database: Option<String>,
+    /// The key-encryption key file `init --database` created; every replica needs the same one.
+    #[arg(long, env = "BREAKGLASS_KEY_FILE")]
+    key_file: Option<PathBuf>,
     /// The directory of role files (`*.toml`); default `<data-dir>/roles`.
     #[arg(long, env = "BREAKGLASS_ROLES")]
     roles: Option<PathBuf>,
@@ -31,28 +39,49 @@ pub(crate) struct Args {
     /// Point it at storage the database's owner cannot rewrite.
     #[arg(long, env = "BREAKGLASS_CHECKPOINT_LOG")]
     checkpoint_log: Option<PathBuf>,
+    /// How often to re-check open intents and sweep targets for orphaned privileges.
+    #[arg(long, env = "BREAKGLASS_RECONCILE_INTERVAL", default_value = "30s")]
+    reconcile_interval: String,
+    /// How long to keep retrying a revocation the target refuses before marking the grant
+    /// `failed` (the target's own end still bounds the access).
+    #[arg(long, env = "BREAKGLASS_REVOKE_GIVE_UP", default_value = "1h")]
+    revoke_give_up: String,
+}
+
+/// Parses a duration flag, naming the flag in the error.
+fn duration_flag(flag: &str, value: &str) -> Result<std::time::Duration, CliError> {
+    let d: breakglass_core::Duration =
+        value.parse().map_err(|e: breakglass_core::DomainError| {
+            CliError::with_help(
+                crate::client::EXIT_REFUSED,
+                e.code(),
+                format!("`{flag}`: {e}"),
+                &e.help(),
+            )
+        })?;
+    Ok(std::time::Duration::from_secs(d.as_secs().unsigned_abs()))
 }
 
 pub(crate) async fn run(a: Args) -> Result<(), CliError> {
-    let interval: breakglass_core::Duration =
-        a.checkpoint_interval
-            .parse()
-            .map_err(|e: breakglass_core::DomainError| {
-                CliError::with_help(
-                    crate::client::EXIT_REFUSED,
-                    e.code(),
-                    format!("`--checkpoint-interval`: {e}"),
-                    &e.help(),
-                )
-            })?;
+    let checkpoint_interval = duration_flag("--checkpoint-interval", &a.checkpoint_interval)?;
+    let reconcile_interval = duration_flag("--reconcile-interval", &a.reconcile_interval)?;
+    let revoke_give_up = duration_flag("--revoke-give-up", &a.revoke_give_up)?;
     init_logging();
     let fail = |e: breakglass_server::StartupError| {
-        CliError::with_help(EXIT_FAILURE, "startup", e.to_string(), &e.help())
+        let code = if e.is_unavailable() {
+            EXIT_UNREACHABLE
+        } else {
+            EXIT_FAILURE
+        };
+        CliError::with_help(code, "startup", e.to_string(), &e.help())
     };
-    if !datadir::is_initialized(&a.data_dir) {
-        let done = datadir::init(&a.data_dir, &SystemClock)
-            .await
-            .map_err(fail)?;
+    let location =
+        datadir::Location::from_args(&a.data_dir, a.database.as_deref(), a.key_file.as_deref())
+            .map_err(|e| CliError::with_help(EXIT_USAGE, "usage", e.to_string(), &e.help()))?;
+    // The embedded store initialises itself on first start. A shared database never does: two
+    // replicas starting at once would each make a key, so `init` is run once, by hand.
+    if matches!(location, datadir::Location::Dir(_)) && !datadir::is_initialized(&a.data_dir) {
+        let done = datadir::init(&location, &SystemClock).await.map_err(fail)?;
         // INVARIANT(6): the first admin token goes to a terminal, or to a 0600 file; never to the
         // log stream, which stdout usually is for a service.
         if std::io::stderr().is_terminal() {
@@ -73,7 +102,10 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
         }
     }
     let mut config = ServeConfig::new(a.data_dir, a.listen);
-    config.checkpoint_interval = std::time::Duration::from_secs(interval.as_secs().unsigned_abs());
+    config.location = location;
+    config.checkpoint_interval = checkpoint_interval;
+    config.reconcile_interval = reconcile_interval;
+    config.revoke_give_up = revoke_give_up;
     config.checkpoint_log = a.checkpoint_log;
     config.roles_dir = a.roles;
     config.issuer = a.issuer;

@@ -456,9 +456,29 @@ fn checkpoints_are_signed_on_schedule_and_verify_takes_a_database_url() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verified"], true);
     let out = Command::new(BIN)
-        .args(["audit", "verify", "--database", "postgres://x/y"])
+        .args(["audit", "verify", "--database", "mysql://x/y"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(6));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("PostgreSQL is not supported yet"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("neither a `sqlite://PATH` nor a `postgres://` URL")
+    );
+    // A PostgreSQL store that does not answer: a clear refusal, with no password repeated.
+    let out = Command::new(BIN)
+        .args([
+            "audit",
+            "verify",
+            "--database",
+            "postgres://auditor:s3cret-pw@127.0.0.1:9/y",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(
+        err.contains("cannot open database `postgres://auditor:***@127.0.0.1:9/y`"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret-pw"), "{err}");
 }

@@ -431,4 +431,5 @@ fn kill_9_across_expiry_still_expires_the_grant() {
 mod audit;
 mod bad_input;
 mod lifecycle;
+mod postgres;
 mod startup;
