@@ -149,6 +149,7 @@ impl Fixture {
 }
 
 async fn connect_root() -> PgConnection {
+    breakglass_testkit::pg::ensure_running();
     let base = base_url();
     PgConnection::connect(&format!("{base}/postgres"))
         .await

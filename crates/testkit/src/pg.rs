@@ -36,20 +36,32 @@ pub fn unique() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Makes sure the test server answers: if it does not, runs `scripts/test-postgres` once per
-/// test process (it starts a throwaway cluster, installing PostgreSQL first if needed), so
-/// `cargo test` works on a fresh machine. The script is idempotent, so test binaries racing to
-/// run it is harmless.
-fn ensure_server(admin: &str) {
+/// Makes sure the test server answers: if nothing listens at its address, runs
+/// `scripts/test-postgres` once per test process (it starts a throwaway cluster on
+/// 127.0.0.1:5432, installing PostgreSQL first if needed), so `cargo test` works on a fresh
+/// machine whichever test binary runs first. The script is idempotent, so test binaries racing to
+/// run it is harmless. Plain blocking TCP, so it may be called from sync or async tests alike.
+pub fn ensure_running() {
     static STARTED: std::sync::Once = std::sync::Once::new();
-    let answers = || {
-        runtime().block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(admin))
-                .await
-                .is_ok_and(|c| c.is_ok())
-        })
-    };
     STARTED.call_once(|| {
+        let url = server_url();
+        let hostport = url
+            .rsplit('@')
+            .next()
+            .unwrap_or_default()
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let answers = || {
+            use std::net::ToSocketAddrs as _;
+            hostport
+                .to_socket_addrs()
+                .ok()
+                .into_iter()
+                .flatten()
+                .any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+        };
         if answers() {
             return;
         }
@@ -58,7 +70,7 @@ fn ensure_server(admin: &str) {
         match out {
             Ok(o) if o.status.success() => {}
             Ok(o) => panic!(
-                "`scripts/test-postgres` failed:\n{}{}",
+                "no PostgreSQL answers at {hostport} and `scripts/test-postgres` failed:\n{}{}",
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             ),
@@ -81,7 +93,7 @@ impl TestDb {
         let name = format!("{prefix}_{}", unique());
         let server = server_url();
         let admin = format!("{server}/postgres");
-        ensure_server(&admin);
+        ensure_running();
         runtime().block_on(async {
             let mut c = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                 panic!(

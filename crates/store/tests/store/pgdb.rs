@@ -103,6 +103,7 @@ impl Drop for TestDb {
 }
 
 async fn admin_connection(server: &str) -> PgConnection {
+    breakglass_testkit::pg::ensure_running();
     let admin = format!("{server}/postgres");
     let failed = |why: String| -> ! {
         panic!(
