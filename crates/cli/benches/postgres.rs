@@ -147,7 +147,8 @@ fn raw_cycles(db: &TestDb, reader: &str, n: usize) -> Vec<Duration> {
     // A SCRAM verifier computed once by the server, so the floor, like the provider, sends a
     // pre-hashed password and the server hashes nothing.
     let probe = format!("bench_probe_{}", unique());
-    s.execute(&format!("CREATE ROLE {probe} PASSWORD 'x'")).unwrap();
+    s.execute(&format!("CREATE ROLE {probe} PASSWORD 'x'"))
+        .unwrap();
     let verifier = s
         .query_strings(&format!(
             "SELECT rolpassword::text FROM pg_authid WHERE rolname = '{probe}'"
@@ -172,7 +173,12 @@ fn raw_cycles(db: &TestDb, reader: &str, n: usize) -> Vec<Duration> {
     out
 }
 
-fn broker(store: &TestDb, target: &TestDb, reader: &str, duration: &str) -> (Broker, String, String) {
+fn broker(
+    store: &TestDb,
+    target: &TestDb,
+    reader: &str,
+    duration: &str,
+) -> (Broker, String, String) {
     let mut bg = Broker::init_postgres(
         Path::new(BIN),
         &store.url,
@@ -290,7 +296,11 @@ fn expire_all(set: &mut MassSet, replicas: usize, count: usize) -> Duration {
         .store
         .query_i64("SELECT count(*) FROM audit_log WHERE type = 'grant.expired'");
     assert_eq!(usize::try_from(events).unwrap(), count, "each expired once");
-    assert_eq!(bg_roles(set), 0, "every role is gone once its grant expired");
+    assert_eq!(
+        bg_roles(set),
+        0,
+        "every role is gone once its grant expired"
+    );
     set.bg.wait_ready();
     for b in &mut others {
         b.wait_ready();
@@ -303,7 +313,10 @@ fn main() {
     let n = env_usize("BENCH_ITERATIONS", 200);
     let count = env_usize("BENCH_GRANTS", 1000);
     let duration = std::env::var("BENCH_DURATION").unwrap_or_else(|_| "3m".into());
-    println!("breakglass against PostgreSQL ({} cycles, {count} grants for mass expiry)", n);
+    println!(
+        "breakglass against PostgreSQL ({} cycles, {count} grants for mass expiry)",
+        n
+    );
 
     let (floor_db, floor_reader) = target();
     let floor = summary(

@@ -563,3 +563,48 @@ fn a_revoke_that_never_succeeds_fails_the_grant_and_the_orphan_is_swept_later() 
     assert!(ledger.role_exists(&lookalike));
     ledger.db.execute(&format!("DROP ROLE {lookalike}"));
 }
+
+#[test]
+fn a_store_that_goes_away_is_a_503_that_changes_nothing_and_service_resumes() {
+    let store = TestDb::create("bg_store");
+    let mut proxy = TcpProxy::start(pg_server());
+    let via_proxy = format!("postgres://postgres@{}/{}", proxy.addr(), store.name);
+    let mut bg = Broker::init_postgres(
+        Path::new(BIN),
+        &via_proxy,
+        &[("svc.toml", &token_role("svc-admin", "30m"))],
+    );
+    bg.restart();
+    let alice = bg.user("alice", &["sre"]);
+    let grants = || store.query_i64("SELECT count(*) FROM grants");
+    let events = || store.query_i64("SELECT count(*) FROM audit_log");
+    let (g0, e0) = (grants(), events());
+
+    proxy.down();
+    let r = bg.cli(&alice, &["request", "svc-admin", "--reason", "db away"]);
+    assert_eq!(r.code, 7, "{r:?}");
+    assert!(
+        r.stderr.contains("the database is unavailable"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("nothing was changed; retry shortly"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("postgres://"), "{}", r.stderr);
+    assert!(bg.is_running(), "a lost database is not fatal");
+    assert_eq!((grants(), events()), (g0, e0));
+
+    proxy.up();
+    assert!(
+        poll_until(DEADLINE, || bg
+            .cli(&alice, &["request", "svc-admin", "--reason", "db back"])
+            .code
+            == 0),
+        "service did not resume: {}",
+        bg.logs()
+    );
+    assert_eq!(grants(), g0 + 1);
+}
