@@ -62,12 +62,28 @@ pub async fn record(
     roles: &RoleSet,
     now: Timestamp,
 ) -> Result<usize, StartupError> {
-    let before: BTreeMap<String, RoleRecord> = store
-        .roles()
-        .await?
-        .into_iter()
-        .map(|r| (r.id.clone(), r))
-        .collect();
+    // Another replica may record the same change between our read and our write; the store then
+    // writes nothing and we work the changes out again from what it recorded.
+    for _ in 0..8 {
+        let previous = store.roles().await?;
+        let (current, events) = changes(&previous, roles);
+        if events.is_empty() {
+            return Ok(0);
+        }
+        if store
+            .record_roles(&previous, &current, &events, now)
+            .await?
+        {
+            return Ok(events.len());
+        }
+    }
+    Err(StartupError::Store(breakglass_store::StoreError::Conflict))
+}
+
+/// The records for `roles` and one `role.changed` event per difference from `previous`.
+fn changes(previous: &[RoleRecord], roles: &RoleSet) -> (Vec<RoleRecord>, Vec<EventDraft>) {
+    let before: BTreeMap<String, RoleRecord> =
+        previous.iter().map(|r| (r.id.clone(), r.clone())).collect();
     let current: Vec<RoleRecord> = roles
         .iter()
         .map(|r| RoleRecord {
@@ -107,8 +123,5 @@ pub async fn record(
             ));
         }
     }
-    if !events.is_empty() {
-        store.record_roles(&current, &events, now).await?;
-    }
-    Ok(events.len())
+    (current, events)
 }

@@ -190,13 +190,17 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool>;
 
     async fn roles(&self) -> Result<Vec<RoleRecord>>;
-    /// Replaces the record of loaded roles with `current` and records `events` (one per change).
+    /// Replaces the record of loaded roles with `current` and records `events` (one per change),
+    /// if the record is still `previous` (what the changes were worked out against, in `id`
+    /// order); otherwise writes nothing and returns `false`, and the caller works the changes out
+    /// again. So two replicas loading the same change at once record it once.
     async fn record_roles(
         &self,
+        previous: &[RoleRecord],
         current: &[RoleRecord],
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()>;
+    ) -> Result<bool>;
 
     async fn insert_grant(&self, g: &Grant, events: &[EventDraft], now: Timestamp) -> Result<()>;
     /// Writes `g` if its row is still at `expected_version`, else [`StoreError::Conflict`]. A new

@@ -367,6 +367,14 @@ fn grant_from_row(row: &PgRow) -> Result<StoredGrant> {
     })
 }
 
+fn role_from_row(r: &PgRow) -> Result<RoleRecord> {
+    Ok(RoleRecord {
+        id: r.try_get("id")?,
+        hash: r.try_get("hash")?,
+        file: r.try_get("file")?,
+    })
+}
+
 fn grant_body(g: &Grant) -> Result<String> {
     serde_json::to_string(g).map_err(|e| StoreError::Corrupt(format!("grant body: {e}")))
 }
@@ -511,29 +519,37 @@ impl Store for PostgresStore {
         let rows = sqlx::query("SELECT id, hash, file FROM roles ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RoleRecord {
-                    id: r.try_get("id")?,
-                    hash: r.try_get("hash")?,
-                    file: r.try_get("file")?,
-                })
-            })
-            .collect()
+        let mut roles = rows.iter().map(role_from_row).collect::<Result<Vec<_>>>()?;
+        roles.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(roles)
     }
 
     async fn record_roles(
         &self,
+        previous: &[RoleRecord],
         current: &[RoleRecord],
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let mut previous = previous.to_vec();
+        previous.sort_by(|a, b| a.id.cmp(&b.id));
+        let previous = &previous;
         self.write(|mut tx| async move {
             // Two replicas replacing the records at once would each delete only the rows their
             // statement saw and then collide on insert: take turns instead (reads still go on).
             sqlx::query("LOCK TABLE roles IN SHARE ROW EXCLUSIVE MODE")
                 .execute(&mut *tx)
                 .await?;
+            // Whoever went first already recorded these changes: write nothing, and let the
+            // caller work out what (if anything) is still to record.
+            let rows = sqlx::query("SELECT id, hash, file FROM roles")
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut stored = rows.iter().map(role_from_row).collect::<Result<Vec<_>>>()?;
+            stored.sort_by(|a, b| a.id.cmp(&b.id));
+            if &stored != previous {
+                return Ok((tx, false));
+            }
             sqlx::query("DELETE FROM roles").execute(&mut *tx).await?;
             sqlx::query(
                 "INSERT INTO roles (id, hash, file, loaded_at)
@@ -547,7 +563,7 @@ impl Store for PostgresStore {
             .execute(&mut *tx)
             .await?;
             append_in(&mut tx, events, now).await?;
-            Ok((tx, ()))
+            Ok((tx, true))
         })
         .await
     }

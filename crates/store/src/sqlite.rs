@@ -468,6 +468,14 @@ fn grant_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<StoredGrant> {
     })
 }
 
+fn role_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RoleRecord> {
+    Ok(RoleRecord {
+        id: r.try_get("id")?,
+        hash: r.try_get("hash")?,
+        file: r.try_get("file")?,
+    })
+}
+
 fn grant_body(g: &Grant) -> Result<String> {
     serde_json::to_string(g).map_err(|e| StoreError::Corrupt(format!("grant body: {e}")))
 }
@@ -636,29 +644,33 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT id, hash, file FROM roles ORDER BY id")
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RoleRecord {
-                    id: r.try_get("id")?,
-                    hash: r.try_get("hash")?,
-                    file: r.try_get("file")?,
-                })
-            })
-            .collect()
+        rows.iter().map(role_from_row).collect()
     }
 
     async fn record_roles(
         &self,
+        previous: &[RoleRecord],
         current: &[RoleRecord],
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let previous = previous.to_vec();
         let current = current.to_vec();
         let events = events.to_vec();
         self.write(move |tx| {
             Box::pin(async move {
                 let current = &current[..];
                 let events = &events[..];
+                let rows = sqlx::query("SELECT id, hash, file FROM roles ORDER BY id")
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut stored = rows.iter().map(role_from_row).collect::<Result<Vec<_>>>()?;
+                stored.sort_by(|a, b| a.id.cmp(&b.id));
+                let mut previous = previous;
+                previous.sort_by(|a, b| a.id.cmp(&b.id));
+                if stored != previous {
+                    return Ok(false);
+                }
                 sqlx::query("DELETE FROM roles").execute(&mut *tx).await?;
                 for r in current {
                     sqlx::query(
@@ -672,7 +684,7 @@ impl Store for SqliteStore {
                     .await?;
                 }
                 append_in(tx, events, now).await?;
-                Ok(())
+                Ok(true)
             })
         })
         .await

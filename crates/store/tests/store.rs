@@ -338,22 +338,35 @@ async fn roles_are_replaced_and_recorded(store: &dyn Store) {
         file: format!("{id}.toml"),
     };
     let before = store.audit_size().await.unwrap();
-    store
-        .record_roles(
-            &[role("db", "h1"), role("app", "h2")],
-            &[created("r")],
-            t(3),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        store.roles().await.unwrap(),
-        vec![role("app", "h2"), role("db", "h1")]
+    assert!(
+        store
+            .record_roles(
+                &[],
+                &[role("db", "h1"), role("app", "h2")],
+                &[created("r")],
+                t(3),
+            )
+            .await
+            .unwrap()
     );
-    store
-        .record_roles(&[role("db", "h3"), role("web", "h4")], &[], t(4))
-        .await
-        .unwrap();
+    let first = vec![role("app", "h2"), role("db", "h1")];
+    assert_eq!(store.roles().await.unwrap(), first);
+    // A caller that worked its changes out against an older record (another replica got there
+    // first) writes nothing, events included.
+    assert!(
+        !store
+            .record_roles(&[], &[role("db", "h1")], &[created("again")], t(4))
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.roles().await.unwrap(), first);
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    assert!(
+        store
+            .record_roles(&first, &[role("db", "h3"), role("web", "h4")], &[], t(4))
+            .await
+            .unwrap()
+    );
     assert_eq!(
         store.roles().await.unwrap(),
         vec![role("db", "h3"), role("web", "h4")]

@@ -608,3 +608,44 @@ fn a_store_that_goes_away_is_a_503_that_changes_nothing_and_service_resumes() {
     );
     assert_eq!(grants(), g0 + 1);
 }
+
+#[test]
+fn replicas_reloading_the_same_role_change_record_it_once() {
+    let store = TestDb::create("bg_store");
+    let mut w = pg_world(
+        &store,
+        &[("svc.toml", &token_role("svc-admin", "30m"))],
+        &[],
+    );
+    let mut b = w.bg.replica();
+    b.restart();
+    let changed = |role: &str| {
+        events(&store)
+            .iter()
+            .filter(|e| e["type"] == "role.changed" && e["role"] == role)
+            .count()
+    };
+    assert_eq!(
+        changed("svc-admin"),
+        1,
+        "the second replica found nothing new"
+    );
+    for bg in [&w.bg, &b] {
+        bg.write_role("ops.toml", &token_role("ops-admin", "10m"));
+    }
+    w.bg.signal("HUP");
+    b.signal("HUP");
+    assert!(poll_until(DEADLINE, || {
+        [&w.bg, &b].iter().all(|bg| {
+            bg.cli_json(&w.alice, &["roles", "list"])
+                .to_string()
+                .contains("ops-admin")
+        })
+    }));
+    assert_eq!(
+        changed("ops-admin"),
+        1,
+        "recorded once, not once per replica"
+    );
+    w.bg.kill9();
+}
