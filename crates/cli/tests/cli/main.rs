@@ -346,6 +346,23 @@ fn the_readme_walkthrough_works_with_the_example_roles() {
     );
     let tail = bg.cli(&bg.admin_token, &["audit", "tail", "-n", "5"]);
     assert!(tail.stdout.contains("grant.revoked"), "{}", tail.stdout);
+
+    // The PostgreSQL example needs its admin DSN in the environment. Without it the activation
+    // fails closed, and the grant says exactly what to set.
+    let g = bg.cli_json(
+        &alice,
+        &["request", "ledger-read", "--reason", "totals wrong"],
+    );
+    let id = g["id"].as_str().unwrap();
+    let r = bg.cli(&bob, &["approve", id, "--output", "json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let g = r.json();
+    assert_eq!(g["state"], "failed", "{g}");
+    assert!(
+        g.to_string()
+            .contains("environment variable `LEDGER_ADMIN_DSN` is not set"),
+        "{g}"
+    );
 }
 
 #[test]
