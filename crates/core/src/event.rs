@@ -120,6 +120,9 @@ pub enum EventKind {
     GrantRevoked { by: String, reason: String },
     #[serde(rename = "grant.expired")]
     GrantExpired { expires_at: Timestamp },
+    /// The holder is warned that the grant ends soon (once per end: an extension re-arms it).
+    #[serde(rename = "grant.expiring_soon")]
+    GrantExpiringSoon { expires_at: Timestamp },
     #[serde(rename = "grant.failed")]
     GrantFailed { reason: String },
     /// A provider issued a credential. Only its fingerprint is recorded (invariant 6).
@@ -161,6 +164,17 @@ pub enum EventKind {
         handle: String,
         /// The grant the privilege was made for, if the handle names one.
         for_grant: Option<String>,
+    },
+    /// An alert could not be delivered to `channel` after `attempts` tries (the dead letter);
+    /// the remaining channels are told. `error` is the last failure and holds no secret.
+    #[serde(rename = "alert.failed")]
+    AlertFailed {
+        channel: String,
+        /// The audit event the alert was about.
+        about_seq: u64,
+        about: String,
+        attempts: u32,
+        error: String,
     },
     /// An authenticated caller was refused. `message` is the error shown to them, which never
     /// contains a secret.

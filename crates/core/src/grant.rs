@@ -179,6 +179,10 @@ pub struct Grant {
     /// This is the intent the reconciler finishes if the broker dies before re-issuing.
     #[serde(default)]
     pub credential_due: bool,
+    /// The end the holder was last warned about (`grant.expiring_soon`); an extension moves the
+    /// end and so re-arms the warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_warned: Option<Timestamp>,
     #[serde(flatten)]
     pub state: GrantState,
     pub updated_at: Timestamp,
@@ -258,6 +262,7 @@ impl Grant {
             pending_extension: None,
             handle: None,
             credential_due: false,
+            expiry_warned: None,
             state: GrantState::Requested,
             updated_at: now,
         };
@@ -708,6 +713,32 @@ impl Grant {
             },
         );
         Ok(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+
+    /// An active grant whose end is within `window` of `now` and whose holder has not been warned
+    /// about this end yet: records the warning (`grant.expiring_soon`). `None` otherwise.
+    pub fn warn_expiring(&self, window: Duration, now: Timestamp) -> Option<Transition> {
+        let GrantState::Active { expires_at, .. } = self.state else {
+            return None;
+        };
+        if now >= expires_at
+            || now.saturating_add(window) < expires_at
+            || self.expiry_warned == Some(expires_at)
+        {
+            return None;
+        }
+        let mut next = self.clone();
+        next.updated_at = now;
+        next.expiry_warned = Some(expires_at);
+        let event = EventDraft::new(
+            Actor::System("reaper"),
+            Some(self.id),
+            EventKind::GrantExpiringSoon { expires_at },
+        );
+        Some(Transition {
             grant: next,
             events: vec![event],
         })

@@ -33,6 +33,9 @@ struct RoleFile {
     approval: ApprovalFile,
     #[serde(default)]
     request: RequestFile,
+    /// Alert channels (names of `[channels.NAME]` in the config file) told of this role's grants.
+    #[serde(default)]
+    alerts: Vec<Name>,
     target: Target,
 }
 
@@ -131,6 +134,8 @@ pub struct Role {
     pub approvers: Vec<Subject>,
     pub require_incident: bool,
     pub incident_pattern: Option<Regex>,
+    /// Alert channels told of this role's grants (checked against the config when loaded).
+    pub alerts: Vec<Name>,
     pub target: Target,
     /// SHA-256 of the file's bytes, hex: what `role.changed` events record.
     pub hash: String,
@@ -245,6 +250,7 @@ impl Role {
             approvers: raw.approval.approvers,
             require_incident: raw.request.require_incident,
             incident_pattern,
+            alerts: raw.alerts,
             target: raw.target,
             hash: hex::encode(Sha256::digest(text.as_bytes())),
             file: file.to_owned(),

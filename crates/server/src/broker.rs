@@ -101,6 +101,8 @@ pub struct Broker {
     /// to try next. Kept in memory: after a restart, or on another replica, the first retry is
     /// immediate, which is what a broker that has just come up should do anyway.
     pub(crate) revoke_retries: Mutex<HashMap<GrantId, RetryState>>,
+    /// The alert channels and their rules.
+    pub(crate) alerting: Arc<crate::alerting::Alerting>,
 }
 
 /// Where a grant is in its revocation retry schedule.
@@ -119,16 +121,31 @@ impl std::fmt::Debug for Broker {
     }
 }
 
+/// How a broker runs, besides its store, clock and roles.
+pub struct Settings<'a> {
+    /// The `iss` of issued tokens.
+    pub issuer: &'a str,
+    /// Where signed checkpoints are published.
+    pub checkpoint_log: PathBuf,
+    /// How long a refused revocation is retried before the grant is marked `failed`.
+    pub revoke_give_up: std::time::Duration,
+    pub alerting: Arc<crate::alerting::Alerting>,
+}
+
 impl Broker {
     pub fn new(
         data: DataDir,
         clock: Arc<dyn Clock>,
         roles: RoleSet,
         roles_dir: PathBuf,
-        issuer: &str,
-        checkpoint_log: PathBuf,
-        revoke_give_up: std::time::Duration,
+        settings: Settings<'_>,
     ) -> Self {
+        let Settings {
+            issuer,
+            checkpoint_log,
+            revoke_give_up,
+            alerting,
+        } = settings;
         let tokens = Arc::new(data.token_provider(issuer));
         let checkpoints = Checkpointer::new(data.audit_signer.clone(), checkpoint_log);
         // The marker names this installation in what it leaves at targets, so the orphan sweep
@@ -150,6 +167,7 @@ impl Broker {
             checkpoints,
             revoke_give_up,
             revoke_retries: Mutex::new(HashMap::new()),
+            alerting,
         }
     }
 
@@ -164,6 +182,7 @@ impl Broker {
     /// Re-reads the roles directory. On any error the roles in force stay as they were.
     pub async fn reload_roles(&self) -> Result<usize, StartupError> {
         let set = roles::load(&self.roles_dir)?;
+        crate::alerting::check_role_alerts(&set, &self.alerting.channel_names())?;
         let changed = roles::record(self.store.as_ref(), &set, self.clock.now()).await?;
         match self.roles.write() {
             Ok(mut r) => *r = Arc::new(set),

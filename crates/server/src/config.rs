@@ -34,6 +34,10 @@ pub struct ServeConfig {
     pub checkpoint_interval: Duration,
     /// Where checkpoints are published; `None` means `<data-dir>/checkpoints.log`.
     pub checkpoint_log: Option<PathBuf>,
+    /// The config file (`[alerts]`, `[channels.NAME]`); `None` means no alert channels.
+    pub config_file: Option<PathBuf>,
+    /// How often the alert dispatcher routes and delivers.
+    pub dispatch_interval: Duration,
 }
 
 impl ServeConfig {
@@ -49,6 +53,8 @@ impl ServeConfig {
             revoke_give_up: Duration::from_secs(3600),
             checkpoint_interval: Duration::from_secs(60),
             checkpoint_log: None,
+            config_file: None,
+            dispatch_interval: Duration::from_millis(500),
         }
     }
 

@@ -27,6 +27,8 @@ pub enum StartupError {
     KeyFileExists { path: PathBuf },
     #[error("{0}")]
     Usage(String),
+    #[error("config file `{path}`: {message}")]
+    Config { path: PathBuf, message: String },
     #[error("key file `{path}` is missing or unreadable")]
     MasterKeyMissing { path: PathBuf },
     #[error("key file `{path}` is not 64 hex characters")]
@@ -104,6 +106,9 @@ impl StartupError {
                 path.display()
             ),
             Self::Usage(_) => "see `breakglass serve --help`".into(),
+            Self::Config { .. } => {
+                "fix the config file; docs/alerts.md describes every key (secrets go in environment variables or files it names, never in the file itself)".into()
+            }
             Self::Bind { .. } => "pick a free address with `--listen HOST:PORT`".into(),
             Self::Roles(e) => e.help(),
             Self::RolesDir { .. } => "create the directory or point `--roles` at the one holding your role files".into(),

@@ -1,6 +1,7 @@
 //! The breakglass server: the HTTP API, the broker that applies core decisions through the store
 //! and the providers, the data directory, and the background workers.
 
+pub mod alerting;
 pub mod api;
 mod apitoken;
 pub mod broker;
@@ -62,8 +63,16 @@ impl Server {
             .issuer
             .clone()
             .unwrap_or_else(|| format!("http://{addr}"));
+        let alerting = match &config.config_file {
+            Some(path) => {
+                let file = alerting::FileConfig::load(path)?;
+                alerting::Alerting::build(&file, path)?
+            }
+            None => alerting::Alerting::disabled(),
+        };
         let roles_dir = config.roles_dir();
         let roles = roles::load(&roles_dir)?;
+        alerting::check_role_alerts(&roles, &alerting.channel_names())?;
         if roles.is_empty() {
             tracing::warn!(dir = %roles_dir.display(), "no roles loaded; add role files and send SIGHUP");
         }
@@ -74,9 +83,12 @@ impl Server {
             clock,
             roles,
             roles_dir.clone(),
-            &issuer,
-            checkpoint_log,
-            config.revoke_give_up,
+            broker::Settings {
+                issuer: &issuer,
+                checkpoint_log,
+                revoke_give_up: config.revoke_give_up,
+                alerting: Arc::new(alerting),
+            },
         ));
         tracing::info!(roles = broker.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
         // INVARIANT(3): open intents left by a crash are finished before serving anything.
@@ -126,6 +138,11 @@ impl Server {
         workers.spawn(workers::checkpoint::run(
             self.broker(),
             self.config.checkpoint_interval,
+            stop_rx.clone(),
+        ));
+        workers.spawn(workers::alerts::run(
+            self.broker(),
+            self.config.dispatch_interval,
             stop_rx.clone(),
         ));
         workers.spawn(workers::roles::run(self.broker(), stop_rx));

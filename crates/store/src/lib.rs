@@ -153,6 +153,42 @@ pub struct SealedCredential {
     pub expires_at: Option<Timestamp>,
 }
 
+/// A delivery of one audit event to one alert channel: a row of the alert outbox.
+///
+/// Deliveries are operational state, not part of the audit tree: their rows change as attempts
+/// are made. The event itself is the audit log's, read back byte for byte.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    /// The audit event this delivers.
+    pub seq: u64,
+    pub channel: String,
+    /// Attempts made before this claim.
+    pub attempts: u32,
+    /// When the event was routed to this channel.
+    pub created_at: Timestamp,
+    /// The event's canonical bytes, exactly as in the audit log.
+    pub bytes: Vec<u8>,
+}
+
+/// Per channel: what waits and what failed (for metrics and `/readyz`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelBacklog {
+    pub channel: String,
+    /// Neither delivered nor dead.
+    pub pending: u64,
+    /// When the oldest pending delivery was routed.
+    pub oldest_pending: Option<Timestamp>,
+    pub dead: u64,
+    pub delivered: u64,
+    /// Pending after at least one failed attempt.
+    pub failing: u64,
+}
+
+/// The longest `last_error` kept for a failed delivery, in bytes; a longer one is cut at a
+/// character boundary.
+pub const MAX_DELIVERY_ERROR: usize = 1024;
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Whether `initialize` has run.
@@ -260,6 +296,79 @@ pub trait Store: Send + Sync + 'static {
     /// Reads the head, the checkpoints (handed to the visitor first) and then every event (in
     /// order), all in one snapshot.
     async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot>;
+
+    /// The next `seq` the alert router will read.
+    async fn alert_cursor(&self) -> Result<u64>;
+    /// Routes the events from the alert cursor on (at most `limit` of them): for each, `route`
+    /// names its channels (possibly none), one delivery per channel is added, due at `now`, and
+    /// the cursor moves past the last event routed, all in one transaction. `route` returning
+    /// `None` stops the pass before that event (the caller cannot route it yet; for example it
+    /// looked up the events' grants beforehand and another replica moved the cursor meanwhile).
+    /// Returns how many events were routed (0: at the end of the log, or stopped at once).
+    ///
+    /// Every committed event is routed exactly once, however many replicas route at once: the
+    /// cursor is what they take turns on, and a crash anywhere resumes from it.
+    // The `for<'e>` is what `Fn(&AuditEvent)` means anyway; spelled out, `async_trait` leaves it
+    // alone instead of tying the event's lifetime to the call's.
+    async fn route_alerts(
+        &self,
+        limit: u32,
+        route: &(dyn for<'e> Fn(&'e AuditEvent) -> Option<Vec<String>> + Send + Sync),
+        now: Timestamp,
+    ) -> Result<usize>;
+    /// Claims up to `limit` due deliveries (neither delivered nor dead, due at or before `now`,
+    /// not leased or the lease ended at or before `now`), the longest due first, and leases them
+    /// until `now + lease_ms`. A claimed delivery is not claimed again before its lease ends, and
+    /// replicas claiming at the same moment never get the same one (on PostgreSQL through
+    /// `FOR UPDATE SKIP LOCKED`, so that they do not wait for one another either).
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>>;
+    /// Marks a delivery delivered. Idempotent; a delivery already dead, or unknown, is left as it
+    /// is.
+    async fn delivery_succeeded(&self, id: i64, now: Timestamp) -> Result<()>;
+    /// Records a failed attempt: one more attempt, `error` kept as the last error (it must hold
+    /// no secret; cut to [`MAX_DELIVERY_ERROR`] bytes) and the lease released. The delivery is
+    /// due again at `retry_at`, or, when that is `None`, dead (the dead letter). `events` (for
+    /// example `alert.failed` with the dead letter) are appended in the same transaction.
+    /// Returns `false` and writes nothing if the delivery is already delivered or dead (another
+    /// replica finished it) or does not exist.
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// The backlog of every channel that has had a delivery, by channel name.
+    async fn alert_backlog(&self) -> Result<Vec<ChannelBacklog>>;
+
     /// Finishes the writes already accepted and closes every connection.
     async fn close(&self);
+}
+
+/// `error` cut to at most [`MAX_DELIVERY_ERROR`] bytes, at a character boundary.
+fn delivery_error(error: &str) -> &str {
+    error
+        .get(..error.floor_char_boundary(MAX_DELIVERY_ERROR))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_delivery_error_is_cut_at_a_character_boundary() {
+        assert_eq!(delivery_error("refused"), "refused");
+        // 1 + 2k bytes: the limit falls inside a character, which is dropped whole.
+        let long = format!("x{}", "é".repeat(MAX_DELIVERY_ERROR));
+        let cut = delivery_error(&long);
+        assert_eq!(cut.len(), MAX_DELIVERY_ERROR - 1);
+        assert!(long.starts_with(cut));
+    }
 }

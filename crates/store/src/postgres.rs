@@ -39,9 +39,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Row as _};
 
 use crate::{
-    ApiToken, AuditSnapshot, AuditVisitor, NewCredential, Result, RoleRecord, SealedCredential,
-    Store, StoreError, StoredCheckpoint, StoredGrant,
+    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, NewCredential, Result,
+    RoleRecord, SealedCredential, Store, StoreError, StoredCheckpoint, StoredGrant,
 };
+
+mod alerts;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -966,6 +968,51 @@ impl Store for PostgresStore {
             head_root: head.root(),
             checkpoints,
         })
+    }
+
+    async fn alert_cursor(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT next_seq FROM alert_cursor WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        to_u64(n, "alert cursor")
+    }
+
+    async fn route_alerts(
+        &self,
+        limit: u32,
+        route: &(dyn for<'e> Fn(&'e AuditEvent) -> Option<Vec<String>> + Send + Sync),
+        now: Timestamp,
+    ) -> Result<usize> {
+        self.route_alerts_in(limit, route, now).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        self.claim_deliveries_in(now, lease_ms, limit).await
+    }
+
+    async fn delivery_succeeded(&self, id: i64, now: Timestamp) -> Result<()> {
+        self.delivery_succeeded_in(id, now).await
+    }
+
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.delivery_failed_in(id, error, retry_at, events, now)
+            .await
+    }
+
+    async fn alert_backlog(&self) -> Result<Vec<ChannelBacklog>> {
+        self.alert_backlog_in().await
     }
 
     async fn close(&self) {

@@ -18,7 +18,17 @@ use breakglass_core::{
 };
 use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
 
+use alerts::{
+    a_delivered_alert_is_done, a_failed_alert_is_retried_when_due,
+    a_router_that_cannot_route_an_event_yet_stops_before_it,
+    alerts_are_routed_once_from_the_cursor, alerts_go_to_every_channel_named_or_none,
+    an_alert_given_up_is_dead_and_recorded_once, claims_respect_due_times_and_leases,
+    the_backlog_counts_each_channel,
+};
+
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
+#[path = "store/alerts.rs"]
+mod alerts;
 #[path = "store/pgdb.rs"]
 mod pgdb;
 #[path = "store/replicas.rs"]
@@ -557,6 +567,14 @@ store_suite!(
     checkpoints_keep_the_first_of_a_size,
     audit_reads_agree_with_the_tree,
     grants_list_by_state,
+    alerts_are_routed_once_from_the_cursor,
+    alerts_go_to_every_channel_named_or_none,
+    claims_respect_due_times_and_leases,
+    a_delivered_alert_is_done,
+    a_failed_alert_is_retried_when_due,
+    an_alert_given_up_is_dead_and_recorded_once,
+    the_backlog_counts_each_channel,
+    a_router_that_cannot_route_an_event_yet_stops_before_it,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

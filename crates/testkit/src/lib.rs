@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod pg;
+pub mod sinks;
+pub mod webhook;
 
 /// How long anything in a test may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(60);

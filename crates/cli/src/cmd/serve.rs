@@ -39,6 +39,9 @@ pub(crate) struct Args {
     /// Point it at storage the database's owner cannot rewrite.
     #[arg(long, env = "BREAKGLASS_CHECKPOINT_LOG")]
     checkpoint_log: Option<PathBuf>,
+    /// The config file: alert channels (`[channels.NAME]`) and `[alerts]`; see docs/alerts.md.
+    #[arg(long, env = "BREAKGLASS_CONFIG")]
+    config: Option<PathBuf>,
     /// How often to re-check open intents and sweep targets for orphaned privileges.
     #[arg(long, env = "BREAKGLASS_RECONCILE_INTERVAL", default_value = "30s")]
     reconcile_interval: String,
@@ -108,6 +111,7 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
     config.revoke_give_up = revoke_give_up;
     config.checkpoint_log = a.checkpoint_log;
     config.roles_dir = a.roles;
+    config.config_file = a.config;
     config.issuer = a.issuer;
     let server = Server::start(config, Arc::new(SystemClock))
         .await

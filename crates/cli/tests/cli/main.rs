@@ -445,6 +445,7 @@ fn kill_9_across_expiry_still_expires_the_grant() {
     assert_eq!(introspect(&w.bg, &w.bob, &jwt)["active"], false);
 }
 
+mod alerts;
 mod audit;
 mod bad_input;
 mod lifecycle;

@@ -471,3 +471,36 @@ fn past_its_end_an_active_grant_is_over_before_the_reaper_records_it() {
         "the reaper still ends it"
     );
 }
+
+#[test]
+fn the_holder_is_warned_once_per_end_before_it() {
+    let g = active();
+    let GrantState::Active { expires_at, .. } = g.state else {
+        panic!("not active");
+    };
+    let window: Duration = "10m".parse().unwrap();
+    let before = Timestamp::from_unix_millis(expires_at.unix_millis() - 11 * 60_000);
+    assert!(g.warn_expiring(window, before).is_none(), "too early");
+    let soon = Timestamp::from_unix_millis(expires_at.unix_millis() - 5 * 60_000);
+    let tr = g.warn_expiring(window, soon).unwrap();
+    assert_eq!(tr.events.len(), 1);
+    assert_eq!(tr.events[0].kind.type_name(), "grant.expiring_soon");
+    assert_eq!(tr.grant.expiry_warned, Some(expires_at));
+    assert!(tr.grant.warn_expiring(window, soon).is_none(), "once");
+    assert!(
+        g.warn_expiring(window, expires_at).is_none(),
+        "not at or past the end"
+    );
+    // A new end (an extension) re-arms the warning.
+    let mut extended = tr.grant.clone();
+    let later = Timestamp::from_unix_millis(expires_at.unix_millis() + 20 * 60_000);
+    if let GrantState::Active { expires_at, .. } = &mut extended.state {
+        *expires_at = later;
+    }
+    let at = Timestamp::from_unix_millis(later.unix_millis() - 60_000);
+    assert!(extended.warn_expiring(window, at).is_some());
+    assert!(
+        requested().warn_expiring(window, at).is_none(),
+        "only active grants"
+    );
+}

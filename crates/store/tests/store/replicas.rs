@@ -2,9 +2,11 @@
 //! processes ("replicas") sharing it; and a server that cannot be reached or goes away.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use breakglass_core::{EventKind, Role};
+use breakglass_core::{AuditEvent, EventKind, Role};
 use breakglass_store::{PostgresStore, Store, StoreError};
 
 use super::{
@@ -239,7 +241,10 @@ async fn replicas_opening_at_once_migrate_once() {
         .fetch_one(&mut c)
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count();
+    assert_eq!(applied as usize, migrations, "each migration applied once");
     initialized(&stores[0]).await;
     assert!(stores[5].initialized().await.unwrap());
 }
@@ -415,4 +420,146 @@ async fn the_log_is_append_only_and_a_tree_behind_its_log_is_refused() {
     .unwrap();
     let err = PostgresStore::open(&db.url).await.unwrap_err();
     assert!(err.to_string().contains("the audit tree covers"), "{err}");
+}
+
+/// A database made before alerts existed (schema version 1) with events in its log: the upgrade
+/// starts the alert cursor at the end of the log, so history raises no alert.
+#[tokio::test]
+async fn an_upgraded_database_alerts_only_on_new_events() {
+    let db = TestDb::create().await;
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    initialized(&store).await;
+    let size = store.audit_size().await.unwrap();
+    store.close().await;
+    // Back to version 1, as if the alert tables had never been made.
+    let mut c = db.connect().await;
+    for sql in [
+        "DROP TABLE alert_deliveries, alert_cursor",
+        "DELETE FROM _sqlx_migrations WHERE version = 2",
+    ] {
+        sqlx::query(sql).execute(&mut c).await.unwrap();
+    }
+
+    let store = PostgresStore::open(&db.url).await.unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let route = |e: &AuditEvent| {
+        seen.lock().unwrap().push(e.seq);
+        Some(vec!["ops".to_owned()])
+    };
+    assert_eq!(store.route_alerts(10, &route, t(10)).await.unwrap(), 0);
+    store.append(&[created("new")], t(11)).await.unwrap();
+    assert_eq!(store.route_alerts(10, &route, t(12)).await.unwrap(), 1);
+    assert_eq!(*seen.lock().unwrap(), [size]);
+}
+
+/// Two replicas route while a third appends: every event gets exactly one routing pass. Each
+/// replica names a channel of its own, so an event routed twice would show up as two deliveries
+/// (the unique key on (seq, channel) could not hide it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_route_every_event_exactly_once() {
+    let db = TestDb::create().await;
+    let (a, b) = two_replicas(&db).await;
+    initialized(&a).await;
+    for i in 0..30 {
+        a.append(&[created(&format!("before{i}"))], t(5))
+            .await
+            .unwrap();
+    }
+    let appended = Arc::new(AtomicBool::new(false));
+    // Both routers wait on the cursor, then race from the same point.
+    let mut holder = db.connect().await;
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query("SELECT 1 FROM alert_cursor WHERE id = 1 FOR UPDATE")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let router = |s: PostgresStore, channel: &'static str| {
+        let appended = Arc::clone(&appended);
+        tokio::spawn(async move {
+            let route = move |_: &AuditEvent| Some(vec![channel.to_owned()]);
+            let mut passes = 0;
+            loop {
+                let done = appended.load(Ordering::SeqCst);
+                let n = s.route_alerts(3, &route, t(10)).await.unwrap();
+                passes += usize::from(n > 0);
+                if n == 0 && done {
+                    return passes;
+                }
+            }
+        })
+    };
+    let ra = router(a.clone(), "via-a");
+    let rb = router(b.clone(), "via-b");
+    db.wait_for_lock_waiters(2).await;
+    let appender = tokio::spawn({
+        let (a, appended) = (a.clone(), Arc::clone(&appended));
+        async move {
+            for i in 0..40 {
+                a.append(&[created(&format!("during{i}"))], t(6))
+                    .await
+                    .unwrap();
+            }
+            appended.store(true, Ordering::SeqCst);
+        }
+    });
+    release(holder).await;
+    appender.await.unwrap();
+    let passes = ra.await.unwrap() + rb.await.unwrap();
+    assert!(passes > 0);
+
+    let size = a.audit_size().await.unwrap();
+    let mut c = db.connect().await;
+    let routed: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT seq, COUNT(*) FROM alert_deliveries GROUP BY seq ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    assert_eq!(routed.len() as u64, size, "every event routed");
+    for (i, (seq, n)) in routed.iter().enumerate() {
+        assert_eq!((*seq, *n), (i as i64, 1), "seq {seq} routed {n} times");
+    }
+    let cursor: i64 = sqlx::query_scalar("SELECT next_seq FROM alert_cursor")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(cursor as u64, size);
+}
+
+/// Four workers on two replicas claim at once until nothing is left: no delivery is handed to
+/// two of them, and none is left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_claim_the_same_delivery() {
+    let db = TestDb::create().await;
+    let (a, b) = two_replicas(&db).await;
+    initialized(&a).await;
+    for i in 0..47 {
+        a.append(&[created(&format!("e{i}"))], t(5)).await.unwrap();
+    }
+    let route = |_: &AuditEvent| Some(vec!["ops".to_owned(), "email".to_owned()]);
+    while a.route_alerts(100, &route, t(10)).await.unwrap() > 0 {}
+    let total = 2 * a.audit_size().await.unwrap();
+
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                loop {
+                    // One `now` for all: a lease taken here never ends during the test.
+                    let claimed = s.claim_deliveries(t(20), 60_000, 3).await.unwrap();
+                    if claimed.is_empty() {
+                        return ids;
+                    }
+                    ids.extend(claimed.iter().map(|d| d.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let distinct: BTreeSet<_> = all.iter().copied().collect();
+    assert_eq!(distinct.len(), all.len(), "a delivery was claimed twice");
+    assert_eq!(all.len() as u64, total, "every delivery claimed");
 }

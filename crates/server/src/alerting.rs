@@ -1,0 +1,549 @@
+//! Alerts: the config file's `[alerts]` and `[channels.NAME]`, which audit events go to which
+//! channels, what an alert says, and the dispatcher that delivers them.
+//!
+//! The audit log is the outbox's source: every state change's events are committed with it, so
+//! nothing that must alert can be lost. The dispatcher routes events from the store's alert
+//! cursor into one delivery row per (event, channel), in one transaction that also moves the
+//! cursor, then delivers each at least once with [`Alert::id`] as the idempotency key,
+//! retrying with exponential backoff and jitter. After `max_attempts` the delivery is dead and
+//! `alert.failed` is appended, which is itself routed to every other channel. Channels run in the
+//! dispatcher's own task: a dead or hanging sink never slows a request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use breakglass_core::{
+    Actor, Duration, EventDraft, EventKind, Grant, GrantId, Name, RoleSet, Timestamp,
+};
+use breakglass_notify::{Alert, Channel, ChannelConfig, Severity};
+use breakglass_store::{Delivery, StoreError};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::StartupError;
+use crate::broker::{Broker, BrokerError};
+
+/// The config file (`serve --config PATH`). Everything in it is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub alerts: AlertsSection,
+    #[serde(default)]
+    pub channels: BTreeMap<Name, ChannelConfig>,
+}
+
+/// `[alerts]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSection {
+    /// Channels told of every high-severity event (activations, failures, orphans, failed
+    /// alerts) and every role change, whatever the role says.
+    #[serde(default)]
+    pub always: Vec<Name>,
+    /// Warn the holder this long before a grant ends (`grant.expiring_soon`); off if unset.
+    #[serde(default)]
+    pub expiring_soon: Option<Duration>,
+    /// Attempts per delivery before it is given up (default 8).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// The broker's public URL, for links to grants in alerts.
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+impl FileConfig {
+    /// Reads and validates the config file. Errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Self, StartupError> {
+        let bad = |message: String| StartupError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let meta = std::fs::metadata(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(bad(format!("it is larger than {MAX_CONFIG_BYTES} bytes")));
+        }
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| {
+            bad(e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "))
+        })?;
+        for name in &cfg.alerts.always {
+            if !cfg.channels.contains_key(name) {
+                return Err(bad(format!(
+                    "key `alerts.always` names channel `{name}`, which has no `[channels.{name}]`"
+                )));
+            }
+        }
+        if let Some(n) = cfg.alerts.max_attempts
+            && !(1..=100).contains(&n)
+        {
+            return Err(bad(format!(
+                "key `alerts.max_attempts` must be between 1 and 100, not {n}"
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+/// The channels in force and the rules for using them.
+pub struct Alerting {
+    channels: BTreeMap<String, Arc<dyn Channel>>,
+    always: Vec<String>,
+    pub(crate) expiring_soon: Option<Duration>,
+    max_attempts: u32,
+    link: Option<String>,
+}
+
+impl std::fmt::Debug for Alerting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerting")
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("always", &self.always)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An audit event as the dispatcher reads it.
+struct Parsed {
+    seq: u64,
+    kind: String,
+    grant: Option<GrantId>,
+    time: Timestamp,
+    body: Value,
+}
+
+fn parse(seq: u64, bytes: &[u8]) -> Option<Parsed> {
+    let body: Value = serde_json::from_slice(bytes).ok()?;
+    Some(Parsed {
+        seq,
+        kind: body.get("type")?.as_str()?.to_owned(),
+        grant: body
+            .get("grant")
+            .and_then(Value::as_str)
+            .and_then(|g| g.parse().ok()),
+        time: body
+            .get("time")
+            .and_then(Value::as_str)
+            .and_then(Timestamp::parse_rfc3339)
+            .unwrap_or(Timestamp::from_unix_millis(0)),
+        body,
+    })
+}
+
+fn text(v: &Value, key: &str) -> Option<String> {
+    match v.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+impl Alerting {
+    /// No channels: nothing is routed, the cursor still moves.
+    pub fn disabled() -> Self {
+        Self {
+            channels: BTreeMap::new(),
+            always: Vec::new(),
+            expiring_soon: None,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            link: None,
+        }
+    }
+
+    /// Builds every channel, reading its secrets now: a missing secret stops the start.
+    pub fn build(cfg: &FileConfig, path: &Path) -> Result<Self, StartupError> {
+        let mut channels = BTreeMap::new();
+        for (name, c) in &cfg.channels {
+            let ch = c.build(name.as_str()).map_err(|e| StartupError::Config {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+            channels.insert(name.to_string(), ch);
+        }
+        Ok(Self {
+            channels,
+            always: cfg.alerts.always.iter().map(ToString::to_string).collect(),
+            expiring_soon: cfg.alerts.expiring_soon,
+            max_attempts: cfg.alerts.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            link: cfg
+                .alerts
+                .link
+                .as_ref()
+                .map(|l| l.trim_end_matches('/').to_owned()),
+        })
+    }
+
+    pub fn channel_names(&self) -> BTreeSet<String> {
+        self.channels.keys().cloned().collect()
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        !self.channels.is_empty()
+    }
+
+    fn severity(kind: &str) -> Severity {
+        match kind {
+            "grant.activated" | "grant.failed" | "alert.failed" | "target.orphan_removed" => {
+                Severity::High
+            }
+            "grant.expiring_soon" | "grant.revoked" | "grant.denied" | "role.changed" => {
+                Severity::Warning
+            }
+            _ => Severity::Info,
+        }
+    }
+
+    /// The channels an event goes to. `role_alerts` are the alerts of the grant's (or the
+    /// changed) role as loaded now.
+    fn route(&self, e: &Parsed, role_alerts: &[String]) -> Vec<String> {
+        let mut out: BTreeSet<String> = BTreeSet::new();
+        match e.kind.as_str() {
+            "grant.requested"
+            | "grant.approved"
+            | "grant.denied"
+            | "grant.cancelled"
+            | "grant.timed_out"
+            | "grant.extension_requested"
+            | "grant.extended"
+            | "grant.expiring_soon"
+            | "grant.expired"
+            | "grant.revoked" => {
+                out.extend(role_alerts.iter().cloned());
+            }
+            "grant.activated" | "grant.failed" | "role.changed" => {
+                out.extend(role_alerts.iter().cloned());
+                out.extend(self.always.iter().cloned());
+            }
+            "target.orphan_removed" => out.extend(self.always.iter().cloned()),
+            "alert.failed" => {
+                // Everyone else hears that one channel has gone quiet.
+                let failed = text(&e.body, "channel").unwrap_or_default();
+                out.extend(self.channels.keys().filter(|c| **c != failed).cloned());
+            }
+            _ => {}
+        }
+        out.retain(|c| self.channels.contains_key(c));
+        out.into_iter().collect()
+    }
+
+    /// What a channel receives for event `e` about `grant` (if any). Holds no secret: events never
+    /// carry one, and only the grant's public facts are added.
+    fn alert(&self, e: &Parsed, channel: &str, grant: Option<&Grant>, origin: &str) -> Alert {
+        let b = &e.body;
+        let mut fields = BTreeMap::new();
+        let who = grant.map(|g| g.requester.to_string()).unwrap_or_default();
+        let role = grant
+            .map(|g| g.role.to_string())
+            .or_else(|| text(b, "role"))
+            .unwrap_or_default();
+        if let Some(g) = grant {
+            fields.insert("grant".into(), g.id.to_string());
+            fields.insert("role".into(), g.role.to_string());
+            fields.insert("requester".into(), g.requester.to_string());
+            fields.insert("reason".into(), g.reason.clone());
+            if let Some(i) = &g.incident {
+                fields.insert("incident".into(), i.clone());
+            }
+            fields.insert("state".into(), g.state.name().to_owned());
+            if let Some(end) = g.expires_at() {
+                fields.insert("expires_at".into(), end.to_string());
+            }
+            if let Some(link) = &self.link {
+                fields.insert("link".into(), format!("{link}/v1/grants/{}", g.id));
+            }
+        }
+        if let Some(a) = text(b, "actor") {
+            fields.insert("actor".into(), a);
+        }
+        // The event's own facts (who decided, why), except the envelope already shown.
+        if let Some(obj) = b.as_object() {
+            for k in obj.keys() {
+                if matches!(
+                    k.as_str(),
+                    "v" | "seq" | "time" | "type" | "grant" | "actor"
+                ) {
+                    continue;
+                }
+                if let Some(t) = text(b, k) {
+                    fields.entry(format!("event.{k}")).or_insert(t);
+                }
+            }
+        }
+        let inc = grant
+            .and_then(|g| g.incident.as_deref())
+            .map(|i| format!(" [{i}]"))
+            .unwrap_or_default();
+        let f = |k: &str| text(b, k).unwrap_or_default();
+        let summary = match e.kind.as_str() {
+            "grant.requested" => format!(
+                "{who} requests {role} for {}: {}{inc} (waiting for approval)",
+                f("duration"),
+                f("reason")
+            ),
+            "grant.approved" => {
+                format!("{} approved {who}'s request for {role}{inc}", f("approver"))
+            }
+            "grant.denied" => format!(
+                "{} denied {who}'s request for {role}: {}",
+                f("by"),
+                f("reason")
+            ),
+            "grant.cancelled" => format!("{who}'s request for {role} was cancelled"),
+            "grant.timed_out" => format!("{who}'s request for {role} timed out unapproved"),
+            "grant.activated" => format!("{who} now holds {role} until {}{inc}", f("expires_at")),
+            "grant.extension_requested" => format!(
+                "{who} asks to extend {role} by {}: {}",
+                f("duration"),
+                f("reason")
+            ),
+            "grant.extended" => format!("{who}'s {role} extended until {}", f("expires_at")),
+            "grant.expiring_soon" => format!("{who}'s {role} ends at {}", f("expires_at")),
+            "grant.expired" => format!("{who}'s {role} expired"),
+            "grant.revoked" => format!("{} revoked {who}'s {role}: {}", f("by"), f("reason")),
+            "grant.failed" => format!("{who}'s {role} failed: {}", f("reason")),
+            "role.changed" => match (text(b, "old_hash"), text(b, "new_hash")) {
+                (None, _) => format!("role {role} was added"),
+                (_, None) => format!("role {role} was removed"),
+                _ => format!("role {role} was changed"),
+            },
+            "alert.failed" => format!(
+                "alerts to channel {} are failing: {} tries, last error: {}",
+                f("channel"),
+                f("attempts"),
+                f("error")
+            ),
+            "target.orphan_removed" => format!(
+                "removed an orphaned {} privilege at a target: {}",
+                f("target"),
+                f("handle")
+            ),
+            other => other.to_owned(),
+        };
+        Alert {
+            id: format!("{origin}:{}:{channel}", e.seq),
+            event: e.kind.clone(),
+            seq: e.seq,
+            severity: Self::severity(&e.kind),
+            summary: format!("breakglass: {summary}"),
+            fields,
+            time: e.time,
+        }
+    }
+
+    /// Wait before attempt `attempts + 1`: 2 s doubling to 5 min, minus up to 25% jitter.
+    fn backoff_ms(attempts: u32) -> i64 {
+        let mut jitter = [0u8; 1];
+        let _ = getrandom::fill(&mut jitter);
+        let base = (2000i64 << attempts.min(8)).min(300_000);
+        base - base * i64::from(jitter[0]) / (4 * 255)
+    }
+}
+
+/// How many events one routing pass reads, and deliveries one pass claims.
+const ROUTE_BATCH: u32 = 256;
+const CLAIM_BATCH: u32 = 32;
+/// A claimed delivery is someone else's to retry if this replica has not finished it by then.
+const LEASE_MS: i64 = 120_000;
+
+impl Broker {
+    /// One dispatcher pass: route new events, warn holders of grants about to end, and deliver
+    /// what is due. Returns how many deliveries were attempted.
+    pub async fn dispatch_alerts(&self) -> Result<usize, BrokerError> {
+        self.route_alerts().await?;
+        self.warn_expiring().await?;
+        self.deliver_alerts().await
+    }
+
+    async fn route_alerts(&self) -> Result<(), BrokerError> {
+        let alerting = &self.alerting;
+        let roles = self.roles();
+        loop {
+            let cursor = self.store.alert_cursor().await?;
+            let events = self.store.audit_events(cursor, ROUTE_BATCH).await?;
+            if events.is_empty() {
+                return Ok(());
+            }
+            // Routing needs each grant's role; look them up before the routing transaction.
+            let mut grants: HashMap<GrantId, Option<Grant>> = HashMap::new();
+            let mut routes: HashMap<u64, Vec<String>> = HashMap::new();
+            for ev in &events {
+                let Some(p) = parse(ev.seq, &ev.bytes) else {
+                    routes.insert(ev.seq, Vec::new());
+                    continue;
+                };
+                if !alerting.is_enabled() {
+                    routes.insert(ev.seq, Vec::new());
+                    continue;
+                }
+                let role_id = match p.grant {
+                    Some(id) => {
+                        if let std::collections::hash_map::Entry::Vacant(v) = grants.entry(id) {
+                            v.insert(self.store.grant(id).await?.map(|sg| sg.grant));
+                        }
+                        grants
+                            .get(&id)
+                            .and_then(|g| g.as_ref().map(|g| g.role.to_string()))
+                    }
+                    None => text(&p.body, "role"),
+                };
+                let role_alerts = role_alerts(&roles, role_id.as_deref());
+                routes.insert(ev.seq, alerting.route(&p, &role_alerts));
+            }
+            let last = events.last().map(|e| e.seq);
+            let read = self
+                .store
+                .route_alerts(
+                    ROUTE_BATCH,
+                    &|e: &breakglass_core::AuditEvent| routes.get(&e.seq).cloned(),
+                    self.clock.now(),
+                )
+                .await?;
+            if read == 0 || last.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Warns the holders of active grants that end within `[alerts] expiring_soon`, once per end.
+    async fn warn_expiring(&self) -> Result<(), BrokerError> {
+        let Some(window) = self.alerting.expiring_soon else {
+            return Ok(());
+        };
+        let now = self.clock.now();
+        for sg in self.store.grants_in_states(&["active"]).await? {
+            let Some(tr) = sg.grant.warn_expiring(window, now) else {
+                continue;
+            };
+            match self
+                .store
+                .update_grant(&tr.grant, sg.version, None, &tr.events, now)
+                .await
+            {
+                // Another replica (or a revoke) got there first.
+                Ok(()) | Err(StoreError::Conflict) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn deliver_alerts(&self) -> Result<usize, BrokerError> {
+        use futures_util::StreamExt as _;
+        let now = self.clock.now();
+        let due = self
+            .store
+            .claim_deliveries(now, LEASE_MS, CLAIM_BATCH)
+            .await?;
+        let n = due.len();
+        let results = futures_util::stream::iter(due)
+            .map(|d| async move { self.deliver(d).await })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        for r in results {
+            r?;
+        }
+        Ok(n)
+    }
+
+    async fn deliver(&self, d: Delivery) -> Result<(), BrokerError> {
+        let alerting = &self.alerting;
+        let origin = self.checkpoints.origin();
+        let Some(p) = parse(d.seq, &d.bytes) else {
+            return self
+                .failed(&d, "the audit event could not be read", None)
+                .await;
+        };
+        let Some(channel) = alerting.channels.get(&d.channel) else {
+            return self
+                .failed(&d, "the channel is no longer configured", Some(&p))
+                .await;
+        };
+        let grant = match p.grant {
+            Some(id) => self.store.grant(id).await?.map(|sg| sg.grant),
+            None => None,
+        };
+        let alert = alerting.alert(&p, &d.channel, grant.as_ref(), origin);
+        match channel.send(&alert).await {
+            Ok(()) => {
+                self.store
+                    .delivery_succeeded(d.id, self.clock.now())
+                    .await?;
+                tracing::info!(channel = %d.channel, seq = d.seq, event = %p.kind, "alert delivered");
+                Ok(())
+            }
+            Err(e) => self.failed(&d, &e.to_string(), Some(&p)).await,
+        }
+    }
+
+    /// Records a failed attempt: retry later, or give up (the dead letter) with `alert.failed`.
+    async fn failed(
+        &self,
+        d: &Delivery,
+        error: &str,
+        p: Option<&Parsed>,
+    ) -> Result<(), BrokerError> {
+        let now = self.clock.now();
+        let attempts = d.attempts + 1;
+        if attempts < self.alerting.max_attempts
+            && p.is_some()
+            && self.alerting.channels.contains_key(&d.channel)
+        {
+            let retry_at =
+                Timestamp::from_unix_millis(now.unix_millis() + Alerting::backoff_ms(attempts));
+            tracing::warn!(channel = %d.channel, seq = d.seq, attempts, error, next_attempt_at = %retry_at, "alert delivery failed; will retry");
+            self.store
+                .delivery_failed(d.id, error, Some(retry_at), &[], now)
+                .await?;
+            return Ok(());
+        }
+        tracing::error!(channel = %d.channel, seq = d.seq, attempts, error, "alert delivery given up");
+        let event = EventDraft::new(
+            Actor::System("alerts"),
+            p.and_then(|p| p.grant),
+            EventKind::AlertFailed {
+                channel: d.channel.clone(),
+                about_seq: d.seq,
+                about: p.map(|p| p.kind.clone()).unwrap_or_default(),
+                attempts,
+                error: error.to_owned(),
+            },
+        );
+        self.store
+            .delivery_failed(d.id, error, None, &[event], now)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The alert channels of role `id` as loaded now (none if it is gone).
+fn role_alerts(roles: &RoleSet, id: Option<&str>) -> Vec<String> {
+    id.and_then(|id| roles.get(id))
+        .map(|r| r.alerts.iter().map(ToString::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Checks that every role names only configured channels.
+pub fn check_role_alerts(roles: &RoleSet, channels: &BTreeSet<String>) -> Result<(), StartupError> {
+    for r in roles.iter() {
+        if let Some(missing) = r.alerts.iter().find(|a| !channels.contains(a.as_str())) {
+            return Err(breakglass_core::DomainError::InvalidRoleFile {
+                file: r.file.clone(),
+                message: format!(
+                    "key `alerts` names channel `{missing}`, which is not configured; add `[channels.{missing}]` to the config file (`serve --config`) or remove it"
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
