@@ -51,6 +51,10 @@ pub struct AlertsSection {
     /// The broker's public URL, for links to grants in alerts.
     #[serde(default)]
     pub link: Option<String>,
+    /// Channels every signed audit checkpoint is published to (webhook or syslog, typically a
+    /// place the database's owner cannot rewrite), besides the checkpoint log file.
+    #[serde(default)]
+    pub checkpoints: Vec<Name>,
 }
 
 const DEFAULT_MAX_ATTEMPTS: u32 = 8;
@@ -76,11 +80,16 @@ impl FileConfig {
                 .collect::<Vec<_>>()
                 .join(" "))
         })?;
-        for name in &cfg.alerts.always {
-            if !cfg.channels.contains_key(name) {
-                return Err(bad(format!(
-                    "key `alerts.always` names channel `{name}`, which has no `[channels.{name}]`"
-                )));
+        for (key, names) in [
+            ("alerts.always", &cfg.alerts.always),
+            ("alerts.checkpoints", &cfg.alerts.checkpoints),
+        ] {
+            for name in names {
+                if !cfg.channels.contains_key(name) {
+                    return Err(bad(format!(
+                        "key `{key}` names channel `{name}`, which has no `[channels.{name}]`"
+                    )));
+                }
             }
         }
         if let Some(n) = cfg.alerts.max_attempts
@@ -98,6 +107,9 @@ impl FileConfig {
 pub struct Alerting {
     channels: BTreeMap<String, Arc<dyn Channel>>,
     always: Vec<String>,
+    checkpoints: Vec<String>,
+    /// Per checkpoint channel, the largest checkpoint this process has published there.
+    published: tokio::sync::Mutex<HashMap<String, u64>>,
     pub(crate) expiring_soon: Option<Duration>,
     max_attempts: u32,
     link: Option<String>,
@@ -153,6 +165,8 @@ impl Alerting {
         Self {
             channels: BTreeMap::new(),
             always: Vec::new(),
+            checkpoints: Vec::new(),
+            published: tokio::sync::Mutex::new(HashMap::new()),
             expiring_soon: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             link: None,
@@ -172,6 +186,13 @@ impl Alerting {
         Ok(Self {
             channels,
             always: cfg.alerts.always.iter().map(ToString::to_string).collect(),
+            checkpoints: cfg
+                .alerts
+                .checkpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            published: tokio::sync::Mutex::new(HashMap::new()),
             expiring_soon: cfg.alerts.expiring_soon,
             max_attempts: cfg.alerts.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             link: cfg
@@ -522,6 +543,57 @@ impl Broker {
             .delivery_failed(d.id, error, None, &[event], now)
             .await?;
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Sends the latest signed checkpoint to every `[alerts] checkpoints` channel that has not had
+    /// it from this process. A failure is logged and retried at the next checkpoint tick; after a
+    /// restart the latest is sent again (receivers keep the largest per origin).
+    pub async fn publish_checkpoint(&self, cp: &breakglass_store::StoredCheckpoint) {
+        let alerting = &self.alerting;
+        if alerting.checkpoints.is_empty() {
+            return;
+        }
+        let origin = self.checkpoints.origin();
+        let mut published = alerting.published.lock().await;
+        // The note: origin, size, base64 root, blank line, signatures (C2SP tlog-checkpoint).
+        let root = cp.note.lines().nth(2).unwrap_or_default().to_owned();
+        for name in &alerting.checkpoints {
+            if published.get(name).is_some_and(|s| *s >= cp.size) {
+                continue;
+            }
+            let Some(channel) = alerting.channels.get(name) else {
+                continue;
+            };
+            let alert = Alert {
+                id: format!("{origin}:checkpoint:{}:{name}", cp.size),
+                event: "audit.checkpoint".into(),
+                seq: cp.size,
+                severity: Severity::Info,
+                summary: format!(
+                    "breakglass: audit checkpoint of {} events, root {root}",
+                    cp.size
+                ),
+                fields: BTreeMap::from([
+                    ("origin".into(), origin.to_owned()),
+                    ("size".into(), cp.size.to_string()),
+                    ("root_hash".into(), root.clone()),
+                    ("signed_at".into(), cp.signed_at.to_string()),
+                    ("note".into(), cp.note.clone()),
+                ]),
+                time: cp.signed_at,
+            };
+            match channel.send(&alert).await {
+                Ok(()) => {
+                    published.insert(name.clone(), cp.size);
+                    tracing::info!(channel = %name, size = cp.size, "audit checkpoint published to channel");
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %name, size = cp.size, error = %e, "could not publish the audit checkpoint to the channel; retrying next tick");
+                }
+            }
+        }
     }
 }
 

@@ -397,3 +397,82 @@ fn a_bad_config_stops_the_start_and_says_where() {
         r.stderr
     );
 }
+
+#[test]
+fn signed_checkpoints_are_also_published_to_channels() {
+    let hook = WebhookReceiver::start(Some(HMAC.as_bytes()));
+    let syslog = SyslogUdpSink::start();
+    let config = format!(
+        r#"
+[alerts]
+checkpoints = ["witness", "siem"]
+[channels.witness]
+kind = "webhook"
+url = "{}"
+hmac_key = {{ env = "BG_E2E_HMAC" }}
+[channels.siem]
+kind = "syslog"
+address = "{}"
+"#,
+        hook.url("/checkpoints"),
+        syslog.addr()
+    );
+    let mut bg = Broker::init(
+        Path::new(BIN),
+        &[("svc.toml", &role("svc-admin", "30m", &[]))],
+    );
+    let path = bg.data_dir().join("breakglass.toml");
+    std::fs::write(&path, config).unwrap();
+    bg.set_env("BREAKGLASS_CONFIG", path.to_str().unwrap());
+    bg.set_env("BG_E2E_HMAC", HMAC);
+    bg.set_env("BREAKGLASS_CHECKPOINT_INTERVAL", "1s");
+    bg.restart();
+    let alice = bg.user("alice", &["sre"]);
+    assert!(
+        poll_until(DEADLINE, || hook
+            .delivered()
+            .iter()
+            .any(|r| r.body["event"] == "audit.checkpoint")),
+        "{}",
+        bg.logs()
+    );
+    let first = hook
+        .delivered()
+        .into_iter()
+        .find(|r| r.body["event"] == "audit.checkpoint")
+        .unwrap();
+    assert!(first.signature_ok);
+    let note = first.body["fields"]["note"].as_str().unwrap().to_owned();
+    let size: u64 = first.body["fields"]["size"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // The note is the signed checkpoint exactly as the broker keeps it.
+    let origin = bg.cli_json(&bg.admin_token, &["audit", "key"])["origin"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(note.starts_with(&format!("{origin}\n{size}\n")), "{note}");
+    assert!(
+        note.contains(&format!("\u{2014} {origin} ")),
+        "signed: {note}"
+    );
+    // The log grows, and the next checkpoint goes out too, to both channels.
+    bg.cli_json(
+        &alice,
+        &["request", "svc-admin", "--reason", "grow the log"],
+    );
+    assert!(poll_until(DEADLINE, || hook.delivered().iter().any(|r| {
+        r.body["event"] == "audit.checkpoint"
+            && r.body["fields"]["size"]
+                .as_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|s| s > size)
+    })));
+    assert!(poll_until(DEADLINE, || syslog
+        .frames()
+        .iter()
+        .any(|f| f.contains("audit.checkpoint"))));
+    bg.kill9();
+}

@@ -1,4 +1,5 @@
-//! Signs an audit checkpoint on a schedule whenever the log has grown.
+//! Signs an audit checkpoint on a schedule whenever the log has grown, and publishes the latest to
+//! the channels named in `[alerts] checkpoints`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,13 @@ pub async fn run(broker: Arc<Broker>, every: Duration, mut shutdown: watch::Rece
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Err(e) = broker.checkpoint().await {
-                    tracing::warn!(error = %e, "scheduled audit checkpoint failed; retrying next tick");
+                match broker.checkpoint().await {
+                    // Published outside the database in a second place too (webhook, syslog):
+                    // here, not on the grant path, so a slow channel never delays an activation.
+                    Ok(cp) => broker.publish_checkpoint(&cp).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduled audit checkpoint failed; retrying next tick");
+                    }
                 }
             }
             _ = shutdown.changed() => return,
