@@ -513,6 +513,7 @@ impl Broker {
         error: &str,
         p: Option<&Parsed>,
     ) -> Result<(), BrokerError> {
+        self.metrics.alert_failed(&d.channel);
         let now = self.clock.now();
         let attempts = d.attempts + 1;
         if attempts < self.alerting.max_attempts

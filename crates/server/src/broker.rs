@@ -103,6 +103,8 @@ pub struct Broker {
     pub(crate) revoke_retries: Mutex<HashMap<GrantId, RetryState>>,
     /// The alert channels and their rules.
     pub(crate) alerting: Arc<crate::alerting::Alerting>,
+    /// This process's counters, scraped at `/metrics`.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// Where a grant is in its revocation retry schedule.
@@ -167,6 +169,7 @@ impl Broker {
             checkpoints,
             revoke_give_up,
             revoke_retries: Mutex::new(HashMap::new()),
+            metrics: crate::metrics::Metrics::new(&alerting.channel_names()),
             alerting,
         }
     }

@@ -58,6 +58,7 @@ impl Broker {
         getrandom::fill(&mut id).map_err(|_| crate::sealing::SealError::Random)?;
         let tr = Grant::request(GrantId::from_bytes(id), role, &caller.principal, input, now)?;
         self.store.insert_grant(&tr.grant, &tr.events, now).await?;
+        self.metrics.requested();
         tracing::info!(grant = %tr.grant.id, role = %role.id, requester = %caller.principal.name, "grant requested");
         Ok(tr.grant)
     }
@@ -91,6 +92,7 @@ impl Broker {
                 Ok(tr)
             })
             .await?;
+        self.metrics.approved();
         if matches!(sg.grant.state, GrantState::Activating { .. }) {
             let res = self.finish_activation(sg, actor).await;
             return self.settled(id, res).await;
@@ -707,6 +709,7 @@ impl Broker {
                 self.store
                     .update_grant(&tr.grant, sg.version, Some(&cred), &tr.events, now)
                     .await?;
+                self.metrics.activated();
                 tracing::info!(grant = %g.id, fingerprint = %issued.fingerprint, expires_at = %expires_at, "grant active");
                 // Every break-glass activation is sealed into a signed, published checkpoint.
                 if let Err(e) = self.checkpoint().await {
@@ -782,6 +785,7 @@ impl Broker {
                 });
             }
             let retry = self.schedule_retry(g.id, now);
+            self.metrics.revoke_retry_scheduled();
             tracing::warn!(grant = %g.id, error = %e, attempts = retry.attempts, next_attempt_at = %retry.next_at, "provider could not revoke; will retry");
             return Ok(sg);
         }
@@ -791,6 +795,7 @@ impl Broker {
         self.store
             .update_grant(&tr.grant, sg.version, None, &tr.events, now)
             .await?;
+        self.metrics.ended(&tr.grant.state);
         tracing::info!(grant = %g.id, state = tr.grant.state.name(), "grant ended");
         Ok(StoredGrant {
             grant: tr.grant,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod datadir;
 mod error;
 mod grants;
+pub mod metrics;
 pub mod roles;
 mod sealing;
 pub mod verify;

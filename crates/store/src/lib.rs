@@ -253,6 +253,8 @@ pub trait Store: Send + Sync + 'static {
     async fn grant(&self, id: GrantId) -> Result<Option<StoredGrant>>;
     /// Newest first, optionally only those in `state`.
     async fn grants(&self, state: Option<&str>, limit: u32) -> Result<Vec<StoredGrant>>;
+    /// How many grants are in each state (states with none are left out).
+    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>>;
     /// Every grant in one of `states` (for workers), oldest first.
     async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>>;
     /// Active grants whose end is at or before `now`.

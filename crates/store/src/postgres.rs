@@ -670,6 +670,18 @@ impl Store for PostgresStore {
         rows.iter().map(grant_from_row).collect()
     }
 
+    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM grants GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get("n")?;
+                Ok((r.try_get("state")?, to_u64(n, "count")?))
+            })
+            .collect()
+    }
+
     async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{GRANT_COLUMNS} WHERE state = ANY($1) ORDER BY requested_at, id"

@@ -796,6 +796,21 @@ impl Store for SqliteStore {
         rows.iter().map(grant_from_row).collect()
     }
 
+    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM grants GROUP BY state")
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.try_get("n")?;
+                Ok((
+                    r.try_get("state")?,
+                    u64::try_from(n).map_err(|_| StoreError::Corrupt("negative count".into()))?,
+                ))
+            })
+            .collect()
+    }
+
     async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>> {
         let list = serde_json::to_string(states).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(

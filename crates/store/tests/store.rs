@@ -524,6 +524,11 @@ async fn grants_list_by_state(store: &dyn Store) {
         0
     );
     assert_eq!(store.grants(None, 1).await.unwrap().len(), 1);
+    let counts = store.grant_counts().await.unwrap();
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [("active".to_owned(), 1), ("requested".to_owned(), 1)]
+    );
 }
 
 macro_rules! store_suite {

@@ -449,5 +449,6 @@ mod alerts;
 mod audit;
 mod bad_input;
 mod lifecycle;
+mod metrics;
 mod postgres;
 mod startup;

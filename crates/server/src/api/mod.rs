@@ -1,4 +1,5 @@
-//! The HTTP API: JSON under `/v1`, the token key set, introspection, health. See `docs/api.md`.
+//! The HTTP API: JSON under `/v1`, the token key set, introspection, health and metrics. See
+//! `docs/api.md`.
 
 mod admin;
 mod audit;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/.well-known/jwks.json", get(jwt::jwks))
         .route("/v1/introspect", post(jwt::introspect))
         .route("/v1/whoami", get(admin::whoami))
