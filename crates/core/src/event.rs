@@ -141,6 +141,13 @@ pub enum EventKind {
         old_hash: Option<String>,
         new_hash: Option<String>,
     },
+    /// The config file (alert channels, `[alerts]`) in force changed, seen at start.
+    #[serde(rename = "config.changed")]
+    ConfigChanged {
+        file: String,
+        old_hash: Option<String>,
+        new_hash: String,
+    },
     #[serde(rename = "principal.created")]
     PrincipalCreated {
         name: String,

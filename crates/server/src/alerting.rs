@@ -61,8 +61,9 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 impl FileConfig {
-    /// Reads and validates the config file. Errors name the file and the key.
-    pub fn load(path: &Path) -> Result<Self, StartupError> {
+    /// Reads and validates the config file. Errors name the file and the key. Also returns the
+    /// SHA-256 of its bytes (hex), which `config.changed` events record.
+    pub fn load(path: &Path) -> Result<(Self, String), StartupError> {
         let bad = |message: String| StartupError::Config {
             path: path.to_owned(),
             message,
@@ -73,6 +74,10 @@ impl FileConfig {
         }
         let text =
             std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let hash = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(text.as_bytes()))
+        };
         let cfg: Self = toml::from_str(&text).map_err(|e| {
             bad(e
                 .to_string()
@@ -92,6 +97,21 @@ impl FileConfig {
                 }
             }
         }
+        for (name, c) in &cfg.channels {
+            let timeout = match c {
+                ChannelConfig::Webhook(w) => w.timeout,
+                ChannelConfig::Smtp(m) => Some(m.timeout),
+                ChannelConfig::Syslog(s) => Some(s.timeout),
+            };
+            // A delivery's lease must outlast its attempt, or another pass would send it again
+            // while it is still in flight.
+            if timeout.is_some_and(|t| t.as_millis() > MAX_CHANNEL_TIMEOUT_MS) {
+                return Err(bad(format!(
+                    "key `channels.{name}.timeout` must be at most {}s",
+                    MAX_CHANNEL_TIMEOUT_MS / 1000
+                )));
+            }
+        }
         if let Some(n) = cfg.alerts.max_attempts
             && !(1..=100).contains(&n)
         {
@@ -99,7 +119,7 @@ impl FileConfig {
                 "key `alerts.max_attempts` must be between 1 and 100, not {n}"
             )));
         }
-        Ok(cfg)
+        Ok((cfg, hash))
     }
 }
 
@@ -216,9 +236,11 @@ impl Alerting {
             "grant.activated" | "grant.failed" | "alert.failed" | "target.orphan_removed" => {
                 Severity::High
             }
-            "grant.expiring_soon" | "grant.revoked" | "grant.denied" | "role.changed" => {
-                Severity::Warning
-            }
+            "grant.expiring_soon"
+            | "grant.revoked"
+            | "grant.denied"
+            | "role.changed"
+            | "config.changed" => Severity::Warning,
             _ => Severity::Info,
         }
     }
@@ -244,7 +266,9 @@ impl Alerting {
                 out.extend(role_alerts.iter().cloned());
                 out.extend(self.always.iter().cloned());
             }
-            "target.orphan_removed" => out.extend(self.always.iter().cloned()),
+            "target.orphan_removed" | "config.changed" => {
+                out.extend(self.always.iter().cloned());
+            }
             "alert.failed" => {
                 // Everyone else hears that one channel has gone quiet.
                 let failed = text(&e.body, "channel").unwrap_or_default();
@@ -336,6 +360,7 @@ impl Alerting {
                 (_, None) => format!("role {role} was removed"),
                 _ => format!("role {role} was changed"),
             },
+            "config.changed" => format!("the config file {} changed", f("file")),
             "alert.failed" => format!(
                 "alerts to channel {} are failing: {} tries, last error: {}",
                 f("channel"),
@@ -371,17 +396,26 @@ impl Alerting {
 
 /// How many events one routing pass reads, and deliveries one pass claims.
 const ROUTE_BATCH: u32 = 256;
-const CLAIM_BATCH: u32 = 32;
+pub(crate) const CLAIM_BATCH: u32 = 32;
+/// How many deliveries run at once in one process.
+pub(crate) const DELIVERY_SLOTS: usize = 16;
 /// A claimed delivery is someone else's to retry if this replica has not finished it by then.
 const LEASE_MS: i64 = 120_000;
+/// The longest a channel's `timeout` may be: well inside the lease.
+const MAX_CHANNEL_TIMEOUT_MS: i64 = 60_000;
 
 impl Broker {
-    /// One dispatcher pass: route new events, warn holders of grants about to end, and deliver
-    /// what is due. Returns how many deliveries were attempted.
-    pub async fn dispatch_alerts(&self) -> Result<usize, BrokerError> {
+    /// One dispatcher pass: route new events, warn holders of grants about to end, and start
+    /// delivering what is due, each delivery in its own task holding one of `slots`, so a slow or
+    /// hanging channel holds only its own slot. Returns how many deliveries were started: when
+    /// that is a full batch the caller runs another pass at once.
+    pub async fn dispatch_alerts(
+        self: &Arc<Self>,
+        slots: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<usize, BrokerError> {
         self.route_alerts().await?;
         self.warn_expiring().await?;
-        self.deliver_alerts().await
+        self.deliver_alerts(slots).await
     }
 
     async fn route_alerts(&self) -> Result<(), BrokerError> {
@@ -457,23 +491,43 @@ impl Broker {
         Ok(())
     }
 
-    async fn deliver_alerts(&self) -> Result<usize, BrokerError> {
-        use futures_util::StreamExt as _;
-        let now = self.clock.now();
-        let due = self
-            .store
-            .claim_deliveries(now, LEASE_MS, CLAIM_BATCH)
-            .await?;
-        let n = due.len();
-        let results = futures_util::stream::iter(due)
-            .map(|d| async move { self.deliver(d).await })
-            .buffer_unordered(8)
-            .collect::<Vec<_>>()
-            .await;
-        for r in results {
-            r?;
+    async fn deliver_alerts(
+        self: &Arc<Self>,
+        slots: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<usize, BrokerError> {
+        // Claim only what can start now: a claimed delivery is leased, and a lease should be
+        // spent sending, not waiting for a slot.
+        let free = u32::try_from(slots.available_permits())
+            .unwrap_or(CLAIM_BATCH)
+            .min(CLAIM_BATCH);
+        if free == 0 {
+            return Ok(0);
         }
-        Ok(n)
+        let now = self.clock.now();
+        let due = self.store.claim_deliveries(now, LEASE_MS, free).await?;
+        let n = due.len();
+        for d in due {
+            let Ok(slot) = Arc::clone(slots).acquire_owned().await else {
+                break;
+            };
+            let broker = Arc::clone(self);
+            tokio::spawn(async move {
+                let (channel, seq) = (d.channel.clone(), d.seq);
+                if let Err(e) = broker.deliver(d).await {
+                    // The row stays leased; another pass retries it when the lease ends.
+                    tracing::warn!(%channel, seq, error = %e, "could not record an alert delivery; it will be retried");
+                }
+                drop(slot);
+            });
+        }
+        // Everything asked for was due: more may be waiting.
+        Ok(
+            if n > 0 && n == usize::try_from(free).unwrap_or(usize::MAX) {
+                n
+            } else {
+                0
+            },
+        )
     }
 
     async fn deliver(&self, d: Delivery) -> Result<(), BrokerError> {
@@ -597,6 +651,37 @@ impl Broker {
         }
     }
 }
+
+/// Records the config file in force: a `config.changed` event when its hash differs from the one
+/// recorded last (once, however many replicas start with it).
+pub async fn record_config(
+    store: &dyn breakglass_store::Store,
+    path: &Path,
+    hash: &str,
+    now: Timestamp,
+) -> Result<bool, StartupError> {
+    let old = store
+        .setting(CONFIG_HASH)
+        .await?
+        .and_then(|v| String::from_utf8(v).ok());
+    if old.as_deref() == Some(hash) {
+        return Ok(false);
+    }
+    let event = EventDraft::new(
+        Actor::System("config"),
+        None,
+        EventKind::ConfigChanged {
+            file: path.display().to_string(),
+            old_hash: old,
+            new_hash: hash.to_owned(),
+        },
+    );
+    Ok(store
+        .record_setting(CONFIG_HASH, hash.as_bytes(), &[event], now)
+        .await?)
+}
+
+const CONFIG_HASH: &str = "config-hash";
 
 /// The alert channels of role `id` as loaded now (none if it is gone).
 fn role_alerts(roles: &RoleSet, id: Option<&str>) -> Vec<String> {

@@ -66,8 +66,12 @@ impl Server {
             .unwrap_or_else(|| format!("http://{addr}"));
         let alerting = match &config.config_file {
             Some(path) => {
-                let file = alerting::FileConfig::load(path)?;
-                alerting::Alerting::build(&file, path)?
+                let (file, hash) = alerting::FileConfig::load(path)?;
+                let built = alerting::Alerting::build(&file, path)?;
+                if alerting::record_config(data.store.as_ref(), path, &hash, clock.now()).await? {
+                    tracing::info!(file = %path.display(), hash = %hash, "config file changed since last recorded");
+                }
+                built
             }
             None => alerting::Alerting::disabled(),
         };

@@ -295,6 +295,18 @@ pub trait Store: Send + Sync + 'static {
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<bool>;
+    /// Sets the plain setting `name` to `value` with `events`, in one transaction, if it is not
+    /// already `value`; returns whether it changed (with several replicas, only one records a
+    /// change).
+    async fn record_setting(
+        &self,
+        name: &str,
+        value: &[u8],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// A plain setting recorded with [`Store::record_setting`].
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Reads the head, the checkpoints (handed to the visitor first) and then every event (in
     /// order), all in one snapshot.
     async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot>;

@@ -944,6 +944,43 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn record_setting(
+        &self,
+        name: &str,
+        value: &[u8],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let key = format!("setting:{name}");
+        let key = &key;
+        self.write(|mut tx| async move {
+            // Upsert only when different: the row lock makes replicas recording the same change
+            // take turns, and the second finds nothing to change.
+            let changed = sqlx::query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+                 WHERE meta.value IS DISTINCT FROM EXCLUDED.value",
+            )
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await?;
+            if changed.rows_affected() == 0 {
+                return Ok((tx, false));
+            }
+            append_in(&mut tx, events, now).await?;
+            Ok((tx, true))
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(format!("setting:{name}"))
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
     async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot> {
         use futures_util::TryStreamExt as _;
         // One REPEATABLE READ transaction: the head, the checkpoints and the events are one

@@ -1086,6 +1086,48 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_setting(
+        &self,
+        name: &str,
+        value: &[u8],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let key = format!("setting:{name}");
+        let value = value.to_vec();
+        let events = events.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let current: Option<Vec<u8>> =
+                    sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+                        .bind(&key)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if current.as_deref() == Some(value.as_slice()) {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(&key)
+                .bind(value.as_slice())
+                .execute(&mut *tx)
+                .await?;
+                append_in(tx, &events, now).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT value FROM meta WHERE key = ?")
+            .bind(format!("setting:{name}"))
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
     async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot> {
         use futures_util::TryStreamExt as _;
         // One read transaction: the head, the checkpoints and the events are one consistent view.

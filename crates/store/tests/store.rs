@@ -531,6 +531,42 @@ async fn grants_list_by_state(store: &dyn Store) {
     );
 }
 
+async fn settings_change_once_with_their_events(store: &dyn Store) {
+    initialized(store).await;
+    let before = store.audit_size().await.unwrap();
+    assert_eq!(store.setting("config-hash").await.unwrap(), None);
+    assert!(
+        store
+            .record_setting("config-hash", b"h1", &[created("c1")], t(3))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .record_setting("config-hash", b"h1", &[created("c1-again")], t(4))
+            .await
+            .unwrap(),
+        "the same value again changes nothing, events included"
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 1);
+    assert!(
+        store
+            .record_setting("config-hash", b"h2", &[created("c2")], t(5))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.setting("config-hash").await.unwrap().as_deref(),
+        Some(&b"h2"[..])
+    );
+    assert_eq!(store.audit_size().await.unwrap(), before + 2);
+    assert_eq!(
+        store.secret("config-hash").await.unwrap(),
+        None,
+        "not a secret"
+    );
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -580,6 +616,7 @@ store_suite!(
     an_alert_given_up_is_dead_and_recorded_once,
     the_backlog_counts_each_channel,
     a_router_that_cannot_route_an_event_yet_stops_before_it,
+    settings_change_once_with_their_events,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

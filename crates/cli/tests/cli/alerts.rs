@@ -170,7 +170,7 @@ address = "{}"
     // Syslog: `always` hears activations and role changes, not routine requests.
     assert!(poll_until(DEADLINE, || {
         let f = syslog.frames().join("\n");
-        f.contains("grant.activated") && f.contains("role.changed")
+        f.contains("grant.activated") && f.contains("role.changed") && f.contains("config.changed")
     }));
     assert!(!syslog.frames().join("\n").contains(" grant.requested "));
     // No credential or API token in anything sent.
@@ -190,6 +190,17 @@ address = "{}"
     for secret in [&jwt, &w.alice, &w.bob, &w.bg.admin_token, &HMAC.to_owned()] {
         assert!(!everything.contains(secret.as_str()), "a secret was sent");
     }
+    // The config in force is recorded once; a restart with the same file records nothing new.
+    let changed = |w: &AlertWorld| {
+        audit_types(w)
+            .iter()
+            .filter(|t| *t == "config.changed")
+            .count()
+    };
+    assert_eq!(changed(&w), 1);
+    w.bg.kill9();
+    w.bg.restart();
+    assert_eq!(changed(&w), 1);
     w.bg.kill9();
 }
 
@@ -309,25 +320,39 @@ transport = "tcp"
 }
 
 #[test]
-fn a_hanging_receiver_never_holds_up_a_request() {
+fn a_hanging_receiver_never_holds_up_a_request_or_another_channel() {
     let hook = WebhookReceiver::start(None);
     hook.set_hang(true);
+    let other = WebhookReceiver::start(None);
     let config = format!(
-        "[channels.oncall]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"30s\"\n",
-        hook.url("/a")
+        // The longest timeout allowed: a dispatcher that waited for it would miss the deadline.
+        "[channels.stuck]\nkind = \"webhook\"\nurl = \"{}\"\ntimeout = \"60s\"\n\
+         [channels.oncall]\nkind = \"webhook\"\nurl = \"{}\"\n",
+        hook.url("/a"),
+        other.url("/b")
     );
     let w = alert_world(
         &config,
-        &[("svc.toml", &role("svc-admin", "30m", &["oncall"]))],
+        &[("svc.toml", &role("svc-admin", "30m", &["stuck", "oncall"]))],
     );
     let g =
         w.bg.cli_json(&w.alice, &["request", "svc-admin", "--reason", "x"]);
     let id = g["id"].as_str().unwrap().to_owned();
-    // The alert for the request is stuck in the receiver...
+    // The alerts to one channel are stuck in its receiver...
     assert!(poll_until(DEADLINE, || hook.arrivals() > 0));
-    // ...while approval, activation and collection go on regardless.
+    // ...while approval, activation and collection go on regardless...
     assert_eq!(w.bg.cli_json(&w.bob, &["approve", &id])["state"], "active");
     assert_eq!(w.bg.cli(&w.alice, &["credential", &id]).code, 0);
+    // ...and so do the other channel's alerts, request and activation alike.
+    assert!(
+        poll_until(DEADLINE, || {
+            let got = events_of(&other.delivered());
+            got.contains(&"grant.requested".to_owned())
+                && got.contains(&"grant.activated".to_owned())
+        }),
+        "{}",
+        w.bg.logs()
+    );
     assert!(
         hook.delivered().is_empty(),
         "nothing was answered while hanging"
@@ -373,6 +398,11 @@ fn a_bad_config_stops_the_start_and_says_where() {
         ),
         ("[alerts]\nalways = [\"nope\"]\n", vec![], "`nope`"),
         ("[alertz]\n", vec![], "alertz"),
+        (
+            "[channels.x]\nkind = \"syslog\"\naddress = \"127.0.0.1:514\"\ntimeout = \"5m\"\n",
+            vec![],
+            "at most 60s",
+        ),
         (
             "",
             vec![("r.toml", role("r", "10m", &["pager"]))],
