@@ -130,6 +130,8 @@ pub struct Alerting {
     checkpoints: Vec<String>,
     /// Per checkpoint channel, the largest checkpoint this process has published there.
     published: tokio::sync::Mutex<HashMap<String, u64>>,
+    /// Deliveries in flight in this process, per channel.
+    in_flight: std::sync::Mutex<HashMap<String, u32>>,
     pub(crate) expiring_soon: Option<Duration>,
     max_attempts: u32,
     link: Option<String>,
@@ -187,6 +189,7 @@ impl Alerting {
             always: Vec::new(),
             checkpoints: Vec::new(),
             published: tokio::sync::Mutex::new(HashMap::new()),
+            in_flight: std::sync::Mutex::new(HashMap::new()),
             expiring_soon: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             link: None,
@@ -213,6 +216,7 @@ impl Alerting {
                 .map(ToString::to_string)
                 .collect(),
             published: tokio::sync::Mutex::new(HashMap::new()),
+            in_flight: std::sync::Mutex::new(HashMap::new()),
             expiring_soon: cfg.alerts.expiring_soon,
             max_attempts: cfg.alerts.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             link: cfg
@@ -221,6 +225,14 @@ impl Alerting {
                 .as_ref()
                 .map(|l| l.trim_end_matches('/').to_owned()),
         })
+    }
+
+    /// Counts a delivery to `channel` starting (+1) or ending (-1).
+    fn flight(&self, channel: &str, delta: i32) {
+        if let Ok(mut m) = self.in_flight.lock() {
+            let n = m.entry(channel.to_owned()).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+        }
     }
 
     pub fn channel_names(&self) -> BTreeSet<String> {
@@ -397,8 +409,9 @@ impl Alerting {
 /// How many events one routing pass reads, and deliveries one pass claims.
 const ROUTE_BATCH: u32 = 256;
 pub(crate) const CLAIM_BATCH: u32 = 32;
-/// How many deliveries run at once in one process.
+/// How many deliveries run at once in one process, and to one channel.
 pub(crate) const DELIVERY_SLOTS: usize = 16;
+const PER_CHANNEL_SLOTS: u32 = 4;
 /// A claimed delivery is someone else's to retry if this replica has not finished it by then.
 const LEASE_MS: i64 = 120_000;
 /// The longest a channel's `timeout` may be: well inside the lease.
@@ -495,39 +508,67 @@ impl Broker {
         self: &Arc<Self>,
         slots: &Arc<tokio::sync::Semaphore>,
     ) -> Result<usize, BrokerError> {
-        // Claim only what can start now: a claimed delivery is leased, and a lease should be
-        // spent sending, not waiting for a slot.
-        let free = u32::try_from(slots.available_permits())
-            .unwrap_or(CLAIM_BATCH)
-            .min(CLAIM_BATCH);
-        if free == 0 {
-            return Ok(0);
+        let mut started = 0;
+        // Claim only what can start now (a claimed delivery is leased, and a lease should be
+        // spent sending, not waiting), a few per channel at a time: a channel with
+        // `PER_CHANNEL_SLOTS` deliveries in flight is skipped, so a hanging receiver can hold at
+        // most that many slots and every other channel keeps flowing.
+        loop {
+            // Channels at their limit are skipped; the claim is no bigger than the room the
+            // busiest remaining channel has, so no claim can take any channel past its limit.
+            let (skip, busiest) = self
+                .alerting
+                .in_flight
+                .lock()
+                .map(|m| {
+                    let skip: Vec<String> = m
+                        .iter()
+                        .filter(|(_, n)| **n >= PER_CHANNEL_SLOTS)
+                        .map(|(c, _)| c.clone())
+                        .collect();
+                    let busiest = m
+                        .values()
+                        .filter(|n| **n < PER_CHANNEL_SLOTS)
+                        .max()
+                        .copied()
+                        .unwrap_or(0);
+                    (skip, busiest)
+                })
+                .unwrap_or_default();
+            let free = u32::try_from(slots.available_permits())
+                .unwrap_or(0)
+                .min(PER_CHANNEL_SLOTS - busiest);
+            if free == 0 || started >= CLAIM_BATCH {
+                return Ok(usize::try_from(started).unwrap_or(0));
+            }
+            let now = self.clock.now();
+            let due = self
+                .store
+                .claim_deliveries(now, LEASE_MS, free, &skip)
+                .await?;
+            let n = u32::try_from(due.len()).unwrap_or(u32::MAX);
+            for d in due {
+                let Ok(slot) = Arc::clone(slots).acquire_owned().await else {
+                    return Ok(0);
+                };
+                self.alerting.flight(&d.channel, 1);
+                let broker = Arc::clone(self);
+                tokio::spawn(async move {
+                    let (channel, seq) = (d.channel.clone(), d.seq);
+                    if let Err(e) = broker.deliver(d).await {
+                        // The row stays leased; another pass retries it when the lease ends.
+                        tracing::warn!(%channel, seq, error = %e, "could not record an alert delivery; it will be retried");
+                    }
+                    broker.alerting.flight(&channel, -1);
+                    drop(slot);
+                });
+            }
+            started += n;
+            if n < free {
+                // Nothing more is due (for channels with room): done for this pass.
+                return Ok(0);
+            }
         }
-        let now = self.clock.now();
-        let due = self.store.claim_deliveries(now, LEASE_MS, free).await?;
-        let n = due.len();
-        for d in due {
-            let Ok(slot) = Arc::clone(slots).acquire_owned().await else {
-                break;
-            };
-            let broker = Arc::clone(self);
-            tokio::spawn(async move {
-                let (channel, seq) = (d.channel.clone(), d.seq);
-                if let Err(e) = broker.deliver(d).await {
-                    // The row stays leased; another pass retries it when the lease ends.
-                    tracing::warn!(%channel, seq, error = %e, "could not record an alert delivery; it will be retried");
-                }
-                drop(slot);
-            });
-        }
-        // Everything asked for was due: more may be waiting.
-        Ok(
-            if n > 0 && n == usize::try_from(free).unwrap_or(usize::MAX) {
-                n
-            } else {
-                0
-            },
-        )
     }
 
     async fn deliver(&self, d: Delivery) -> Result<(), BrokerError> {

@@ -334,12 +334,14 @@ pub trait Store: Send + Sync + 'static {
     /// not leased or the lease ended at or before `now`), the longest due first, and leases them
     /// until `now + lease_ms`. A claimed delivery is not claimed again before its lease ends, and
     /// replicas claiming at the same moment never get the same one (on PostgreSQL through
-    /// `FOR UPDATE SKIP LOCKED`, so that they do not wait for one another either).
+    /// `FOR UPDATE SKIP LOCKED`, so that they do not wait for one another either). Deliveries to
+    /// the channels in `skip` are left alone (the caller has enough of theirs in flight).
     async fn claim_deliveries(
         &self,
         now: Timestamp,
         lease_ms: i64,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Delivery>>;
     /// Marks a delivery delivered. Idempotent; a delivery already dead, or unknown, is left as it
     /// is.

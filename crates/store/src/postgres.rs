@@ -1040,8 +1040,9 @@ impl Store for PostgresStore {
         now: Timestamp,
         lease_ms: i64,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Delivery>> {
-        self.claim_deliveries_in(now, lease_ms, limit).await
+        self.claim_deliveries_in(now, lease_ms, limit, skip).await
     }
 
     async fn delivery_succeeded(&self, id: i64, now: Timestamp) -> Result<()> {

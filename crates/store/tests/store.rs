@@ -23,7 +23,7 @@ use alerts::{
     a_router_that_cannot_route_an_event_yet_stops_before_it,
     alerts_are_routed_once_from_the_cursor, alerts_go_to_every_channel_named_or_none,
     an_alert_given_up_is_dead_and_recorded_once, claims_respect_due_times_and_leases,
-    the_backlog_counts_each_channel,
+    claims_skip_the_channels_asked, the_backlog_counts_each_channel,
 };
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
@@ -617,6 +617,7 @@ store_suite!(
     the_backlog_counts_each_channel,
     a_router_that_cannot_route_an_event_yet_stops_before_it,
     settings_change_once_with_their_events,
+    claims_skip_the_channels_asked,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

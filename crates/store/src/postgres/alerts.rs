@@ -96,6 +96,7 @@ impl PostgresStore {
         now: Timestamp,
         lease_ms: i64,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Delivery>> {
         let until = now.unix_millis().saturating_add(lease_ms);
         let rows = sqlx::query(
@@ -103,6 +104,7 @@ impl PostgresStore {
                  SELECT id FROM alert_deliveries
                  WHERE delivered_at IS NULL AND dead_at IS NULL AND next_attempt_at <= $1
                    AND (claimed_until IS NULL OR claimed_until <= $1)
+                   AND NOT (channel = ANY($4))
                  ORDER BY next_attempt_at, id LIMIT $3
                  FOR UPDATE SKIP LOCKED
              ), claimed AS (
@@ -116,6 +118,7 @@ impl PostgresStore {
         .bind(now.unix_millis())
         .bind(until)
         .bind(i64::from(limit))
+        .bind(skip)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(delivery_from_row).collect()

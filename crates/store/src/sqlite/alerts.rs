@@ -119,8 +119,10 @@ impl SqliteStore {
         now: Timestamp,
         lease_ms: i64,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Delivery>> {
         let until = now.unix_millis().saturating_add(lease_ms);
+        let skip = serde_json::to_string(skip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.write(move |tx| {
             Box::pin(async move {
                 let rows = sqlx::query(
@@ -129,10 +131,12 @@ impl SqliteStore {
                      WHERE d.delivered_at IS NULL AND d.dead_at IS NULL
                        AND d.next_attempt_at <= ?1
                        AND (d.claimed_until IS NULL OR d.claimed_until <= ?1)
+                       AND d.channel NOT IN (SELECT value FROM json_each(?3))
                      ORDER BY d.next_attempt_at, d.id LIMIT ?2",
                 )
                 .bind(now.unix_millis())
                 .bind(i64::from(limit))
+                .bind(skip)
                 .fetch_all(&mut *tx)
                 .await?;
                 let claimed = rows

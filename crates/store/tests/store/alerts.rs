@@ -78,7 +78,10 @@ pub(crate) async fn alerts_are_routed_once_from_the_cursor(store: &dyn Store) {
         "each event routed once"
     );
 
-    let claimed = store.claim_deliveries(t(12), secs(30), 100).await.unwrap();
+    let claimed = store
+        .claim_deliveries(t(12), secs(30), 100, &[])
+        .await
+        .unwrap();
     assert_eq!(seqs(&claimed), [0, 1, 2, 3, 4], "oldest first");
     let log = store.audit_events(0, 100).await.unwrap();
     for (d, e) in claimed.iter().zip(&log) {
@@ -107,7 +110,10 @@ pub(crate) async fn alerts_go_to_every_channel_named_or_none(store: &dyn Store) 
         0,
         "an event with no channel is routed all the same"
     );
-    let claimed = store.claim_deliveries(t(10), secs(30), 10).await.unwrap();
+    let claimed = store
+        .claim_deliveries(t(10), secs(30), 10, &[])
+        .await
+        .unwrap();
     let got: Vec<_> = claimed
         .iter()
         .map(|d| (d.seq, d.channel.as_str()))
@@ -124,25 +130,34 @@ pub(crate) async fn claims_respect_due_times_and_leases(store: &dyn Store) {
     store.route_alerts(2, &to(&["ops"]), t(10)).await.unwrap();
     assert!(
         store
-            .claim_deliveries(t(9), secs(30), 10)
+            .claim_deliveries(t(9), secs(30), 10, &[])
             .await
             .unwrap()
             .is_empty(),
         "not due yet"
     );
-    let first = store.claim_deliveries(t(10), secs(30), 1).await.unwrap();
+    let first = store
+        .claim_deliveries(t(10), secs(30), 1, &[])
+        .await
+        .unwrap();
     assert_eq!(seqs(&first), [0]);
-    let second = store.claim_deliveries(t(10), secs(30), 10).await.unwrap();
+    let second = store
+        .claim_deliveries(t(10), secs(30), 10, &[])
+        .await
+        .unwrap();
     assert_eq!(seqs(&second), [1], "a leased delivery is not claimed again");
     assert!(
         store
-            .claim_deliveries(t(39), secs(30), 10)
+            .claim_deliveries(t(39), secs(30), 10, &[])
             .await
             .unwrap()
             .is_empty(),
         "both leases run to t(40)"
     );
-    let again = store.claim_deliveries(t(40), secs(30), 10).await.unwrap();
+    let again = store
+        .claim_deliveries(t(40), secs(30), 10, &[])
+        .await
+        .unwrap();
     assert_eq!(seqs(&again), [0, 1], "an ended lease frees the delivery");
     assert_eq!(again[0].id, first[0].id);
     assert_eq!(
@@ -151,7 +166,7 @@ pub(crate) async fn claims_respect_due_times_and_leases(store: &dyn Store) {
     );
     assert!(
         store
-            .claim_deliveries(t(40), secs(30), 0)
+            .claim_deliveries(t(40), secs(30), 0, &[])
             .await
             .unwrap()
             .is_empty()
@@ -161,13 +176,16 @@ pub(crate) async fn claims_respect_due_times_and_leases(store: &dyn Store) {
 pub(crate) async fn a_delivered_alert_is_done(store: &dyn Store) {
     initialized(store).await;
     store.route_alerts(1, &to(&["ops"]), t(10)).await.unwrap();
-    let d = store.claim_deliveries(t(10), secs(30), 10).await.unwrap();
+    let d = store
+        .claim_deliveries(t(10), secs(30), 10, &[])
+        .await
+        .unwrap();
     assert_eq!(d.len(), 1);
     store.delivery_succeeded(d[0].id, t(11)).await.unwrap();
     store.delivery_succeeded(d[0].id, t(12)).await.unwrap();
     assert!(
         store
-            .claim_deliveries(t(1000), secs(30), 10)
+            .claim_deliveries(t(1000), secs(30), 10, &[])
             .await
             .unwrap()
             .is_empty()
@@ -188,7 +206,10 @@ pub(crate) async fn a_delivered_alert_is_done(store: &dyn Store) {
 pub(crate) async fn a_failed_alert_is_retried_when_due(store: &dyn Store) {
     initialized(store).await;
     store.route_alerts(1, &to(&["ops"]), t(10)).await.unwrap();
-    let d = store.claim_deliveries(t(10), secs(30), 10).await.unwrap();
+    let d = store
+        .claim_deliveries(t(10), secs(30), 10, &[])
+        .await
+        .unwrap();
     let size = store.audit_size().await.unwrap();
     assert!(
         store
@@ -201,13 +222,16 @@ pub(crate) async fn a_failed_alert_is_retried_when_due(store: &dyn Store) {
     assert_eq!((ops.pending, ops.failing, ops.dead), (1, 1, 0));
     assert!(
         store
-            .claim_deliveries(t(69), secs(30), 10)
+            .claim_deliveries(t(69), secs(30), 10, &[])
             .await
             .unwrap()
             .is_empty(),
         "the lease is released, but the retry is not due yet"
     );
-    let retry = store.claim_deliveries(t(70), secs(30), 10).await.unwrap();
+    let retry = store
+        .claim_deliveries(t(70), secs(30), 10, &[])
+        .await
+        .unwrap();
     assert_eq!((retry[0].id, retry[0].attempts), (d[0].id, 1));
     // A long error is kept, cut at a character boundary.
     let long = format!("x{}", "é".repeat(2000));
@@ -217,7 +241,10 @@ pub(crate) async fn a_failed_alert_is_retried_when_due(store: &dyn Store) {
             .await
             .unwrap()
     );
-    let retry = store.claim_deliveries(t(80), secs(30), 10).await.unwrap();
+    let retry = store
+        .claim_deliveries(t(80), secs(30), 10, &[])
+        .await
+        .unwrap();
     assert_eq!(retry[0].attempts, 2);
     store.delivery_succeeded(d[0].id, t(81)).await.unwrap();
     let ops = backlog_of(&store.alert_backlog().await.unwrap(), "ops");
@@ -227,7 +254,10 @@ pub(crate) async fn a_failed_alert_is_retried_when_due(store: &dyn Store) {
 pub(crate) async fn an_alert_given_up_is_dead_and_recorded_once(store: &dyn Store) {
     initialized(store).await;
     store.route_alerts(1, &to(&["ops"]), t(10)).await.unwrap();
-    let d = store.claim_deliveries(t(10), secs(30), 10).await.unwrap();
+    let d = store
+        .claim_deliveries(t(10), secs(30), 10, &[])
+        .await
+        .unwrap();
     let size = store.audit_size().await.unwrap();
     assert!(
         store
@@ -240,7 +270,7 @@ pub(crate) async fn an_alert_given_up_is_dead_and_recorded_once(store: &dyn Stor
     assert_eq!(last.to_json().unwrap()["message"], "gave up on `ops`");
     assert!(
         store
-            .claim_deliveries(t(100_000), secs(30), 10)
+            .claim_deliveries(t(100_000), secs(30), 10, &[])
             .await
             .unwrap()
             .is_empty(),
@@ -284,7 +314,10 @@ pub(crate) async fn the_backlog_counts_each_channel(store: &dyn Store) {
     store.route_alerts(1, &to(&["a"]), t(10)).await.unwrap();
     route_all(store, &to(&["a", "b"]), t(20)).await;
     // a: seq 0 (t10), 1, 2 (t20); b: seq 1, 2 (t20).
-    let claimed = store.claim_deliveries(t(20), secs(30), 10).await.unwrap();
+    let claimed = store
+        .claim_deliveries(t(20), secs(30), 10, &[])
+        .await
+        .unwrap();
     let find = |seq: u64, channel: &str| {
         claimed
             .iter()
@@ -441,6 +474,25 @@ pub(crate) async fn a_router_that_cannot_route_an_event_yet_stops_before_it(stor
     assert_eq!(store.alert_cursor().await.unwrap(), 2);
     route_all(store, &to(&["ops"]), t(11)).await;
     assert_eq!(store.alert_cursor().await.unwrap(), 3);
-    let claimed = store.claim_deliveries(t(11), secs(30), 10).await.unwrap();
+    let claimed = store
+        .claim_deliveries(t(11), secs(30), 10, &[])
+        .await
+        .unwrap();
     assert_eq!(seqs(&claimed), [0, 1, 2]);
+}
+
+pub(crate) async fn claims_skip_the_channels_asked(store: &dyn Store) {
+    initialized(store).await; // seq 0..=2
+    route_all(store, &to(&["stuck", "ok"]), t(10)).await;
+    let claimed = store
+        .claim_deliveries(t(10), secs(30), 10, &["stuck".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(seqs(&claimed), [0, 1, 2]);
+    assert!(claimed.iter().all(|d| d.channel == "ok"));
+    let rest = store
+        .claim_deliveries(t(10), secs(30), 10, &[])
+        .await
+        .unwrap();
+    assert!(rest.iter().all(|d| d.channel == "stuck") && rest.len() == 3);
 }

@@ -546,7 +546,7 @@ async fn two_replicas_never_claim_the_same_delivery() {
                 let mut ids = Vec::new();
                 loop {
                     // One `now` for all: a lease taken here never ends during the test.
-                    let claimed = s.claim_deliveries(t(20), 60_000, 3).await.unwrap();
+                    let claimed = s.claim_deliveries(t(20), 60_000, 3, &[]).await.unwrap();
                     if claimed.is_empty() {
                         return ids;
                     }
