@@ -649,3 +649,62 @@ fn replicas_reloading_the_same_role_change_record_it_once() {
     );
     w.bg.kill9();
 }
+
+#[test]
+fn two_replicas_deliver_each_alert_once() {
+    use breakglass_testkit::webhook::WebhookReceiver;
+    let store = TestDb::create("bg_store");
+    let hook = WebhookReceiver::start(None);
+    let mut role = token_role("svc-admin", "30m");
+    role = role.replace(
+        "max_duration = \"1h\"\n",
+        "max_duration = \"1h\"\nalerts = [\"oncall\"]\n",
+    );
+    let mut a = Broker::init_postgres(Path::new(BIN), &store.url, &[("svc.toml", &role)]);
+    let config = a.data_dir().join("breakglass.toml");
+    std::fs::create_dir_all(a.data_dir()).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[channels.oncall]\nkind = \"webhook\"\nurl = \"{}\"\n",
+            hook.url("/a")
+        ),
+    )
+    .unwrap();
+    a.set_env("BREAKGLASS_CONFIG", config.to_str().unwrap());
+    a.restart();
+    let mut b = a.replica();
+    b.restart();
+    let alice = a.user("alice", &["sre"]);
+    for i in 0..20 {
+        let bg = if i % 2 == 0 { &a } else { &b };
+        bg.cli_json(&alice, &["request", "svc-admin", "--reason", "replicas"]);
+    }
+    assert!(
+        poll_until(DEADLINE, || hook
+            .delivered()
+            .iter()
+            .filter(|r| r.body["event"] == "grant.requested")
+            .count()
+            >= 20),
+        "{}",
+        a.logs()
+    );
+    // Both replicas dispatch all along; each alert still arrives once.
+    let mut ids: Vec<String> = hook
+        .delivered()
+        .iter()
+        .filter_map(|r| r.alert_id.clone())
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "an alert was delivered twice");
+    let config_changed = events(&store)
+        .iter()
+        .filter(|e| e["type"] == "config.changed")
+        .count();
+    assert_eq!(config_changed, 1, "two replicas record the config once");
+    a.kill9();
+    b.kill9();
+}
