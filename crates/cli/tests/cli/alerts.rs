@@ -123,6 +123,24 @@ address = "{}"
     let r = r["id"].as_str().unwrap().to_owned();
     w.bg.cli_json(&w.bob, &["approve", &r]);
     w.bg.cli_json(&w.bob, &["revoke", &r, "--reason", "done"]);
+    // a grant that fails at its target (the admin DSN's variable is not set)
+    w.bg.write_role(
+        "ledger.toml",
+        &role("ledger-read", "10m", &["oncall"]).replace(
+            "kind = \"token\"\naudience = \"svc\"\nscope = [\"admin\"]",
+            "kind = \"postgres\"\ndsn_env = \"BG_E2E_UNSET_DSN\"\nmode = \"login\"\ngrant = [\"reader\"]",
+        ),
+    );
+    w.bg.signal("HUP");
+    assert!(poll_until(DEADLINE, || w
+        .bg
+        .cli(&w.alice, &["roles", "show", "ledger-read"])
+        .code
+        == 0));
+    let f =
+        w.bg.cli_json(&w.alice, &["request", "ledger-read", "--reason", "ledger"]);
+    let f = f["id"].as_str().unwrap().to_owned();
+    assert_eq!(w.bg.cli_json(&w.bob, &["approve", &f])["state"], "failed");
     // a role change (reload)
     w.bg.write_role("ops.toml", &role("ops-admin", "10m", &["oncall"]));
     w.bg.signal("HUP");
@@ -135,6 +153,7 @@ address = "{}"
         "grant.expired",
         "grant.denied",
         "grant.revoked",
+        "grant.failed",
         "role.changed",
     ];
     assert!(
