@@ -132,6 +132,9 @@ pub struct Alerting {
     published: tokio::sync::Mutex<HashMap<String, u64>>,
     /// Deliveries in flight in this process, per channel.
     in_flight: std::sync::Mutex<HashMap<String, u32>>,
+    /// Signalled whenever a delivery finishes: a slot is free, so the dispatcher may start more
+    /// at once instead of waiting for its next tick.
+    pub(crate) slot_freed: tokio::sync::Notify,
     pub(crate) expiring_soon: Option<Duration>,
     max_attempts: u32,
     link: Option<String>,
@@ -190,6 +193,7 @@ impl Alerting {
             checkpoints: Vec::new(),
             published: tokio::sync::Mutex::new(HashMap::new()),
             in_flight: std::sync::Mutex::new(HashMap::new()),
+            slot_freed: tokio::sync::Notify::new(),
             expiring_soon: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             link: None,
@@ -217,6 +221,7 @@ impl Alerting {
                 .collect(),
             published: tokio::sync::Mutex::new(HashMap::new()),
             in_flight: std::sync::Mutex::new(HashMap::new()),
+            slot_freed: tokio::sync::Notify::new(),
             expiring_soon: cfg.alerts.expiring_soon,
             max_attempts: cfg.alerts.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
             link: cfg
@@ -431,6 +436,14 @@ impl Broker {
         self.deliver_alerts(slots).await
     }
 
+    /// Only the delivery part of a pass: what runs when a slot has just been freed.
+    pub async fn deliver_due_alerts(
+        self: &Arc<Self>,
+        slots: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<usize, BrokerError> {
+        self.deliver_alerts(slots).await
+    }
+
     async fn route_alerts(&self) -> Result<(), BrokerError> {
         let alerting = &self.alerting;
         let roles = self.roles();
@@ -561,6 +574,7 @@ impl Broker {
                     }
                     broker.alerting.flight(&channel, -1);
                     drop(slot);
+                    broker.alerting.slot_freed.notify_one();
                 });
             }
             started += n;

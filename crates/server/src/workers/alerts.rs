@@ -33,6 +33,12 @@ pub async fn run(broker: Arc<Broker>, every: Duration, mut shutdown: watch::Rece
                     }
                 }
             }
+            // A delivery finished: its slot (and its channel's) can take the next one now.
+            () = broker.alerting.slot_freed.notified() => {
+                if let Err(e) = broker.deliver_due_alerts(&slots).await {
+                    tracing::warn!(error = %e, "alert delivery pass failed; retrying next tick");
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }
