@@ -86,4 +86,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         let _ = target;
         Ok(Vec::new())
     }
+    /// The grant a handle was made for, if the handle names one (for reporting an orphan).
+    fn grant_of(&self, handle: &str) -> Option<GrantId> {
+        let _ = handle;
+        None
+    }
+    /// A key naming the place `list` looks at: targets with the same key list the same
+    /// privileges, so a sweep lists each place once.
+    fn list_key(&self, target: &Target) -> String {
+        target.kind().to_owned()
+    }
 }

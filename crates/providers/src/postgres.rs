@@ -118,6 +118,28 @@ impl Provider for PostgresProvider {
         "postgres"
     }
 
+    fn grant_of(&self, handle: &str) -> Option<GrantId> {
+        let (_, role) = parse_handle(handle).ok()?;
+        let h = role.strip_prefix(ROLE_PREFIX)?;
+        // `role_name` in reverse: the UUID's 32 hex digits, dashes put back.
+        let uuid = format!(
+            "{}-{}-{}-{}-{}",
+            h.get(..8)?,
+            h.get(8..12)?,
+            h.get(12..16)?,
+            h.get(16..20)?,
+            h.get(20..)?
+        );
+        uuid.parse().ok()
+    }
+
+    fn list_key(&self, target: &Target) -> String {
+        match target {
+            Target::Postgres { dsn_env, .. } => format!("postgres/{dsn_env}"),
+            other => other.kind().to_owned(),
+        }
+    }
+
     /// `<dsn_env>/bg_<grant uuid, 32 lowercase hex>`: where the role lives and its name. For a
     /// target of another kind the first part is empty, which no call accepts.
     fn handle(&self, spec: &GrantSpec<'_>) -> String {
@@ -590,6 +612,16 @@ fn parse_handle(handle: &str) -> Result<(&str, &str), ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handle_names_its_grant() {
+        let p = PostgresProvider::new("breakglass:test");
+        let id: GrantId = "0ac8f1bc-956b-4857-8589-7cadc1964ef2".parse().unwrap();
+        let handle = format!("LEDGER_DSN/{}", role_name(id));
+        assert_eq!(p.grant_of(&handle), Some(id));
+        assert_eq!(p.grant_of("LEDGER_DSN/bg_abab"), None);
+        assert_eq!(p.grant_of("nonsense"), None);
+    }
 
     fn conn(dsn: &str) -> Conn {
         let options = PgConnectOptions::from_str(dsn).unwrap();

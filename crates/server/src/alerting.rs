@@ -404,10 +404,7 @@ impl Alerting {
 
     /// Wait before attempt `attempts + 1`: 2 s doubling to 5 min, minus up to 25% jitter.
     fn backoff_ms(attempts: u32) -> i64 {
-        let mut jitter = [0u8; 1];
-        let _ = getrandom::fill(&mut jitter);
-        let base = (2000i64 << attempts.min(8)).min(300_000);
-        base - base * i64::from(jitter[0]) / (4 * 255)
+        crate::backoff::delay_ms(attempts, 2000, 300_000)
     }
 }
 

@@ -19,14 +19,6 @@ const REAP_CONCURRENCY: usize = 16;
 /// The longest wait between two attempts at a revocation the target refused.
 const RETRY_CAP_MS: i64 = 60_000;
 
-/// The grant a provider handle was made for, where the handle names it (`…/bg_<32 hex>`).
-fn grant_in_handle(handle: &str) -> Option<GrantId> {
-    let name = handle.rsplit('/').next()?;
-    let hex = name.strip_prefix("bg_")?;
-    let bytes: [u8; 16] = hex::decode(hex).ok()?.try_into().ok()?;
-    Some(GrantId::from_bytes(bytes))
-}
-
 /// How many times an operation re-decides after losing a race on the same grant.
 const MAX_ATTEMPTS: usize = 8;
 /// The most grants one `grants list` returns.
@@ -354,15 +346,12 @@ impl Broker {
     /// Records one more failed attempt and when to try next: exponential from 1 s, capped at
     /// 60 s, with up to 25% random jitter so replicas and grants do not retry in lockstep.
     fn schedule_retry(&self, id: GrantId, now: Timestamp) -> RetryState {
-        let mut jitter = [0u8; 1];
-        let _ = getrandom::fill(&mut jitter);
         let mut map = match self.revoke_retries.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
         let attempts = map.get(&id).map_or(0, |r| r.attempts) + 1;
-        let base = (1000i64 << attempts.min(6)).min(RETRY_CAP_MS);
-        let delay = base - base * i64::from(jitter[0]) / (4 * 255);
+        let delay = crate::backoff::delay_ms(attempts, 1000, RETRY_CAP_MS);
         let state = RetryState {
             attempts,
             next_at: Timestamp::from_unix_millis(now.unix_millis() + delay),
@@ -378,22 +367,13 @@ impl Broker {
     /// since its own revocation may still be finishing.
     pub async fn sweep_orphans(&self) -> Result<usize, BrokerError> {
         let roles = self.roles();
-        let mut targets: Vec<&breakglass_core::Target> = Vec::new();
-        for role in roles.iter() {
-            let t = &role.target;
-            let seen = targets.iter().any(|u| match (u, t) {
-                (
-                    breakglass_core::Target::Postgres { dsn_env: a, .. },
-                    breakglass_core::Target::Postgres { dsn_env: b, .. },
-                ) => a == b,
-                _ => u.kind() == t.kind() && !matches!(t, breakglass_core::Target::Postgres { .. }),
-            });
-            if !seen {
-                targets.push(t);
-            }
-        }
+        // Each place a provider lists once, however many roles point at it.
+        let targets: std::collections::BTreeMap<String, &breakglass_core::Target> = roles
+            .iter()
+            .map(|r| (self.provider(&r.target).list_key(&r.target), &r.target))
+            .collect();
         let mut found = Vec::new();
-        for t in targets {
+        for t in targets.into_values() {
             match self.provider(t).list(t).await {
                 Ok(handles) => found.extend(handles.into_iter().map(|h| (t, h))),
                 Err(e) => {
@@ -416,8 +396,9 @@ impl Broker {
             if live.contains(&handle) {
                 continue;
             }
+            let provider = self.provider(t);
             let mut for_grant = None;
-            if let Some(id) = grant_in_handle(&handle)
+            if let Some(id) = provider.grant_of(&handle)
                 && let Some(sg) = self.store.grant(id).await?
             {
                 let age = self.clock.now().unix_millis() - sg.grant.updated_at.unix_millis();
@@ -426,7 +407,6 @@ impl Broker {
                 }
                 for_grant = Some(id);
             }
-            let provider = self.provider(t);
             if let Err(e) = provider.revoke(&handle).await {
                 tracing::warn!(%handle, error = %e, "could not remove an orphaned privilege; will retry");
                 continue;
@@ -486,6 +466,10 @@ impl Broker {
             let res = match sg.grant.state {
                 GrantState::Approved { .. } => self.activate(sg, actor.clone()).await,
                 GrantState::Activating { .. } => self.finish_activation(sg, actor.clone()).await,
+                // A revocation this process is already retrying on its backoff is the reaper's:
+                // a second attempt alongside it could still be in flight when the first gives
+                // up, and drop the privilege unrecorded.
+                GrantState::Revoking { .. } if self.retry_state(id).is_some() => continue,
                 GrantState::Revoking { .. } => self.finish_revoking(sg, actor.clone()).await,
                 GrantState::Active { .. } if sg.grant.credential_due => {
                     self.reissue(sg, actor.clone()).await

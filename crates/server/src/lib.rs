@@ -4,6 +4,7 @@
 pub mod alerting;
 pub mod api;
 mod apitoken;
+mod backoff;
 pub mod broker;
 mod checkpoint;
 pub mod config;

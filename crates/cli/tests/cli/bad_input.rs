@@ -600,8 +600,9 @@ fn a_database_that_cannot_be_written_is_a_clear_error_and_changes_nothing() {
         .next()
         .unwrap()
         .to_owned();
+    // The log line is written before the answer, but read from the process's pipe a moment later.
     assert!(
-        w.bg.logs().contains(&id),
+        poll_until(DEADLINE, || w.bg.logs().contains(&id)),
         "the operator finds the details under the id"
     );
 
