@@ -470,6 +470,14 @@ impl Broker {
                 // a second attempt alongside it could still be in flight when the first gives
                 // up, and drop the privilege unrecorded.
                 GrantState::Revoking { .. } if self.retry_state(id).is_some() => continue,
+                // One moved to `revoking` moments ago is in flight with whoever moved it (an API
+                // call, the reaper, another replica); the reaper takes it over if it stays stuck.
+                GrantState::Revoking { .. }
+                    if self.clock.now().unix_millis() - sg.grant.updated_at.unix_millis()
+                        < STUCK_REVOKING_MS =>
+                {
+                    continue;
+                }
                 GrantState::Revoking { .. } => self.finish_revoking(sg, actor.clone()).await,
                 GrantState::Active { .. } if sg.grant.credential_due => {
                     self.reissue(sg, actor.clone()).await
@@ -775,16 +783,54 @@ impl Broker {
         }
         self.forget_retry(g.id);
         let now = self.clock.now();
-        let tr = g.finish_revoke(actor, now)?;
-        self.store
+        let tr = g.finish_revoke(actor.clone(), now)?;
+        match self
+            .store
             .update_grant(&tr.grant, sg.version, None, &tr.events, now)
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                self.record_late_removal(&sg.grant, actor).await?;
+                return Err(StoreError::Conflict.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.metrics.ended(&tr.grant.state);
         tracing::info!(grant = %g.id, state = tr.grant.state.name(), "grant ended");
         Ok(StoredGrant {
             grant: tr.grant,
             version: sg.version + 1,
         })
+    }
+
+    /// A revocation that reached the target after someone else had already ended the grant, for
+    /// example after another attempt gave up and marked it `failed`: the privilege is gone now, and
+    /// the log must say so, or it would claim a privilege is left that no longer exists.
+    async fn record_late_removal(&self, g: &Grant, actor: Actor) -> Result<(), BrokerError> {
+        let Some(handle) = &g.handle else {
+            return Ok(());
+        };
+        let Some(now_g) = self.store.grant(g.id).await? else {
+            return Ok(());
+        };
+        // A grant revoked by the other attempt already says the privilege is gone.
+        if !matches!(now_g.grant.state, GrantState::Failed { .. }) {
+            return Ok(());
+        }
+        let provider = self.provider(&g.target);
+        let event = EventDraft::new(
+            actor,
+            Some(g.id),
+            EventKind::TargetOrphanRemoved {
+                target: provider.kind().to_owned(),
+                handle: handle.clone(),
+                for_grant: Some(g.id.to_string()),
+            },
+        );
+        self.store.append(&[event], self.clock.now()).await?;
+        tracing::warn!(grant = %g.id, %handle, "a late revocation removed the privilege of a grant already marked failed");
+        Ok(())
     }
 
     /// After an approved extension: a fresh credential valid to the new end, shown once again.
