@@ -49,11 +49,13 @@ pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// A TOTP code given with `--totp`, used once if the broker asks for a step-up.
+    totp: Option<String>,
     pub(crate) format: Format,
 }
 
 impl Client {
-    pub(crate) fn new(base: &str, format: Format) -> Result<Self, CliError> {
+    pub(crate) fn new(base: &str, format: Format, totp: Option<String>) -> Result<Self, CliError> {
         // reqwest is built without a default crypto provider (no C dependencies); pick ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
@@ -62,15 +64,42 @@ impl Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| CliError::local(format!("cannot build the HTTP client: {e}")))?;
+        // An explicit token wins; otherwise the session `breakglass login` saved for this URL.
         let token = std::env::var("BREAKGLASS_TOKEN")
             .ok()
-            .filter(|t| !t.trim().is_empty());
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| crate::session::load(base).map(|s| s.token));
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
             token,
+            totp,
             format,
         })
+    }
+
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A POST that needs no token (signing in).
+    pub(crate) async fn post_anonymous(&self, path: &str, body: Value) -> Result<Value, CliError> {
+        let text = self
+            .exchange_with(Method::POST, path, Some(body), None)
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Verifies a second factor for the current session or token.
+    pub(crate) async fn step_up(&self, code: &str) -> Result<Value, CliError> {
+        let text = self
+            .exchange(
+                Method::POST,
+                "/v1/step-up",
+                Some(serde_json::json!({ "code": code.trim() })),
+            )
+            .await?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
     pub(crate) async fn get(&self, path: &str) -> Result<Value, CliError> {
@@ -92,7 +121,18 @@ impl Client {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, CliError> {
-        let text = self.exchange(method, path, body).await?;
+        let text = match self.exchange(method.clone(), path, body.clone()).await {
+            // The broker wants a fresh second factor: take it from `--totp`, or ask at a
+            // terminal, then try once more.
+            Err(e) if e.code == "step_up_required" => {
+                let Some(code) = self.totp.clone().or_else(|| prompt_code(&e.message)) else {
+                    return Err(e);
+                };
+                self.step_up(&code).await?;
+                self.exchange(method, path, body).await?
+            }
+            other => other?,
+        };
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -106,12 +146,25 @@ impl Client {
             return Err(CliError::with_help(
                 EXIT_UNAUTHENTICATED,
                 "unauthenticated",
-                "no API token: `BREAKGLASS_TOKEN` is not set".into(),
-                "export BREAKGLASS_TOKEN=<your token>; an admin creates one with `breakglass tokens create --user NAME`",
+                "not signed in: no session and `BREAKGLASS_TOKEN` is not set".into(),
+                "sign in with `breakglass login --user NAME`, or export BREAKGLASS_TOKEN=<token>",
             ));
         };
+        self.exchange_with(method, path, body, Some(token)).await
+    }
+
+    async fn exchange_with(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> Result<String, CliError> {
         let url = format!("{}{}", self.base, path);
-        let mut req = self.http.request(method, &url).bearer_auth(token);
+        let mut req = self.http.request(method, &url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -158,6 +211,20 @@ impl Client {
             help: field("help"),
         })
     }
+}
+
+/// Asks for a TOTP code at a terminal; `None` when there is no terminal to ask at.
+fn prompt_code(why: &str) -> Option<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("{why}.\nCode from your authenticator app (or a recovery code): ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    let code = line.trim().to_owned();
+    (!code.is_empty()).then_some(code)
 }
 
 fn exit_code(s: StatusCode) -> i32 {

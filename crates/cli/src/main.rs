@@ -9,6 +9,7 @@
 mod client;
 mod cmd;
 mod output;
+mod session;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -36,6 +37,10 @@ struct Cli {
         default_value = "http://127.0.0.1:7070"
     )]
     url: String,
+    /// A code from your authenticator app, used if the broker asks for a second factor (step-up).
+    /// Without it the CLI asks at a terminal.
+    #[arg(long, global = true)]
+    totp: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +88,22 @@ enum Command {
     Audit(cmd::audit::Command),
     /// Show who the current token belongs to.
     Whoami,
+    /// Sign in with your password (and authenticator code); the session is saved for later
+    /// commands.
+    Login(cmd::signin::LoginArgs),
+    /// End the current session.
+    Logout,
+    /// Verify a second factor now (approve, credential, revoke, extend and admin commands need
+    /// one within the last few minutes).
+    StepUp,
+    /// Change your password.
+    Passwd(cmd::signin::PasswdArgs),
+    /// Enrol an authenticator app (TOTP).
+    #[command(subcommand)]
+    Totp(cmd::signin::TotpCommand),
+    /// Check the authorization policies, or explain a decision.
+    #[command(subcommand)]
+    Policy(cmd::policy::Command),
     /// Offline, broker stopped: issue a new API token for an admin from the data directory.
     RecoverAdmin(cmd::recover_admin::Args),
 }
@@ -111,7 +132,8 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             )
         })?;
     rt.block_on(async move {
-        let ctx = || Client::new(&cli.url, format);
+        let totp = cli.totp.clone();
+        let ctx = || Client::new(&cli.url, format, totp.clone());
         match cli.command {
             Command::Init(a) => cmd::init::run(a, format).await,
             Command::Serve(a) => cmd::serve::run(a).await,
@@ -131,6 +153,13 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             }
             Command::Audit(c) => cmd::audit::run(c, &ctx()?).await,
             Command::Whoami => cmd::whoami::run(&ctx()?).await,
+            Command::Login(a) => cmd::signin::login(a, cli.totp.clone(), &ctx()?).await,
+            Command::Logout => cmd::signin::logout(&ctx()?).await,
+            Command::StepUp => cmd::signin::step_up(cli.totp.clone(), &ctx()?).await,
+            Command::Passwd(a) => cmd::signin::passwd(a, &ctx()?).await,
+            Command::Totp(c) => cmd::signin::totp(c, &ctx()?).await,
+            Command::Policy(c @ cmd::policy::Command::Check { .. }) => cmd::policy::check(&c, format),
+            Command::Policy(c) => cmd::policy::explain(c, &ctx()?).await,
             Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,
         }
     })

@@ -51,6 +51,16 @@ pub enum DomainError {
         max: String,
         role: String,
     },
+    #[error("emergency self-activation is not allowed for role `{role}`")]
+    EmergencyNotAllowed { role: String },
+    #[error(
+        "duration `{requested}` is longer than emergency self-activation of role `{role}` allows (`{max}`)"
+    )]
+    EmergencyDurationOverMax {
+        requested: String,
+        max: String,
+        role: String,
+    },
     #[error("role `{role}` requires an incident reference")]
     IncidentRequired { role: String, pattern: String },
     #[error("incident reference `{incident}` does not match `{pattern}` required by role `{role}`")]
@@ -144,6 +154,12 @@ impl DomainError {
             Self::DurationOverMax { max, .. } => {
                 format!("ask for `{max}` or less; extend later if the role allows extensions")
             }
+            Self::EmergencyNotAllowed { role } => format!(
+                "ask an approver: request it with `breakglass request {role} --reason …` and wait for approval"
+            ),
+            Self::EmergencyDurationOverMax { max, role, .. } => format!(
+                "ask for `{max}` or less; for longer, request it with approval (`breakglass request {role} --reason …`)"
+            ),
             Self::IncidentRequired { pattern, .. } => {
                 format!("pass `--incident` with a reference matching `{pattern}`")
             }
@@ -198,6 +214,7 @@ impl DomainError {
             | Self::InvalidRoleFile { .. }
             | Self::InvalidField { .. }
             | Self::DurationOverMax { .. }
+            | Self::EmergencyDurationOverMax { .. }
             | Self::IncidentRequired { .. }
             | Self::IncidentMismatch { .. }
             | Self::ExtensionOverMax { .. } => ErrorCategory::Invalid,
@@ -208,6 +225,7 @@ impl DomainError {
             Self::NotRequester { .. }
             | Self::NotApprover { .. }
             | Self::NotAllowed { .. }
+            | Self::EmergencyNotAllowed { .. }
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. }
             | Self::RequesterNoLongerAllowed { .. } => ErrorCategory::Forbidden,
@@ -241,6 +259,8 @@ impl DomainError {
             Self::UnknownToken { .. } => "unknown_token",
             Self::TokenAlreadyRevoked { .. } => "token_already_revoked",
             Self::DurationOverMax { .. } => "duration_over_max",
+            Self::EmergencyNotAllowed { .. } => "emergency_not_allowed",
+            Self::EmergencyDurationOverMax { .. } => "emergency_duration_over_max",
             Self::IncidentRequired { .. } => "incident_required",
             Self::IncidentMismatch { .. } => "incident_mismatch",
             Self::NotRequester { .. } => "not_requester",

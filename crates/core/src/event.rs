@@ -4,8 +4,9 @@
 //! Canonical form: one JSON object, no insignificant whitespace, keys sorted by their UTF-8 bytes
 //! (the same order as RFC 8785 for the ASCII keys used here), integers only, strings escaped as
 //! `serde_json` does (which matches RFC 8785 for the characters that appear). The envelope keys are
-//! `v`, `seq`, `time`, `actor`, `grant` (only when the event is about a grant) and `type`; the event's
-//! own fields sit beside them.
+//! `v`, `seq`, `time`, `actor`, `grant` (only when the event is about a grant), `emergency` (only
+//! when it is about an emergency grant, and then always `true`) and `type`; the event's own fields
+//! sit beside them.
 
 use std::fmt;
 
@@ -66,6 +67,15 @@ pub enum EventKind {
         reason: String,
         incident: Option<String>,
         duration: Duration,
+    },
+    /// The requester activated an emergency grant themselves: no approver was involved, and
+    /// someone other than the requester owes a review of the use by `review_due`. `max_duration`
+    /// is the role's emergency cap when it happened.
+    #[serde(rename = "grant.emergency_activated")]
+    GrantEmergencyActivated {
+        requester: String,
+        review_due: Timestamp,
+        max_duration: Duration,
     },
     #[serde(rename = "grant.approved")]
     GrantApproved {
@@ -159,7 +169,65 @@ pub enum EventKind {
         token_id: String,
         principal: String,
         expires_at: Timestamp,
+        /// What the token may be used for; absent means everything its principal may do.
+        scopes: Option<Vec<String>>,
     },
+    /// A principal signed in and was given a session token (`method` names the factors used:
+    /// `password`, `password+totp`, `password+recovery_code`). Never the password or the code.
+    #[serde(rename = "auth.login")]
+    AuthLogin {
+        principal: String,
+        token_id: String,
+        method: String,
+        source: String,
+    },
+    #[serde(rename = "auth.logout")]
+    AuthLogout { principal: String, token_id: String },
+    /// A sign-in or step-up failed. `principal` is the name tried (which may not exist);
+    /// `reason` says which check failed, never what was typed.
+    #[serde(rename = "auth.failed")]
+    AuthFailed {
+        principal: Option<String>,
+        source: String,
+        reason: String,
+    },
+    /// Too many failures: sign-ins for `subject` (`account NAME` or `source ADDR`) are refused
+    /// until `until`.
+    #[serde(rename = "auth.locked")]
+    AuthLocked {
+        subject: String,
+        failures: u32,
+        until: Timestamp,
+    },
+    /// A second factor was verified for the session or token `token_id` (step-up).
+    #[serde(rename = "auth.stepped_up")]
+    AuthSteppedUp {
+        principal: String,
+        token_id: String,
+        method: String,
+    },
+    /// A password was set: by an administrator (`must_change` until its owner picks one) or by
+    /// its owner.
+    #[serde(rename = "user.password_set")]
+    UserPasswordSet {
+        principal: String,
+        must_change: bool,
+    },
+    #[serde(rename = "user.totp_enrolled")]
+    UserTotpEnrolled { principal: String },
+    /// An administrator removed a principal's authenticator; they enrol a new one at next sign-in.
+    #[serde(rename = "user.totp_reset")]
+    UserTotpReset { principal: String },
+    /// New recovery codes were issued (shown once; the old ones no longer work).
+    #[serde(rename = "user.recovery_codes_issued")]
+    UserRecoveryCodesIssued { principal: String, count: u32 },
+    /// A recovery code was used in place of the authenticator.
+    #[serde(rename = "user.recovery_code_used")]
+    UserRecoveryCodeUsed { principal: String, remaining: u32 },
+    /// A principal was disabled or enabled again; every token and session of a disabled
+    /// principal stops working at once.
+    #[serde(rename = "user.disabled")]
+    UserDisabled { principal: String, disabled: bool },
     #[serde(rename = "token.revoked")]
     TokenRevoked { token_id: String, principal: String },
     /// The reconciler found a privilege at a target that this broker created and that no live
@@ -208,11 +276,25 @@ pub struct EventDraft {
     pub actor: Actor,
     pub grant: Option<GrantId>,
     pub kind: EventKind,
+    /// The event is about an emergency (self-activated) grant; encoded as `"emergency": true`.
+    pub emergency: bool,
 }
 
 impl EventDraft {
+    /// An event that is not flagged as emergency; see [`EventDraft::flagged`].
     pub fn new(actor: Actor, grant: Option<GrantId>, kind: EventKind) -> Self {
-        Self { actor, grant, kind }
+        Self {
+            actor,
+            grant,
+            kind,
+            emergency: false,
+        }
+    }
+
+    /// The same event, flagged as being about an emergency grant (or not).
+    pub fn flagged(mut self, emergency: bool) -> Self {
+        self.emergency = emergency;
+        self
     }
 
     /// The canonical bytes of this event at position `seq`, written at `time`. These bytes are
@@ -240,6 +322,10 @@ impl EventDraft {
         obj.insert("actor".into(), Value::String(self.actor.to_string()));
         if let Some(g) = self.grant {
             obj.insert("grant".into(), Value::String(g.to_string()));
+        }
+        // Only when set, so the bytes of every unflagged event stay what they always were.
+        if self.emergency {
+            obj.insert("emergency".into(), Value::Bool(true));
         }
         strip_nulls(&mut obj);
         let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
@@ -313,6 +399,31 @@ mod tests {
             message: "m".into(),
         };
         assert_eq!(k.type_name(), "auth.denied");
+        let k = EventKind::GrantEmergencyActivated {
+            requester: "alice".into(),
+            review_due: Timestamp::from_unix_millis(0),
+            max_duration: Duration::from_secs(900),
+        };
+        assert_eq!(k.type_name(), "grant.emergency_activated");
+    }
+
+    #[test]
+    fn the_emergency_flag_is_written_only_when_set() {
+        let draft = EventDraft::new(
+            Actor::System("reaper"),
+            Some(GrantId::from_bytes([1; 16])),
+            EventKind::GrantExpired {
+                expires_at: Timestamp::from_unix_millis(0),
+            },
+        );
+        let t = Timestamp::from_unix_millis(0);
+        let plain = String::from_utf8(draft.canonical_bytes(1, t)).unwrap();
+        assert!(!plain.contains("emergency"), "{plain}");
+        let flagged = String::from_utf8(draft.flagged(true).canonical_bytes(1, t)).unwrap();
+        assert_eq!(
+            flagged,
+            r#"{"actor":"system:reaper","emergency":true,"expires_at":"1970-01-01T00:00:00.000Z","grant":"01010101-0101-4101-8101-010101010101","seq":1,"time":"1970-01-01T00:00:00.000Z","type":"grant.expired","v":1}"#
+        );
     }
 }
 
@@ -365,12 +476,29 @@ mod golden {
                 code: "self_approval".into(),
                 message: "`alice` …".into(),
             },
+            EventKind::GrantEmergencyActivated {
+                requester: "alice".into(),
+                review_due: Timestamp::from_unix_millis(1_795_620_736_123),
+                max_duration: Duration::from_secs(900),
+            },
+            EventKind::GrantRevoking {
+                cause: EndCauseKind::Revoke,
+                by: Some("bob".into()),
+                reason: Some("done".into()),
+            },
         ];
+        // Events about an emergency grant carry `"emergency": true`; the first six predate the
+        // flag and must keep their bytes.
+        let flagged = [false, false, false, false, false, false, true, true];
+        assert_eq!(kinds.len(), flagged.len());
         let vectors: Vec<Value> = kinds
             .into_iter()
+            .zip(flagged)
             .enumerate()
-            .map(|(i, k)| {
-                let bytes = EventDraft::new(a.clone(), g, k).canonical_bytes(i as u64, t);
+            .map(|(i, (k, f))| {
+                let bytes = EventDraft::new(a.clone(), g, k)
+                    .flagged(f)
+                    .canonical_bytes(i as u64, t);
                 serde_json::json!({ "seq": i, "canonical": String::from_utf8(bytes).unwrap() })
             })
             .collect();

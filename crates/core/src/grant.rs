@@ -4,7 +4,13 @@
 //! requested ─approve×quorum→ approved → activating → active → revoking → expired | revoked
 //!     ├─deny→ denied     ├─cancel→ cancelled     └─request_ttl→ timed_out
 //! activating ─provider error→ failed
+//!
+//! requested ─(emergency: at once, by the requester)→ approved → activating → …
 //! ```
+//!
+//! An emergency grant ([`Grant::request_emergency`]) has no approvals at all, is capped by the
+//! role's emergency `max_duration`, owes a review by `review_due`, and every event about it carries
+//! the `emergency` flag.
 //!
 //! Every transition is `(&Grant, command, &Role, now) -> Result<Transition, DomainError>`; the
 //! caller persists the new grant and its events together or not at all.
@@ -16,6 +22,10 @@ use crate::{
     Actor, DomainError, Duration, EventDraft, EventKind, GrantId, Name, Principal, Role, Target,
     Timestamp,
 };
+
+mod request;
+
+pub use request::RequestInput;
 
 const MAX_REASON_CHARS: usize = 1000;
 const MAX_INCIDENT_CHARS: usize = 200;
@@ -183,6 +193,16 @@ pub struct Grant {
     /// end and so re-arms the warning.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expiry_warned: Option<Timestamp>,
+    /// Self-activated by its requester with no approver ([`Grant::request_emergency`]). Every
+    /// event about it is flagged.
+    #[serde(default)]
+    pub emergency: bool,
+    /// For an emergency grant: when someone other than the requester must have reviewed the use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_due: Option<Timestamp>,
+    /// When the use was reviewed; always `None` until the review workflow exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewed_at: Option<Timestamp>,
     #[serde(flatten)]
     pub state: GrantState,
     pub updated_at: Timestamp,
@@ -195,95 +215,7 @@ pub struct Transition {
     pub events: Vec<EventDraft>,
 }
 
-/// What a requester supplies.
-#[derive(Clone, Debug, Default)]
-pub struct RequestInput {
-    pub reason: String,
-    pub incident: Option<String>,
-    pub duration: Option<Duration>,
-}
-
 impl Grant {
-    /// A new request for `role` by `requester`.
-    pub fn request(
-        id: GrantId,
-        role: &Role,
-        requester: &Principal,
-        input: RequestInput,
-        now: Timestamp,
-    ) -> Result<Transition, DomainError> {
-        if !role.may_request(requester) {
-            return Err(DomainError::NotRequester {
-                principal: requester.name.to_string(),
-                role: role.id.to_string(),
-            });
-        }
-        let reason = text_field("reason", &input.reason, MAX_REASON_CHARS, true)?;
-        let duration = input.duration.unwrap_or(role.default_duration);
-        if duration > role.max_duration {
-            return Err(DomainError::DurationOverMax {
-                requested: duration.to_string(),
-                max: role.max_duration.to_string(),
-                role: role.id.to_string(),
-            });
-        }
-        let incident = match input.incident.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(i) => Some(text_field("incident", i, MAX_INCIDENT_CHARS, true)?),
-        };
-        match (&incident, &role.incident_pattern) {
-            (None, Some(p)) if role.require_incident => {
-                return Err(DomainError::IncidentRequired {
-                    role: role.id.to_string(),
-                    pattern: p.as_str().to_owned(),
-                });
-            }
-            (Some(i), Some(p)) if !p.is_match(i) => {
-                return Err(DomainError::IncidentMismatch {
-                    incident: i.clone(),
-                    pattern: p.as_str().to_owned(),
-                    role: role.id.to_string(),
-                });
-            }
-            _ => {}
-        }
-        let grant = Grant {
-            id,
-            role: role.id.clone(),
-            role_hash: role.hash.clone(),
-            requester: requester.name.clone(),
-            reason: reason.clone(),
-            incident: incident.clone(),
-            duration,
-            requested_at: now,
-            target: role.target.clone(),
-            approvals: Vec::new(),
-            extensions: Vec::new(),
-            pending_extension: None,
-            handle: None,
-            credential_due: false,
-            expiry_warned: None,
-            state: GrantState::Requested,
-            updated_at: now,
-        };
-        let event = EventDraft::new(
-            Actor::User(requester.name.clone()),
-            Some(id),
-            EventKind::GrantRequested {
-                role: role.id.to_string(),
-                role_hash: role.hash.clone(),
-                requester: requester.name.to_string(),
-                reason,
-                incident,
-                duration,
-            },
-        );
-        Ok(Transition {
-            grant,
-            events: vec![event],
-        })
-    }
-
     /// One approval. Reaching the role's quorum of distinct approvers moves a request to
     /// `approved`; on an active grant with a pending extension, it approves the extension.
     pub fn approve(
@@ -343,9 +275,8 @@ impl Grant {
         approvals.push(approval);
         let count = u32::try_from(approvals.len()).unwrap_or(u32::MAX);
         let actor = Actor::User(approver.name.clone());
-        let mut events = vec![EventDraft::new(
+        let mut events = vec![self.event(
             actor.clone(),
-            Some(self.id),
             EventKind::GrantApproved {
                 approver: approver.name.to_string(),
                 comment,
@@ -377,14 +308,13 @@ impl Grant {
                         extended_at: now,
                         approvals: p.approvals,
                     });
-                    events.push(EventDraft::new(
+                    events.push(self.event(
                         actor,
-                        Some(self.id),
                         EventKind::GrantExtended {
                             duration: p.duration,
                             expires_at: new_end,
-                            extensions_used: u32::try_from(next.extensions.len())
-                                .unwrap_or(u32::MAX),
+                            extensions_used:
+                                u32::try_from(next.extensions.len()).unwrap_or(u32::MAX),
                         },
                     ));
                 }
@@ -444,9 +374,8 @@ impl Grant {
                 deny_reason: reason.clone(),
             };
         }
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::User(by.name.clone()),
-            Some(self.id),
             EventKind::GrantDenied {
                 by: by.name.to_string(),
                 reason,
@@ -480,9 +409,8 @@ impl Grant {
             cancelled_at: now,
             cancelled_by: by.name.to_string(),
         };
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::User(by.name.clone()),
-            Some(self.id),
             EventKind::GrantCancelled {
                 by: by.name.to_string(),
             },
@@ -503,9 +431,8 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         next.state = GrantState::TimedOut { timed_out_at: now };
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::System("reaper"),
-            Some(self.id),
             EventKind::GrantTimedOut {
                 requested_at: self.requested_at,
                 request_ttl,
@@ -533,9 +460,8 @@ impl Grant {
             started_at: now,
             expires_at,
         };
-        let event = EventDraft::new(
+        let event = self.event(
             actor,
-            Some(self.id),
             EventKind::GrantActivating {
                 target: self.target.kind().into(),
                 expires_at,
@@ -566,9 +492,8 @@ impl Grant {
             expires_at,
         };
         let events = vec![
-            EventDraft::new(
+            self.event(
                 actor.clone(),
-                Some(self.id),
                 EventKind::GrantActivated {
                     activated_at: now,
                     expires_at,
@@ -589,9 +514,8 @@ impl Grant {
         fingerprint: &str,
         expires_at: Timestamp,
     ) -> EventDraft {
-        EventDraft::new(
+        self.event(
             actor,
-            Some(self.id),
             EventKind::CredentialIssued {
                 target: self.target.kind().into(),
                 fingerprint: fingerprint.into(),
@@ -641,9 +565,8 @@ impl Grant {
             failed_at: now,
             failure: reason.into(),
         };
-        let event = EventDraft::new(
+        let event = self.event(
             actor,
-            Some(self.id),
             EventKind::GrantFailed {
                 reason: reason.into(),
             },
@@ -703,9 +626,8 @@ impl Grant {
                 revoke_reason: reason.clone(),
             },
         };
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::User(by.name.clone()),
-            Some(self.id),
             EventKind::GrantRevoking {
                 cause: EndCauseKind::Revoke,
                 by: Some(by.name.to_string()),
@@ -733,9 +655,8 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         next.expiry_warned = Some(expires_at);
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::System("reaper"),
-            Some(self.id),
             EventKind::GrantExpiringSoon { expires_at },
         );
         Some(Transition {
@@ -765,9 +686,8 @@ impl Grant {
             expires_at,
             end: EndCause::Expiry,
         };
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::System("reaper"),
-            Some(self.id),
             EventKind::GrantRevoking {
                 cause: EndCauseKind::Expiry,
                 by: None,
@@ -819,7 +739,7 @@ impl Grant {
         };
         Ok(Transition {
             grant: next,
-            events: vec![EventDraft::new(actor, Some(self.id), kind)],
+            events: vec![self.event(actor, kind)],
         })
     }
 
@@ -877,9 +797,8 @@ impl Grant {
             requested_at: now,
             approvals: Vec::new(),
         });
-        let event = EventDraft::new(
+        let event = self.event(
             Actor::User(by.name.clone()),
-            Some(self.id),
             EventKind::GrantExtensionRequested {
                 by: by.name.to_string(),
                 duration,
@@ -915,6 +834,11 @@ impl Grant {
         Ok(())
     }
 
+    /// An emergency grant whose review is due before `now` and has not been done.
+    pub fn review_overdue(&self, now: Timestamp) -> bool {
+        self.emergency && self.reviewed_at.is_none() && self.review_due.is_some_and(|d| d < now)
+    }
+
     /// An active grant whose window has closed is over, even before the reaper records it.
     pub fn past_end(&self, now: Timestamp) -> bool {
         matches!(self.state, GrantState::Active { expires_at, .. } if now >= expires_at)
@@ -944,6 +868,12 @@ impl Grant {
             | GrantState::Expired { expires_at, .. } => Some(expires_at),
             _ => None,
         }
+    }
+
+    /// Every event about this grant is made here, so an emergency grant's events are all flagged
+    /// without any transition having to remember it.
+    fn event(&self, actor: Actor, kind: EventKind) -> EventDraft {
+        EventDraft::new(actor, Some(self.id), kind).flagged(self.emergency)
     }
 
     fn wrong_state(&self, expected: &'static str, action: &'static str) -> DomainError {

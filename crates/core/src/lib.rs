@@ -22,5 +22,5 @@ pub use grant::{Approval, EndCause, Extension, Grant, GrantState, PendingExtensi
 pub use id::{GrantId, Name, Subject};
 pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};
 pub use role::{
-    PostgresMode, Role, RoleSet, Target, is_allowed_env_name, is_allowed_pg_identifier,
+    Emergency, PostgresMode, Role, RoleSet, Target, is_allowed_env_name, is_allowed_pg_identifier,
 };

@@ -13,6 +13,8 @@ use crate::{DomainError, Duration, Name, Principal, Subject};
 /// How long a request may wait for approval when its role does not say (or no longer exists).
 pub const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(3600);
 const MAX_QUORUM: u32 = 16;
+/// The longest an emergency use may go unreviewed: a review owed for longer is no review at all.
+const MAX_REVIEW_WITHIN: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A role as written in its file. `Role` is the validated form.
 #[derive(Debug, Deserialize)]
@@ -36,6 +38,8 @@ struct RoleFile {
     /// Alert channels (names of `[channels.NAME]` in the config file) told of this role's grants.
     #[serde(default)]
     alerts: Vec<Name>,
+    #[serde(default)]
+    step_up: StepUpFile,
     target: Target,
 }
 
@@ -44,6 +48,30 @@ struct RoleFile {
 struct ApprovalFile {
     quorum: u32,
     approvers: Vec<Subject>,
+    #[serde(default)]
+    emergency: Option<EmergencyFile>,
+}
+
+/// `[approval.emergency]`: whether a requester may activate without an approver.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmergencyFile {
+    #[serde(default)]
+    allowed: bool,
+    #[serde(default)]
+    max_duration: Option<Duration>,
+    #[serde(default)]
+    review_within: Option<Duration>,
+    #[serde(default)]
+    repeat_while_review_overdue: bool,
+}
+
+/// `[step_up]`: who must prove a second factor again before acting on this role's grants.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepUpFile {
+    #[serde(default)]
+    exempt_services: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -118,6 +146,20 @@ pub fn is_allowed_env_name(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// Emergency self-activation, as a role allows it: the requester activates at once, with no
+/// approver, for a shorter time, and owes a review by someone else afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Emergency {
+    /// The cap (and the default) of an emergency grant's window; never over the role's
+    /// `max_duration`.
+    pub max_duration: Duration,
+    /// How long after the activation someone other than the requester has to review the use.
+    pub review_within: Duration,
+    /// Whether the requester may self-activate again while a review of an earlier emergency use
+    /// of theirs is overdue.
+    pub repeat_while_review_overdue: bool,
+}
+
 /// A validated role.
 #[derive(Clone, Debug)]
 pub struct Role {
@@ -136,6 +178,12 @@ pub struct Role {
     pub incident_pattern: Option<Regex>,
     /// Alert channels told of this role's grants (checked against the config when loaded).
     pub alerts: Vec<Name>,
+    /// Emergency self-activation, if the role allows it (`[approval.emergency]` with
+    /// `allowed = true`); `None` means every grant needs approval.
+    pub emergency: Option<Emergency>,
+    /// Whether service principals act on this role's grants without step-up (which they cannot
+    /// do); by default they need it like people.
+    pub step_up_exempt_services: bool,
     pub target: Target,
     /// SHA-256 of the file's bytes, hex: what `role.changed` events record.
     pub hash: String,
@@ -176,6 +224,10 @@ impl Role {
                 raw.default_duration, raw.max_duration
             )));
         }
+        let emergency = match raw.approval.emergency {
+            Some(e) => emergency(e, raw.max_duration).map_err(invalid)?,
+            None => None,
+        };
         let incident_pattern = match raw.request.incident_pattern {
             Some(p) => Some(Regex::new(&p).map_err(|e| {
                 invalid(format!(
@@ -251,6 +303,8 @@ impl Role {
             require_incident: raw.request.require_incident,
             incident_pattern,
             alerts: raw.alerts,
+            emergency,
+            step_up_exempt_services: raw.step_up.exempt_services,
             target: raw.target,
             hash: hex::encode(Sha256::digest(text.as_bytes())),
             file: file.to_owned(),
@@ -336,6 +390,44 @@ impl RoleSet {
             .map(|r| r.request_ttl)
             .fold(DEFAULT_REQUEST_TTL, Duration::min)
     }
+}
+
+/// Validates `[approval.emergency]` against the role's `max_duration`. Values given while
+/// `allowed = false` are still checked, so switching it on never reveals an old mistake.
+fn emergency(e: EmergencyFile, role_max: Duration) -> Result<Option<Emergency>, String> {
+    if let Some(max) = e.max_duration
+        && max > role_max
+    {
+        return Err(format!(
+            "key `approval.emergency.max_duration` (`{max}`) is longer than the role's `max_duration` (`{role_max}`); write `max_duration = \"{role_max}\"` or less"
+        ));
+    }
+    if let Some(within) = e.review_within
+        && within > MAX_REVIEW_WITHIN
+    {
+        return Err(format!(
+            "key `approval.emergency.review_within` (`{within}`) is longer than 30 days; write `review_within = \"{MAX_REVIEW_WITHIN}\"` or less"
+        ));
+    }
+    if !e.allowed {
+        return Ok(None);
+    }
+    let Some(max_duration) = e.max_duration else {
+        return Err(format!(
+            "key `approval.emergency.max_duration` is required when `allowed = true`; write the cap of an emergency grant, such as `max_duration = \"15m\"` (at most the role's `{role_max}`)"
+        ));
+    };
+    let Some(review_within) = e.review_within else {
+        return Err(
+            "key `approval.emergency.review_within` is required when `allowed = true`; write how soon someone else must review the use, such as `review_within = \"24h\"` (at most `30d`)"
+                .into(),
+        );
+    };
+    Ok(Some(Emergency {
+        max_duration,
+        review_within,
+        repeat_while_review_overdue: e.repeat_while_review_overdue,
+    }))
 }
 
 fn one_line(s: &str) -> String {
@@ -482,6 +574,139 @@ scope = ["db:admin"]
             let msg = Role::parse("r.toml", &text).unwrap_err().to_string();
             assert!(msg.contains(needle), "{needle}: {msg}");
         }
+    }
+
+    const EMERGENCY: &str =
+        "[approval.emergency]\nallowed = true\nmax_duration = \"15m\"\nreview_within = \"24h\"\n";
+
+    /// `EXAMPLE` with `extra` added at the end of its `[approval]` table.
+    fn with_approval(extra: &str) -> String {
+        EXAMPLE.replace("[request]", &format!("{extra}[request]"))
+    }
+
+    #[test]
+    fn emergency_and_step_up_default_to_off() {
+        let r = Role::parse("r.toml", EXAMPLE).unwrap();
+        assert_eq!(r.emergency, None);
+        assert!(!r.step_up_exempt_services);
+    }
+
+    #[test]
+    fn emergency_self_activation_parses() {
+        let text = with_approval(EMERGENCY);
+        let r = Role::parse("r.toml", &text).unwrap();
+        assert_eq!(
+            r.emergency,
+            Some(Emergency {
+                max_duration: Duration::from_secs(900),
+                review_within: Duration::from_secs(86_400),
+                repeat_while_review_overdue: false,
+            })
+        );
+        let text = with_approval(&format!("{EMERGENCY}repeat_while_review_overdue = true\n"));
+        let r = Role::parse("r.toml", &text).unwrap();
+        assert!(r.emergency.is_some_and(|e| e.repeat_while_review_overdue));
+        // the content hash is still the hash of the file's bytes
+        assert_eq!(r.hash, hex::encode(Sha256::digest(text.as_bytes())));
+        // the emergency cap may equal the role's
+        let text = with_approval(&EMERGENCY.replace("\"15m\"", "\"1h\""));
+        assert!(Role::parse("r.toml", &text).unwrap().emergency.is_some());
+    }
+
+    #[test]
+    fn emergency_switched_off_is_none_but_still_checked() {
+        let off = EMERGENCY.replace("allowed = true", "allowed = false");
+        let r = Role::parse("r.toml", &with_approval(&off)).unwrap();
+        assert_eq!(r.emergency, None);
+        let r = Role::parse("r.toml", &with_approval("[approval.emergency]\n")).unwrap();
+        assert_eq!(r.emergency, None);
+        let bad = off.replace("\"15m\"", "\"2h\"");
+        let msg = Role::parse("r.toml", &with_approval(&bad))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("approval.emergency.max_duration"), "{msg}");
+    }
+
+    #[test]
+    fn impossible_emergency_rules_are_refused_with_what_to_write() {
+        for (text, key, hint) in [
+            (
+                EMERGENCY.replace("max_duration = \"15m\"\n", ""),
+                "`approval.emergency.max_duration` is required",
+                "max_duration = \"15m\"",
+            ),
+            (
+                EMERGENCY.replace("review_within = \"24h\"\n", ""),
+                "`approval.emergency.review_within` is required",
+                "review_within = \"24h\"",
+            ),
+            (
+                EMERGENCY.replace("\"15m\"", "\"2h\""),
+                "`approval.emergency.max_duration` (`2h`) is longer than the role's `max_duration` (`1h`)",
+                "write `max_duration = \"1h\"` or less",
+            ),
+            (
+                EMERGENCY.replace("\"24h\"", "\"31d\""),
+                "`approval.emergency.review_within` (`31d`) is longer than 30 days",
+                "write `review_within = \"30d\"` or less",
+            ),
+            (
+                EMERGENCY.replace("\"15m\"", "\"0s\""),
+                "invalid duration `0s`",
+                "max_duration",
+            ),
+            (EMERGENCY.replace("true", "\"yes\""), "allowed", ""),
+        ] {
+            let err = Role::parse("roles/x.toml", &with_approval(&text)).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with("role file `roles/x.toml` is invalid"),
+                "{msg}"
+            );
+            assert!(msg.contains(key), "{key}: {msg}");
+            assert!(
+                msg.contains(hint) || err.help().contains(hint),
+                "{hint}: {msg}"
+            );
+        }
+        // 30 days is the longest review window
+        let text = with_approval(&EMERGENCY.replace("\"24h\"", "\"30d\""));
+        assert!(Role::parse("r.toml", &text).is_ok());
+    }
+
+    #[test]
+    fn unknown_emergency_and_step_up_keys_name_the_file_and_key() {
+        for (text, key) in [
+            (
+                with_approval(&format!("{EMERGENCY}review_in = \"1h\"\n")),
+                "review_in",
+            ),
+            (
+                with_approval(&format!("{EMERGENCY}approvers = []\n")),
+                "approvers",
+            ),
+            (
+                format!("{EXAMPLE}[step_up]\nexempt_service = true\n"),
+                "exempt_service",
+            ),
+            (format!("{EXAMPLE}[step_up]\nrequired = true\n"), "required"),
+        ] {
+            let msg = Role::parse("roles/x.toml", &text).unwrap_err().to_string();
+            assert!(msg.contains("`roles/x.toml`"), "{msg}");
+            assert!(msg.contains(&format!("`{key}`")), "{key}: {msg}");
+        }
+    }
+
+    #[test]
+    fn step_up_exemption_for_services_parses() {
+        let r = Role::parse(
+            "r.toml",
+            &format!("{EXAMPLE}[step_up]\nexempt_services = true\n"),
+        )
+        .unwrap();
+        assert!(r.step_up_exempt_services);
+        let r = Role::parse("r.toml", &format!("{EXAMPLE}[step_up]\n")).unwrap();
+        assert!(!r.step_up_exempt_services);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use breakglass_core::{Duration, Timestamp};
 use breakglass_providers::Secret;
-use breakglass_store::ApiToken;
+use breakglass_store::{ApiToken, TokenKind};
 use sha2::{Digest, Sha256};
 
 use crate::sealing::{SealError, random_32};
@@ -20,7 +20,13 @@ pub struct NewToken {
     pub secret: Secret,
 }
 
-pub(crate) fn issue(principal: &str, ttl: Duration, now: Timestamp) -> Result<NewToken, SealError> {
+pub(crate) fn issue(
+    principal: &str,
+    kind: TokenKind,
+    scopes: Option<Vec<String>>,
+    ttl: Duration,
+    now: Timestamp,
+) -> Result<NewToken, SealError> {
     let r = random_32()?;
     let id = hex::encode(r.get(..6).unwrap_or_default());
     let secret = B64.encode(random_32()?);
@@ -31,6 +37,9 @@ pub(crate) fn issue(principal: &str, ttl: Duration, now: Timestamp) -> Result<Ne
         created_at: now,
         expires_at: now.saturating_add(ttl),
         revoked_at: None,
+        kind,
+        scopes,
+        stepped_up_at: None,
     };
     Ok(NewToken {
         record,
@@ -99,6 +108,8 @@ mod tests {
     fn issued_tokens_parse_and_match() {
         let t = issue(
             "alice",
+            TokenKind::Api,
+            None,
             Duration::from_secs(60),
             Timestamp::from_unix_millis(0),
         )

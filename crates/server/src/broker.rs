@@ -34,6 +34,11 @@ pub enum BrokerError {
     /// Retried on concurrent changes and still lost the race.
     #[error("the grant kept changing while this request was applied")]
     Busy,
+    #[error(transparent)]
+    Access(#[from] crate::access::AccessError),
+    /// Something that should not fail did (randomness, a hashing task); logged, never shown.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl From<StoreError> for BrokerError {
@@ -84,6 +89,11 @@ impl AuthError {
 pub struct Caller {
     pub principal: Principal,
     pub token_id: String,
+    pub token_kind: breakglass_store::TokenKind,
+    /// What the token may be used for; `None` means everything the principal may do.
+    pub scopes: Option<Vec<String>>,
+    /// When a second factor was last verified for this token.
+    pub stepped_up_at: Option<breakglass_core::Timestamp>,
 }
 
 pub struct Broker {
@@ -105,6 +115,11 @@ pub struct Broker {
     pub(crate) alerting: Arc<crate::alerting::Alerting>,
     /// This process's counters, scraped at `/metrics`.
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Session length and step-up window.
+    pub(crate) auth: crate::signin::AuthSettings,
+    /// The authorization policy in force (generated from the roles plus `policies/*.cedar`).
+    policies: RwLock<Arc<crate::policy::Policies>>,
+    policies_dir: Option<PathBuf>,
 }
 
 /// Where a grant is in its revocation retry schedule.
@@ -132,6 +147,11 @@ pub struct Settings<'a> {
     /// How long a refused revocation is retried before the grant is marked `failed`.
     pub revoke_give_up: std::time::Duration,
     pub alerting: Arc<crate::alerting::Alerting>,
+    pub auth: crate::signin::AuthSettings,
+    /// The policies in force at start (see [`crate::policy::Policies::build`]).
+    pub policies: crate::policy::Policies,
+    /// Where custom `*.cedar` policies are read from on reload.
+    pub policies_dir: Option<PathBuf>,
 }
 
 impl Broker {
@@ -147,6 +167,9 @@ impl Broker {
             checkpoint_log,
             revoke_give_up,
             alerting,
+            auth,
+            policies,
+            policies_dir,
         } = settings;
         let tokens = Arc::new(data.token_provider(issuer));
         let checkpoints = Checkpointer::new(data.audit_signer.clone(), checkpoint_log);
@@ -171,6 +194,9 @@ impl Broker {
             revoke_retries: Mutex::new(HashMap::new()),
             metrics: crate::metrics::Metrics::new(&alerting.channel_names()),
             alerting,
+            auth,
+            policies: RwLock::new(Arc::new(policies)),
+            policies_dir,
         }
     }
 
@@ -182,16 +208,33 @@ impl Broker {
         }
     }
 
-    /// Re-reads the roles directory. On any error the roles in force stay as they were.
+    /// Re-reads the roles directory and the policies. On any error the roles and the policies in
+    /// force stay as they were.
     pub async fn reload_roles(&self) -> Result<usize, StartupError> {
         let set = roles::load(&self.roles_dir)?;
         crate::alerting::check_role_alerts(&set, &self.alerting.channel_names())?;
+        let policies = crate::authz::build(&set, self.policies_dir.as_deref())?;
         let changed = roles::record(self.store.as_ref(), &set, self.clock.now()).await?;
+        if crate::authz::record(
+            self.store.as_ref(),
+            &policies,
+            self.policies_dir.as_deref(),
+            self.clock.now(),
+        )
+        .await?
+        {
+            tracing::info!(hash = %policies.hash(), policies = policies.len(), "policy changed");
+        }
         match self.roles.write() {
             Ok(mut r) => *r = Arc::new(set),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
         }
+        self.set_policies(policies);
         Ok(changed)
+    }
+
+    pub(crate) fn policies_lock(&self) -> &RwLock<Arc<crate::policy::Policies>> {
+        &self.policies
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
@@ -230,6 +273,9 @@ impl Broker {
         Ok(Caller {
             principal,
             token_id: record.id,
+            token_kind: record.kind,
+            scopes: record.scopes,
+            stepped_up_at: record.stepped_up_at,
         })
     }
 
@@ -257,13 +303,16 @@ impl Broker {
         }
     }
 
+    /// Adds a principal. A person gets a one-time password (returned, shown once) to change at
+    /// first sign-in; a service principal signs in only with scoped tokens.
     pub async fn add_user(
         &self,
         caller: &Caller,
         name: &str,
+        kind: PrincipalKind,
         groups: &[String],
-    ) -> Result<Principal, BrokerError> {
-        require_admin(caller, "add users")?;
+    ) -> Result<(Principal, Option<breakglass_providers::Secret>), BrokerError> {
+        self.administer(caller, "users add")?;
         let name: Name = name.parse()?;
         let groups = groups
             .iter()
@@ -272,7 +321,7 @@ impl Broker {
         let now = self.clock.now();
         let p = Principal {
             name,
-            kind: PrincipalKind::Human,
+            kind,
             groups,
             disabled: false,
             created_at: now,
@@ -282,32 +331,42 @@ impl Broker {
             None,
             EventKind::PrincipalCreated {
                 name: p.name.to_string(),
-                kind: "human".into(),
+                kind: match kind {
+                    PrincipalKind::Human => "human".into(),
+                    PrincipalKind::Service => "service".into(),
+                },
                 groups: p.groups.iter().map(ToString::to_string).collect(),
             },
         );
         self.store.create_principal(&p, &[event], now).await?;
-        Ok(p)
+        let initial = match kind {
+            PrincipalKind::Human => Some(self.reset_password(caller, p.name.as_str()).await?),
+            PrincipalKind::Service => None,
+        };
+        Ok((p, initial))
+    }
+
+    /// Policy says the caller administers, and they stepped up recently.
+    pub(crate) fn administer(&self, caller: &Caller, what: &str) -> Result<(), BrokerError> {
+        self.authorize(caller, crate::policy::Action::Administer, None, false)?;
+        self.require_step_up(caller, what, None)?;
+        Ok(())
     }
 
     pub async fn users(&self, caller: &Caller) -> Result<Vec<Principal>, BrokerError> {
-        if !caller.principal.may_read_everything() {
-            return Err(DomainError::AdminOnly {
-                principal: caller.principal.name.to_string(),
-                action: "list users",
-            }
-            .into());
-        }
+        self.authorize(caller, crate::policy::Action::ReadAudit, None, false)?;
         Ok(self.store.principals().await?)
     }
 
+    /// A token for a service principal (made by an administrator, with scopes) or for the caller
+    /// themself (a person's tokens are made only by that person, so nobody can act as another).
     pub async fn create_token(
         &self,
         caller: &Caller,
         user: &str,
         ttl: Duration,
+        scopes: Option<Vec<String>>,
     ) -> Result<NewToken, BrokerError> {
-        require_admin(caller, "create API tokens")?;
         if ttl.as_secs() > MAX_TOKEN_TTL_SECS {
             return Err(DomainError::InvalidField {
                 field: "ttl",
@@ -322,8 +381,36 @@ impl Broker {
             .ok_or_else(|| DomainError::UnknownPrincipal {
                 name: user.chars().take(80).collect(),
             })?;
+        let scopes = match (&p.kind, scopes) {
+            (_, Some(s)) => Some(crate::access::parse_scopes(&s)?),
+            (PrincipalKind::Service, None) => {
+                return Err(crate::access::AccessError::InvalidScopes(
+                    "a service token needs `scopes` (what the automation may do)".into(),
+                )
+                .into());
+            }
+            (PrincipalKind::Human, None) => None,
+        };
+        if p.kind == PrincipalKind::Human {
+            if p.name != caller.principal.name {
+                return Err(crate::access::AccessError::TokenForAnotherPerson {
+                    principal: caller.principal.name.to_string(),
+                    user: p.name.to_string(),
+                }
+                .into());
+            }
+            self.require_step_up(caller, "tokens create", None)?;
+        } else {
+            self.administer(caller, "tokens create")?;
+        }
         let now = self.clock.now();
-        let token = apitoken::issue(p.name.as_str(), ttl, now)?;
+        let token = apitoken::issue(
+            p.name.as_str(),
+            breakglass_store::TokenKind::Api,
+            scopes.clone(),
+            ttl,
+            now,
+        )?;
         let event = EventDraft::new(
             Actor::User(caller.principal.name.clone()),
             None,
@@ -331,6 +418,7 @@ impl Broker {
                 token_id: token.record.id.clone(),
                 principal: p.name.to_string(),
                 expires_at: token.record.expires_at,
+                scopes,
             },
         );
         self.store
@@ -341,7 +429,7 @@ impl Broker {
 
     pub async fn tokens_list(&self, caller: &Caller) -> Result<Vec<ApiToken>, BrokerError> {
         let all = self.store.tokens().await?;
-        Ok(if caller.principal.may_read_everything() {
+        Ok(if self.allowed(&caller.principal, crate::policy::Action::ReadAudit, None, false) {
             all
         } else {
             all.into_iter()
@@ -363,12 +451,10 @@ impl Broker {
             },
         };
         let t = self.store.token(id).await?.ok_or_else(unknown)?;
-        if !caller.principal.is_admin() && t.principal != caller.principal.name.as_str() {
-            return Err(DomainError::AdminOnly {
-                principal: caller.principal.name.to_string(),
-                action: "revoke another user's token",
-            }
-            .into());
+        // Anyone may end their own token at once (a leak must be containable without a second
+        // factor at hand); ending someone else's is administration.
+        if t.principal != caller.principal.name.as_str() {
+            self.administer(caller, "tokens revoke")?;
         }
         let now = self.clock.now();
         let event = EventDraft::new(
@@ -411,13 +497,3 @@ pub enum BrokerErrorOrAuth {
     Broker(#[from] BrokerError),
 }
 
-pub(crate) fn require_admin(caller: &Caller, action: &'static str) -> Result<(), DomainError> {
-    if caller.principal.is_admin() {
-        Ok(())
-    } else {
-        Err(DomainError::AdminOnly {
-            principal: caller.principal.name.to_string(),
-            action,
-        })
-    }
-}

@@ -38,6 +38,10 @@ pub struct ServeConfig {
     pub config_file: Option<PathBuf>,
     /// How often the alert dispatcher routes and delivers.
     pub dispatch_interval: Duration,
+    /// `policies/*.cedar`; `None` means `<data-dir>/policies`.
+    pub policies_dir: Option<PathBuf>,
+    /// Session length and step-up window.
+    pub auth: crate::signin::AuthSettings,
 }
 
 impl ServeConfig {
@@ -55,6 +59,8 @@ impl ServeConfig {
             checkpoint_log: None,
             config_file: None,
             dispatch_interval: Duration::from_millis(500),
+            policies_dir: None,
+            auth: crate::signin::AuthSettings::default(),
         }
     }
 
@@ -62,6 +68,12 @@ impl ServeConfig {
         self.checkpoint_log
             .clone()
             .unwrap_or_else(|| self.data_dir.join(crate::datadir::CHECKPOINT_LOG_FILE))
+    }
+
+    pub fn policies_dir(&self) -> PathBuf {
+        self.policies_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("policies"))
     }
 
     pub fn roles_dir(&self) -> PathBuf {

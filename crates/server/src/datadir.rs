@@ -417,6 +417,8 @@ async fn initialize(
     };
     let token = apitoken::issue(
         FIRST_ADMIN,
+        breakglass_store::TokenKind::Api,
+        None,
         Duration::from_secs(FIRST_TOKEN_TTL_DAYS * 86_400),
         now,
     )
@@ -447,6 +449,7 @@ async fn initialize(
                 token_id: token.record.id.clone(),
                 principal: FIRST_ADMIN.into(),
                 expires_at: token.record.expires_at,
+                scopes: None,
             },
         ),
     ];
@@ -492,7 +495,7 @@ pub async fn recover_admin(
         )));
     }
     let now = clock.now();
-    let token = apitoken::issue(p.name.as_str(), ttl, now)
+    let token = apitoken::issue(p.name.as_str(), breakglass_store::TokenKind::Api, None, ttl, now)
         .map_err(|e| StartupError::Corrupt(e.to_string()))?;
     let event = EventDraft::new(
         Actor::System("recovery"),
@@ -501,6 +504,7 @@ pub async fn recover_admin(
             token_id: token.record.id.clone(),
             principal: p.name.to_string(),
             expires_at: token.record.expires_at,
+            scopes: None,
         },
     );
     data.store

@@ -49,6 +49,8 @@ pub enum StartupError {
     Recovery(String),
     #[error("cannot verify the audit log: {0}")]
     Verify(String),
+    #[error("policy: {0}")]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 impl StartupError {
@@ -118,6 +120,9 @@ impl StartupError {
             Self::Recovery(_) => {
                 "name a user in the `admins` group; `breakglass users list` needs a token, so look in the audit log or the first admin `admin`"
                     .into()
+            }
+            Self::Policy(_) => {
+                "fix the policy file at that line (`breakglass policy check` checks without starting); docs/policy.md describes the entities, actions and context; the policy in force is unchanged".into()
             }
             Self::Store(_) | Self::Corrupt(_) => {
                 "check the disk and the data directory; restore from backup if the database is damaged".into()

@@ -4,13 +4,15 @@
 
 use breakglass_core::grant::RequestInput;
 use breakglass_core::{
-    Actor, DomainError, Duration, EventDraft, EventKind, Grant, GrantId, GrantState, Timestamp,
-    Transition,
+    Actor, DomainError, Duration, EventDraft, EventKind, Grant, GrantId, GrantState, Principal,
+    Timestamp, Transition,
 };
 use breakglass_providers::{GrantSpec, Secret};
 use breakglass_store::{NewCredential, StoreError, StoredGrant};
 
+use crate::access::AccessError;
 use crate::broker::{Broker, BrokerError, Caller, RetryState};
+use crate::policy::Action;
 
 /// A grant left `revoking` this long with no retry scheduled in this process is taken over.
 const STUCK_REVOKING_MS: i64 = 10_000;
@@ -45,6 +47,7 @@ impl Broker {
     ) -> Result<Grant, BrokerError> {
         let roles = self.roles();
         let role = roles.require(role)?;
+        self.authorize(caller, Action::Request, Some(role.id.as_str()), false)?;
         let now = self.clock.now();
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| crate::sealing::SealError::Random)?;
@@ -55,6 +58,65 @@ impl Broker {
         Ok(tr.grant)
     }
 
+    /// Emergency self-activation: no approver, straight to activation, capped at the role's
+    /// emergency maximum, flagged in every event, alerted at high severity, and owing a review by
+    /// someone else. Needs a fresh second factor, and is refused while an earlier emergency use of
+    /// the role by the same person is overdue for review (unless the role allows repeats).
+    pub async fn request_emergency(
+        &self,
+        caller: &Caller,
+        role: &str,
+        input: RequestInput,
+    ) -> Result<Grant, BrokerError> {
+        let roles = self.roles();
+        let role = roles.require(role)?;
+        self.authorize(caller, Action::Emergency, Some(role.id.as_str()), false)?;
+        self.require_step_up(caller, "request --emergency", Some(role))?;
+        let now = self.clock.now();
+        if let Some(e) = &role.emergency
+            && !e.repeat_while_review_overdue
+        {
+            let earlier = self
+                .store
+                .grants_for(role.id.as_str(), caller.principal.name.as_str())
+                .await?;
+            if let Some(g) = earlier.iter().map(|sg| &sg.grant).find(|g| g.review_overdue(now)) {
+                return Err(AccessError::EmergencyReviewOverdue {
+                    role: role.id.to_string(),
+                    principal: caller.principal.name.to_string(),
+                    grant: g.id.to_string(),
+                    due: g.review_due.unwrap_or(now),
+                }
+                .into());
+            }
+        }
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id).map_err(|_| crate::sealing::SealError::Random)?;
+        let tr =
+            Grant::request_emergency(GrantId::from_bytes(id), role, &caller.principal, input, now)?;
+        let actor = Actor::User(caller.principal.name.clone());
+        // The request and the activation intent commit together: the grant is never seen waiting.
+        let next = self.begin_activation(&tr.grant, actor.clone(), now)?;
+        let events: Vec<_> = tr.events.into_iter().chain(next.events).collect();
+        self.store.insert_grant(&next.grant, &events, now).await?;
+        self.metrics.requested();
+        tracing::warn!(grant = %next.grant.id, role = %role.id, requester = %caller.principal.name, "emergency self-activation");
+        let sg = StoredGrant {
+            grant: next.grant,
+            version: 1,
+        };
+        let gid = sg.grant.id;
+        let res = self.finish_activation(sg, actor).await;
+        self.settled(gid, res).await
+    }
+
+    /// The grant `id` and whether it is the caller's own.
+    async fn grant_and_owner(&self, caller: &Caller, id: GrantId) -> Result<(Grant, bool), BrokerError> {
+        let g = self.load(id).await?.grant;
+        let own = g.requester == caller.principal.name;
+        Ok((g, own))
+    }
+
     /// Approves a request (activating it once the quorum is reached) or a pending extension
     /// (re-issuing the credential with the new end once approved).
     pub async fn approve(
@@ -63,6 +125,9 @@ impl Broker {
         id: GrantId,
         comment: Option<String>,
     ) -> Result<Grant, BrokerError> {
+        let (g, own) = self.grant_and_owner(caller, id).await?;
+        self.authorize(caller, Action::Approve, Some(g.role.as_str()), own)?;
+        self.require_step_up(caller, "approve", self.roles().get(g.role.as_str()))?;
         self.still_allowed(caller, id).await?;
         let roles = self.roles();
         let actor = Actor::User(caller.principal.name.clone());
@@ -109,6 +174,8 @@ impl Broker {
         id: GrantId,
         reason: &str,
     ) -> Result<Grant, BrokerError> {
+        let (g, own) = self.grant_and_owner(caller, id).await?;
+        self.authorize(caller, Action::Approve, Some(g.role.as_str()), own)?;
         let roles = self.roles();
         let (sg, _) = self
             .decide(id, |g, now| {
@@ -136,6 +203,12 @@ impl Broker {
         id: GrantId,
         reason: &str,
     ) -> Result<Grant, BrokerError> {
+        let (g, own) = self.grant_and_owner(caller, id).await?;
+        self.authorize(caller, Action::Revoke, Some(g.role.as_str()), own)?;
+        // Ending one's own grant early never waits for a second factor.
+        if !own {
+            self.require_step_up(caller, "revoke", self.roles().get(g.role.as_str()))?;
+        }
         let roles = self.roles();
         let (sg, _) = self
             .decide(id, |g, now| {
@@ -156,6 +229,9 @@ impl Broker {
         duration: Duration,
         reason: &str,
     ) -> Result<Grant, BrokerError> {
+        let (g, own) = self.grant_and_owner(caller, id).await?;
+        self.authorize(caller, Action::Request, Some(g.role.as_str()), own)?;
+        self.require_step_up(caller, "extend", self.roles().get(g.role.as_str()))?;
         self.still_allowed(caller, id).await?;
         let roles = self.roles();
         let (sg, _) = self
@@ -176,6 +252,7 @@ impl Broker {
     pub async fn reveal(&self, caller: &Caller, id: GrantId) -> Result<Delivered, BrokerError> {
         let sg = self.load(id).await?;
         sg.grant.check_reveal(&caller.principal, self.clock.now())?;
+        self.require_step_up(caller, "credential", self.roles().get(sg.grant.role.as_str()))?;
         let sealed = self
             .store
             .deliver_credential(id, caller.principal.name.as_str(), self.clock.now())
@@ -195,10 +272,7 @@ impl Broker {
     pub async fn grant_for(&self, caller: &Caller, id: GrantId) -> Result<Grant, BrokerError> {
         let sg = self.load(id).await?;
         let roles = self.roles();
-        if !sg
-            .grant
-            .visible_to(roles.get(sg.grant.role.as_str()), &caller.principal)
-        {
+        if !self.visible(&sg.grant, &roles, &caller.principal) {
             return Err(DomainError::NotAllowed {
                 principal: caller.principal.name.to_string(),
                 action: "see",
@@ -234,8 +308,14 @@ impl Broker {
             .await?
             .into_iter()
             .map(|sg| sg.grant)
-            .filter(|g| g.visible_to(roles.get(g.role.as_str()), &caller.principal))
+            .filter(|g| self.visible(g, &roles, &caller.principal))
             .collect())
+    }
+
+    /// The core's visibility rule, narrowed by policy (a `forbid` on `read` hides grants).
+    fn visible(&self, g: &Grant, roles: &breakglass_core::RoleSet, p: &Principal) -> bool {
+        g.visible_to(roles.get(g.role.as_str()), p)
+            && self.allowed(p, Action::Read, Some(g.role.as_str()), g.requester == p.name)
     }
 
     /// The reaper's pass: expire every active grant whose window has closed, and time out

@@ -1,9 +1,12 @@
 //! The breakglass server: the HTTP API, the broker that applies core decisions through the store
 //! and the providers, the data directory, and the background workers.
 
+pub mod access;
 pub mod alerting;
 pub mod api;
+pub mod auth;
 mod apitoken;
+pub mod authz;
 mod backoff;
 pub mod broker;
 mod checkpoint;
@@ -12,8 +15,10 @@ pub mod datadir;
 mod error;
 mod grants;
 pub mod metrics;
+pub mod policy;
 pub mod roles;
 mod sealing;
+pub mod signin;
 pub mod verify;
 pub mod workers;
 
@@ -82,7 +87,12 @@ impl Server {
         if roles.is_empty() {
             tracing::warn!(dir = %roles_dir.display(), "no roles loaded; add role files and send SIGHUP");
         }
+        let policies_dir = config.policies_dir();
+        let policies = authz::build(&roles, Some(&policies_dir))?;
         let changed = roles::record(data.store.as_ref(), &roles, clock.now()).await?;
+        if authz::record(data.store.as_ref(), &policies, Some(&policies_dir), clock.now()).await? {
+            tracing::info!(hash = %policies.hash(), dir = %policies_dir.display(), "policy changed since last recorded");
+        }
         let checkpoint_log = config.checkpoint_log();
         let broker = Arc::new(Broker::new(
             data,
@@ -94,6 +104,9 @@ impl Server {
                 checkpoint_log,
                 revoke_give_up: config.revoke_give_up,
                 alerting: Arc::new(alerting),
+                auth: config.auth,
+                policies,
+                policies_dir: Some(policies_dir),
             },
         ));
         tracing::info!(roles = broker.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
@@ -155,6 +168,7 @@ impl Server {
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(%addr, issuer = %self.broker.tokens.issuer(), store = %self.config.location.describe(), "breakglass serving");
         let app = api::router(Arc::clone(&self.broker));
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let res = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -94,6 +94,99 @@ pub struct ApiToken {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    pub kind: TokenKind,
+    /// What the token may be used for; `None` means everything its principal may do.
+    pub scopes: Option<Vec<String>>,
+    /// When a second factor was last verified for this token (step-up).
+    pub stepped_up_at: Option<Timestamp>,
+}
+
+/// How a token came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Made with `tokens create`: for scripts and service principals.
+    Api,
+    /// Made by signing in (`breakglass login`).
+    Session,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Session => "session",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "api" => Ok(Self::Api),
+            "session" => Ok(Self::Session),
+            other => Err(StoreError::Corrupt(format!("unknown token kind `{other}`"))),
+        }
+    }
+}
+
+/// A principal's sign-in factors as the server keeps them (its own JSON), with the row version
+/// every change must name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredLogin {
+    pub body: String,
+    pub version: i64,
+}
+
+/// Consecutive failed sign-ins for one subject (`account NAME`, `source ADDR`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThrottleState {
+    pub subject: String,
+    pub failures: u32,
+    pub locked_until: Option<Timestamp>,
+}
+
+/// How failures turn into a lock: the first `free` are free, then each locks for `base`
+/// doubling up to `cap`. Failures older than [`ThrottlePolicy::FORGET_AFTER_MS`] are forgotten.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThrottlePolicy {
+    pub free: u32,
+    pub base_ms: i64,
+    pub cap_ms: i64,
+}
+
+impl ThrottlePolicy {
+    /// A failure this long after the previous one starts the count again.
+    pub const FORGET_AFTER_MS: i64 = 3_600_000;
+
+    /// How long `failures` consecutive failures lock the subject, if at all.
+    pub fn lock_ms(&self, failures: u32) -> Option<i64> {
+        let over = failures.checked_sub(self.free)?.checked_sub(1)?;
+        let factor = 1_i64.checked_shl(over.min(40)).unwrap_or(i64::MAX);
+        Some(self.base_ms.saturating_mul(factor).min(self.cap_ms))
+    }
+}
+
+/// The `auth.locked` event for a subject a failure just locked.
+fn locked_event(st: &ThrottleState) -> Option<EventDraft> {
+    let until = st.locked_until?;
+    Some(EventDraft::new(
+        breakglass_core::Actor::System("auth"),
+        None,
+        breakglass_core::EventKind::AuthLocked {
+            subject: st.subject.clone(),
+            failures: st.failures,
+            until,
+        },
+    ))
+}
+
+fn scopes_to_sql(scopes: Option<&Vec<String>>) -> Option<String> {
+    scopes.map(|s| serde_json::to_string(s).unwrap_or_default())
+}
+
+fn scopes_from_sql(s: Option<String>) -> Result<Option<Vec<String>>> {
+    s.map(|s| {
+        serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("token scopes: {e}")))
+    })
+    .transpose()
 }
 
 /// A grant with the version its row had when read, for optimistic concurrency.
@@ -224,6 +317,55 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a token revoked; `false` if it does not exist or was already revoked (then nothing
     /// is written).
     async fn revoke_token(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool>;
+
+    /// Records that a second factor was verified for token `id` at `now`; `false` if the token is
+    /// unknown or revoked.
+    async fn step_up(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool>;
+
+    /// Disables (or enables again) principal `name`; `false` if there is no such principal or it
+    /// already was. Disabling also revokes every token and session it holds.
+    async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    /// A principal's sign-in factors, if it has any.
+    async fn login(&self, principal: &str) -> Result<Option<StoredLogin>>;
+
+    /// Writes a principal's sign-in factors: `expected` `None` inserts (a conflict if a row
+    /// exists), `Some(v)` replaces version `v` (a conflict if the row moved on). With `revoke_sessions`
+    /// every session the principal holds is revoked in the same transaction (a password or
+    /// authenticator reset).
+    async fn put_login(
+        &self,
+        principal: &str,
+        body: &str,
+        expected: Option<i64>,
+        revoke_sessions: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// The throttle state of each subject that has one.
+    async fn throttles(&self, subjects: &[String]) -> Result<Vec<ThrottleState>>;
+
+    /// Counts one failed sign-in against each subject under its policy and writes `events` plus
+    /// one `auth.locked` for each subject this failure locks, all in one transaction.
+    async fn record_auth_failure(
+        &self,
+        subjects: &[(String, ThrottlePolicy)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<Vec<ThrottleState>>;
+
+    /// Forgets a subject's failures (after a successful sign-in).
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()>;
+
+    /// Every grant of `role` requested by `requester`, newest first.
+    async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>>;
 
     async fn roles(&self) -> Result<Vec<RoleRecord>>;
     /// Replaces the record of loaded roles with `current` and records `events` (one per change),

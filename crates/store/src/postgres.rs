@@ -44,6 +44,7 @@ use crate::{
 };
 
 mod alerts;
+mod auth;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -356,6 +357,11 @@ fn token_from_row(row: &PgRow) -> Result<ApiToken> {
         revoked_at: row
             .try_get::<Option<i64>, _>("revoked_at")?
             .map(Timestamp::from_unix_millis),
+        kind: crate::TokenKind::parse(&row.try_get::<String, _>("kind")?)?,
+        scopes: crate::scopes_from_sql(row.try_get("scopes")?)?,
+        stepped_up_at: row
+            .try_get::<Option<i64>, _>("stepped_up_at")?
+            .map(Timestamp::from_unix_millis),
     })
 }
 
@@ -383,7 +389,7 @@ fn grant_body(g: &Grant) -> Result<String> {
 
 const PRINCIPAL_COLUMNS: &str = "SELECT name, kind, groups, disabled, created_at FROM principals";
 const TOKEN_COLUMNS: &str =
-    "SELECT id, principal, secret_hash, created_at, expires_at, revoked_at FROM api_tokens";
+    "SELECT id, principal, secret_hash, created_at, expires_at, revoked_at, kind, scopes, stepped_up_at FROM api_tokens";
 const GRANT_COLUMNS: &str = "SELECT body, version FROM grants";
 const EVENT_COLUMNS: &str = "SELECT seq, bytes FROM audit_log";
 
@@ -515,6 +521,58 @@ impl Store for PostgresStore {
             Ok((tx, true))
         })
         .await
+    }
+
+    async fn step_up(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool> {
+        self.step_up_in(id, events, now).await
+    }
+
+    async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.set_disabled_in(name, disabled, events, now).await
+    }
+
+    async fn login(&self, principal: &str) -> Result<Option<crate::StoredLogin>> {
+        self.login_in(principal).await
+    }
+
+    async fn put_login(
+        &self,
+        principal: &str,
+        body: &str,
+        expected: Option<i64>,
+        revoke_sessions: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        self.put_login_in(principal, body, expected, revoke_sessions, events, now)
+            .await
+    }
+
+    async fn throttles(&self, subjects: &[String]) -> Result<Vec<crate::ThrottleState>> {
+        self.throttles_in(subjects).await
+    }
+
+    async fn record_auth_failure(
+        &self,
+        subjects: &[(String, crate::ThrottlePolicy)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<Vec<crate::ThrottleState>> {
+        self.record_auth_failure_in(subjects, events, now).await
+    }
+
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        self.clear_auth_failures_in(subject).await
+    }
+
+    async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>> {
+        self.grants_for_in(role, requester).await
     }
 
     async fn roles(&self) -> Result<Vec<RoleRecord>> {
@@ -1112,8 +1170,8 @@ async fn insert_principal(tx: &mut PgConnection, p: &Principal) -> Result<()> {
 
 async fn insert_token(tx: &mut PgConnection, t: &ApiToken) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, principal, secret_hash, created_at, expires_at, revoked_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_tokens (id, principal, secret_hash, created_at, expires_at, revoked_at, kind, scopes, stepped_up_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&t.id)
     .bind(&t.principal)
@@ -1121,6 +1179,9 @@ async fn insert_token(tx: &mut PgConnection, t: &ApiToken) -> Result<()> {
     .bind(t.created_at.unix_millis())
     .bind(t.expires_at.unix_millis())
     .bind(t.revoked_at.map(Timestamp::unix_millis))
+    .bind(t.kind.as_str())
+    .bind(crate::scopes_to_sql(t.scopes.as_ref()))
+    .bind(t.stepped_up_at.map(Timestamp::unix_millis))
     .execute(&mut *tx)
     .await?;
     Ok(())

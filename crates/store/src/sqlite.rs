@@ -31,6 +31,7 @@ use crate::{
 };
 
 mod alerts;
+mod auth;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -461,6 +462,11 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<ApiToken> {
         revoked_at: row
             .try_get::<Option<i64>, _>("revoked_at")?
             .map(Timestamp::from_unix_millis),
+        kind: crate::TokenKind::parse(&row.try_get::<String, _>("kind")?)?,
+        scopes: crate::scopes_from_sql(row.try_get("scopes")?)?,
+        stepped_up_at: row
+            .try_get::<Option<i64>, _>("stepped_up_at")?
+            .map(Timestamp::from_unix_millis),
     })
 }
 
@@ -644,6 +650,58 @@ impl Store for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn step_up(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool> {
+        self.step_up_in(id, events, now).await
+    }
+
+    async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.set_disabled_in(name, disabled, events, now).await
+    }
+
+    async fn login(&self, principal: &str) -> Result<Option<crate::StoredLogin>> {
+        self.login_in(principal).await
+    }
+
+    async fn put_login(
+        &self,
+        principal: &str,
+        body: &str,
+        expected: Option<i64>,
+        revoke_sessions: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        self.put_login_in(principal, body, expected, revoke_sessions, events, now)
+            .await
+    }
+
+    async fn throttles(&self, subjects: &[String]) -> Result<Vec<crate::ThrottleState>> {
+        self.throttles_in(subjects).await
+    }
+
+    async fn record_auth_failure(
+        &self,
+        subjects: &[(String, crate::ThrottlePolicy)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<Vec<crate::ThrottleState>> {
+        self.record_auth_failure_in(subjects, events, now).await
+    }
+
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        self.clear_auth_failures_in(subject).await
+    }
+
+    async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>> {
+        self.grants_for_in(role, requester).await
     }
 
     async fn roles(&self) -> Result<Vec<RoleRecord>> {
@@ -1246,7 +1304,8 @@ async fn insert_principal(tx: &mut SqliteConnection, p: &Principal) -> Result<()
 
 async fn insert_token(tx: &mut SqliteConnection, t: &ApiToken) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, principal, secret_hash, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_tokens (id, principal, secret_hash, created_at, expires_at, revoked_at, kind, scopes, stepped_up_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&t.id)
     .bind(&t.principal)
@@ -1254,6 +1313,9 @@ async fn insert_token(tx: &mut SqliteConnection, t: &ApiToken) -> Result<()> {
     .bind(t.created_at.unix_millis())
     .bind(t.expires_at.unix_millis())
     .bind(t.revoked_at.map(Timestamp::unix_millis))
+    .bind(t.kind.as_str())
+    .bind(crate::scopes_to_sql(t.scopes.as_ref()))
+    .bind(t.stepped_up_at.map(Timestamp::unix_millis))
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -18,6 +18,10 @@ use breakglass_core::{
 };
 use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
 
+use auth::{
+    disabling_ends_every_token_once, factors_change_by_compare_and_set,
+    failures_lock_with_backoff_and_are_audited, sessions_keep_kind_scopes_and_step_up,
+};
 use alerts::{
     a_delivered_alert_is_done, a_failed_alert_is_retried_when_due,
     a_router_that_cannot_route_an_event_yet_stops_before_it,
@@ -29,6 +33,8 @@ use alerts::{
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
 mod alerts;
+#[path = "store/auth.rs"]
+mod auth;
 #[path = "store/pgdb.rs"]
 mod pgdb;
 #[path = "store/replicas.rs"]
@@ -75,6 +81,9 @@ fn token(id: &str, who: &str) -> ApiToken {
         created_at: t(0),
         expires_at: t(1000),
         revoked_at: None,
+        kind: breakglass_store::TokenKind::Api,
+        scopes: None,
+        stepped_up_at: None,
     }
 }
 
@@ -618,6 +627,10 @@ store_suite!(
     a_router_that_cannot_route_an_event_yet_stops_before_it,
     settings_change_once_with_their_events,
     claims_skip_the_channels_asked,
+    sessions_keep_kind_scopes_and_step_up,
+    factors_change_by_compare_and_set,
+    disabling_ends_every_token_once,
+    failures_lock_with_backoff_and_are_audited,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

@@ -90,6 +90,40 @@ pub struct Broker {
     postgres: Option<(String, PathBuf)>,
     /// Where a launched process reports its address once it listens.
     ready: Option<std::sync::mpsc::Receiver<String>>,
+    /// The password and authenticator of every person this kit enrolled (shared with replicas,
+    /// which share the store), and the last TOTP step each used.
+    accounts: Arc<Mutex<std::collections::HashMap<String, Account>>>,
+}
+
+/// A person's sign-in factors as the test kit set them up.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub password: String,
+    /// The TOTP secret, base32.
+    pub totp: String,
+    last_step: u64,
+}
+
+/// The TOTP code (RFC 6238, SHA-1, 6 digits, 30 s) of a base32 secret at `unix_secs`.
+pub fn totp_code(secret_b32: &str, unix_secs: u64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret_b32)
+        .unwrap_or_else(|e| panic!("totp secret: {e:?}"));
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(6)
+        .with_skew(1)
+        .with_step_duration(30)
+        .with_secret(secret)
+        .build_noncompliant()
+        .generate(unix_secs)
+        .to_string()
+}
+
+fn unix_secs() -> u64 {
+    std::time::UNIX_EPOCH
+        .elapsed()
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 pub const ISSUER: &str = "http://breakglass.test";
@@ -155,6 +189,7 @@ impl Broker {
             env: Vec::new(),
             postgres,
             ready: None,
+            accounts: Arc::default(),
         };
         std::fs::create_dir_all(b.roles_dir()).unwrap_or_else(|e| panic!("roles dir: {e}"));
         for (name, text) in roles {
@@ -180,6 +215,7 @@ impl Broker {
             env: self.env.clone(),
             postgres: self.postgres.clone(),
             ready: None,
+            accounts: Arc::clone(&self.accounts),
         };
         std::fs::create_dir_all(b.roles_dir()).unwrap_or_else(|e| panic!("roles dir: {e}"));
         let files = std::fs::read_dir(self.roles_dir()).unwrap_or_else(|e| panic!("roles: {e}"));
@@ -224,6 +260,82 @@ impl Broker {
     pub fn restart(&mut self) {
         self.launch();
         self.wait_ready();
+        // The first admin enrols an authenticator at once: every admin change needs a step-up.
+        let enrolled = self.accounts.lock().is_ok_and(|a| a.contains_key("admin"));
+        if !enrolled && !self.admin_token.is_empty() {
+            let token = self.admin_token.clone();
+            self.enroll(&token, "admin", "");
+        }
+    }
+
+    /// Enrols an authenticator for `user` (holding `token`), which also steps the token up.
+    fn enroll(&self, token: &str, user: &str, password: &str) {
+        let e = self.cli_json(token, &["totp", "enroll"]);
+        let secret = e["secret"].as_str().unwrap_or_default().to_owned();
+        let now = unix_secs();
+        let code = totp_code(&secret, now);
+        self.cli_json(token, &["totp", "confirm", &code]);
+        if let Ok(mut a) = self.accounts.lock() {
+            a.insert(
+                user.to_owned(),
+                Account {
+                    password: password.to_owned(),
+                    totp: secret,
+                    last_step: now / 30,
+                },
+            );
+        }
+    }
+
+    /// The password and authenticator the kit set up for `user`.
+    pub fn account(&self, user: &str) -> Account {
+        self.accounts
+            .lock()
+            .ok()
+            .and_then(|a| a.get(user).cloned())
+            .unwrap_or_else(|| panic!("no account `{user}` enrolled by the test kit"))
+    }
+
+    /// A TOTP code for `user` that the broker has not accepted yet (each code works once): the
+    /// current step's, or the next one's, or, after both were used, the one after that once it
+    /// comes.
+    pub fn fresh_code(&self, user: &str) -> String {
+        loop {
+            let now = unix_secs();
+            let step = now / 30;
+            if let Ok(mut a) = self.accounts.lock() {
+                let acc = a
+                    .get_mut(user)
+                    .unwrap_or_else(|| panic!("no account `{user}` enrolled by the test kit"));
+                let want = step.max(acc.last_step + 1);
+                if want <= step + 1 {
+                    acc.last_step = want;
+                    return totp_code(&acc.totp, want * 30);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// Runs the CLI with no token and no saved session (signing in).
+    pub fn cli_anonymous(&self, args: &[&str]) -> Run {
+        Run::of(
+            Command::new(&self.bin)
+                .args(args)
+                .env("BREAKGLASS_URL", &self.url)
+                .env("BREAKGLASS_TOKEN", "")
+                .env("BREAKGLASS_CONFIG_DIR", self.dir.path().join("config")),
+        )
+    }
+
+    /// Writes `text` to a fresh file in the broker's temp directory (for `--password-file`).
+    pub fn secret_file(&self, text: &str) -> PathBuf {
+        let mut b = [0u8; 8];
+        let _ = getrandom::fill(&mut b);
+        let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        let p = self.dir.path().join(format!("secret-{name}"));
+        std::fs::write(&p, text).unwrap_or_else(|e| panic!("secret file: {e}"));
+        p
     }
 
     /// Starts `serve` without waiting for it (to start several replicas at the same moment);
@@ -245,6 +357,8 @@ impl Broker {
         }
         let mut child = cmd
             .env("BREAKGLASS_LOG", "info")
+            // Tests run longer than the default 5 minutes of a step-up; one test checks it.
+            .env("BREAKGLASS_STEP_UP_WINDOW", "1h")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -337,7 +451,8 @@ impl Broker {
             Command::new(&self.bin)
                 .args(args)
                 .env("BREAKGLASS_URL", &self.url)
-                .env("BREAKGLASS_TOKEN", token),
+                .env("BREAKGLASS_TOKEN", token)
+                .env("BREAKGLASS_CONFIG_DIR", self.dir.path().join("config")),
         )
     }
 
@@ -373,14 +488,47 @@ impl Broker {
         (resp.status().as_u16(), resp.text().unwrap_or_default())
     }
 
-    /// Adds a user and returns an API token for them.
+    /// Adds a person the way a real one starts: an admin adds them (a one-time password), they
+    /// sign in and choose their own password, and enrol an authenticator. Returns their session
+    /// token, stepped up.
     pub fn user(&self, name: &str, groups: &[&str]) -> String {
         let mut args = vec!["users", "add", name];
         for g in groups {
             args.extend(["--group", g]);
         }
+        let added = self.cli_json(&self.admin_token, &args);
+        let initial = added["initial_password"].as_str().unwrap_or_default();
+        let password = format!("{name}-chosen-password-{}", unix_secs());
+        let first = self.secret_file(initial);
+        let chosen = self.secret_file(&password);
+        let r = self.cli_anonymous(&[
+            "login",
+            "--user",
+            name,
+            "--password-file",
+            &first.display().to_string(),
+            "--new-password-file",
+            &chosen.display().to_string(),
+            "--no-save",
+            "--output",
+            "json",
+        ]);
+        let token = r.ok_json()["token"].as_str().unwrap_or_default().to_owned();
+        self.enroll(&token, name, &password);
+        token
+    }
+
+    /// Adds a service principal and returns a token for it with `scopes`, living `ttl`.
+    pub fn service(&self, name: &str, groups: &[&str], scopes: &str, ttl: &str) -> String {
+        let mut args = vec!["users", "add", name, "--service"];
+        for g in groups {
+            args.extend(["--group", g]);
+        }
         self.cli_json(&self.admin_token, &args);
-        let t = self.cli_json(&self.admin_token, &["tokens", "create", "--user", name]);
+        let t = self.cli_json(
+            &self.admin_token,
+            &["tokens", "create", "--user", name, "--scopes", scopes, "--ttl", ttl],
+        );
         t["token"].as_str().unwrap_or_default().to_owned()
     }
 }

@@ -49,6 +49,16 @@ pub(crate) struct Args {
     /// `failed` (the target's own end still bounds the access).
     #[arg(long, env = "BREAKGLASS_REVOKE_GIVE_UP", default_value = "1h")]
     revoke_give_up: String,
+    /// The directory of custom Cedar policies (`*.cedar`); default `<data-dir>/policies`.
+    #[arg(long, env = "BREAKGLASS_POLICIES")]
+    policies: Option<PathBuf>,
+    /// How long a `breakglass login` session lasts.
+    #[arg(long, env = "BREAKGLASS_SESSION_TTL", default_value = "8h")]
+    session_ttl: String,
+    /// How recently a second factor must have been verified for approve, credential, revoke of
+    /// another's grant, extend, emergency requests and administration.
+    #[arg(long, env = "BREAKGLASS_STEP_UP_WINDOW", default_value = "5m")]
+    step_up_window: String,
 }
 
 /// Parses a duration flag, naming the flag in the error.
@@ -65,10 +75,34 @@ fn duration_flag(flag: &str, value: &str) -> Result<std::time::Duration, CliErro
     Ok(std::time::Duration::from_secs(d.as_secs().unsigned_abs()))
 }
 
+/// A duration flag with an upper bound (a session or step-up window that never ends would be
+/// standing privilege under another name).
+fn core_duration(
+    flag: &str,
+    value: &str,
+    max_secs: i64,
+) -> Result<breakglass_core::Duration, CliError> {
+    let d = duration_flag(flag, value)?;
+    let secs = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+    if secs == 0 || secs > max_secs {
+        return Err(CliError::with_help(
+            EXIT_USAGE,
+            "usage",
+            format!("`{flag}` must be more than 0 and at most {}", breakglass_core::Duration::from_secs(max_secs)),
+            "pass a shorter duration such as `5m` or `8h`",
+        ));
+    }
+    Ok(breakglass_core::Duration::from_secs(secs))
+}
+
 pub(crate) async fn run(a: Args) -> Result<(), CliError> {
     let checkpoint_interval = duration_flag("--checkpoint-interval", &a.checkpoint_interval)?;
     let reconcile_interval = duration_flag("--reconcile-interval", &a.reconcile_interval)?;
     let revoke_give_up = duration_flag("--revoke-give-up", &a.revoke_give_up)?;
+    let auth = breakglass_server::signin::AuthSettings {
+        session_ttl: core_duration("--session-ttl", &a.session_ttl, 7 * 86_400)?,
+        step_up_window: core_duration("--step-up-window", &a.step_up_window, 86_400)?,
+    };
     init_logging();
     let fail = |e: breakglass_server::StartupError| {
         let code = if e.is_unavailable() {
@@ -111,6 +145,8 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
     config.revoke_give_up = revoke_give_up;
     config.checkpoint_log = a.checkpoint_log;
     config.roles_dir = a.roles;
+    config.policies_dir = a.policies;
+    config.auth = auth;
     config.config_file = a.config;
     config.issuer = a.issuer;
     let server = Server::start(config, Arc::new(SystemClock))

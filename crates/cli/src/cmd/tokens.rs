@@ -7,13 +7,18 @@ use crate::{Format, output};
 
 #[derive(clap::Subcommand, Debug)]
 pub(crate) enum Command {
-    /// Create an API token for a user (admins only); the token is shown once.
+    /// Create an API token (shown once): for yourself, or, as an admin, for a service principal
+    /// with `--scopes`.
     Create {
         #[arg(long)]
         user: String,
         /// How long the token lives (`30d`, `12h`, at most `366d`).
         #[arg(long, default_value = "30d")]
         ttl: String,
+        /// What the token may do, comma-separated: read, request, credential, approve, revoke,
+        /// admin (required for service principals).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
     },
     /// List API tokens (yours, or all for admins and auditors).
     List,
@@ -23,9 +28,12 @@ pub(crate) enum Command {
 
 pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
     match c {
-        Command::Create { user, ttl } => {
+        Command::Create { user, ttl, scopes } => {
             let v = client
-                .post("/v1/tokens", json!({ "user": user, "ttl": ttl }))
+                .post(
+                    "/v1/tokens",
+                    json!({ "user": user, "ttl": ttl, "scopes": scopes }),
+                )
                 .await?;
             match client.format {
                 Format::Json => output::json(&v),

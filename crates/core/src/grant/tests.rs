@@ -504,3 +504,344 @@ fn the_holder_is_warned_once_per_end_before_it() {
         "only active grants"
     );
 }
+
+const EMERGENCY: &str =
+    "[approval.emergency]\nallowed = true\nmax_duration = \"15m\"\nreview_within = \"24h\"\n";
+
+fn emergency_role() -> Role {
+    Role::parse(
+        "prod-db-admin.toml",
+        &ROLE.replace("[request]", &format!("{EMERGENCY}[request]")),
+    )
+    .unwrap()
+}
+
+fn emergency() -> Transition {
+    Grant::request_emergency(
+        GrantId::from_bytes([7; 16]),
+        &emergency_role(),
+        &alice(),
+        input(),
+        t(0),
+    )
+    .unwrap()
+}
+
+fn emergency_active() -> Grant {
+    let g = emergency().grant;
+    let g = g
+        .begin_activation(Actor::User(alice().name), t(0))
+        .unwrap()
+        .grant;
+    g.activated(Actor::System("test"), "h", "fp", t(1))
+        .unwrap()
+        .grant
+}
+
+fn assert_all_flagged(tr: &Transition, what: &str) {
+    assert!(!tr.events.is_empty(), "{what}: no events");
+    for e in &tr.events {
+        assert!(e.emergency, "{what}: {} not flagged", e.kind.type_name());
+        assert_eq!(e.grant, Some(tr.grant.id), "{what}");
+        let bytes = String::from_utf8(e.canonical_bytes(1, t(0))).unwrap();
+        assert!(bytes.contains(r#""emergency":true"#), "{what}: {bytes}");
+    }
+}
+
+#[test]
+fn emergency_self_activation_is_approved_at_once_with_no_approvals() {
+    let tr = emergency();
+    let g = &tr.grant;
+    assert_eq!(g.state, GrantState::Approved { approved_at: t(0) });
+    assert!(
+        g.approvals.is_empty(),
+        "nobody approved it, least of all alice"
+    );
+    assert!(g.emergency);
+    assert_eq!(g.duration.as_secs(), 900, "defaults to the emergency cap");
+    assert_eq!(g.review_due, Some(t(86_400)));
+    assert_eq!(g.reviewed_at, None);
+    let types: Vec<String> = tr.events.iter().map(|e| e.kind.type_name()).collect();
+    assert_eq!(types, ["grant.requested", "grant.emergency_activated"]);
+    assert_all_flagged(&tr, "request_emergency");
+    assert_eq!(tr.events[1].actor, Actor::User(alice().name));
+    assert_eq!(
+        tr.events[1].kind,
+        EventKind::GrantEmergencyActivated {
+            requester: "alice".into(),
+            review_due: t(86_400),
+            max_duration: Duration::from_secs(900),
+        }
+    );
+    // The broker goes straight on to activation: requested → activating.
+    let act = g.begin_activation(Actor::User(alice().name), t(0)).unwrap();
+    assert_eq!(act.grant.state.name(), "activating");
+    assert_eq!(act.grant.expires_at(), Some(t(900)));
+    // And nobody can add an approval to it afterwards.
+    assert_eq!(
+        g.approve(&emergency_role(), &bob(), None, t(1))
+            .unwrap_err()
+            .code(),
+        "wrong_state"
+    );
+}
+
+#[test]
+fn emergency_self_activation_keeps_the_request_rules() {
+    let r = emergency_role();
+    let id = GrantId::from_bytes([1; 16]);
+    let shorter = Grant::request_emergency(
+        id,
+        &r,
+        &alice(),
+        RequestInput {
+            duration: Some("10m".parse().unwrap()),
+            ..input()
+        },
+        t(0),
+    )
+    .unwrap();
+    assert_eq!(shorter.grant.duration.as_secs(), 600);
+    for (who, inp, code) in [
+        (bob(), input(), "not_requester"),
+        (
+            alice(),
+            RequestInput {
+                incident: None,
+                ..input()
+            },
+            "incident_required",
+        ),
+        (
+            alice(),
+            RequestInput {
+                reason: " ".into(),
+                ..input()
+            },
+            "invalid_field",
+        ),
+        (
+            alice(),
+            RequestInput {
+                duration: Some("16m".parse().unwrap()),
+                ..input()
+            },
+            "emergency_duration_over_max",
+        ),
+    ] {
+        let err = Grant::request_emergency(id, &r, &who, inp, t(0)).unwrap_err();
+        assert_eq!(err.code(), code, "{err}");
+    }
+}
+
+#[test]
+fn emergency_duration_is_capped_by_the_emergency_cap_not_the_role_cap() {
+    let err = Grant::request_emergency(
+        GrantId::from_bytes([1; 16]),
+        &emergency_role(),
+        &alice(),
+        RequestInput {
+            duration: Some("30m".parse().unwrap()), // within the role's 1h
+            ..input()
+        },
+        t(0),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "duration `30m` is longer than emergency self-activation of role `prod-db-admin` allows (`15m`)"
+    );
+    assert_eq!(
+        err.help(),
+        "ask for `15m` or less; for longer, request it with approval (`breakglass request prod-db-admin --reason …`)"
+    );
+    assert_eq!(err.category(), crate::error::ErrorCategory::Invalid);
+}
+
+#[test]
+fn emergency_self_activation_is_refused_unless_the_role_allows_it() {
+    let off = Role::parse(
+        "r.toml",
+        &ROLE.replace(
+            "[request]",
+            &format!(
+                "{}[request]",
+                EMERGENCY.replace("allowed = true", "allowed = false")
+            ),
+        ),
+    )
+    .unwrap();
+    for r in [role(), off] {
+        let err =
+            Grant::request_emergency(GrantId::from_bytes([1; 16]), &r, &alice(), input(), t(0))
+                .unwrap_err();
+        assert_eq!(err.code(), "emergency_not_allowed");
+        assert_eq!(
+            err.to_string(),
+            "emergency self-activation is not allowed for role `prod-db-admin`"
+        );
+        assert_eq!(
+            err.help(),
+            "ask an approver: request it with `breakglass request prod-db-admin --reason …` and wait for approval"
+        );
+        assert_eq!(err.category(), crate::error::ErrorCategory::Forbidden);
+    }
+}
+
+#[test]
+fn every_later_event_of_an_emergency_grant_is_flagged() {
+    let r = emergency_role();
+    let approved = emergency().grant;
+    let sys = || Actor::System("test");
+    assert_all_flagged(
+        &approved.begin_activation(sys(), t(0)).unwrap(),
+        "begin_activation",
+    );
+    let activating = approved.begin_activation(sys(), t(0)).unwrap().grant;
+    assert_all_flagged(
+        &activating.activated(sys(), "h", "fp", t(1)).unwrap(),
+        "activated",
+    );
+    assert_all_flagged(&activating.fail(sys(), "boom", t(1)).unwrap(), "fail");
+    let active = emergency_active();
+    assert!(
+        active.credential_issued(sys(), "fp", t(900)).emergency,
+        "credential_issued"
+    );
+    let revoking = active.begin_revoke(Some(&r), &bob(), "done", t(5)).unwrap();
+    assert_all_flagged(&revoking, "begin_revoke");
+    assert_all_flagged(
+        &revoking.grant.finish_revoke(sys(), t(6)).unwrap(),
+        "finish_revoke (revoked)",
+    );
+    let expiring = active.begin_expiry(t(901)).unwrap();
+    assert_all_flagged(&expiring, "begin_expiry");
+    assert_all_flagged(
+        &expiring.grant.finish_revoke(sys(), t(902)).unwrap(),
+        "finish_revoke (expired)",
+    );
+    assert_all_flagged(
+        &active
+            .warn_expiring("10m".parse().unwrap(), t(600))
+            .unwrap(),
+        "warn_expiring",
+    );
+    let ext = active
+        .request_extension(&r, &alice(), "5m".parse().unwrap(), "more", t(10))
+        .unwrap();
+    assert_all_flagged(&ext, "request_extension");
+    let half = ext.grant.approve(&r, &bob(), None, t(11)).unwrap();
+    assert_all_flagged(&half, "approve (extension)");
+    let full = half.grant.approve(&r, &dave(), None, t(12)).unwrap();
+    assert_all_flagged(&full, "approve (extension, quorum)");
+    assert!(
+        full.events
+            .iter()
+            .any(|e| e.kind.type_name() == "grant.extended")
+    );
+    assert_all_flagged(
+        &full
+            .grant
+            .credential_reissued(sys(), "h2", "fp2", t(13))
+            .unwrap(),
+        "credential_reissued",
+    );
+    assert_all_flagged(
+        &ext.grant.deny(&r, &bob(), "no", t(11)).unwrap(),
+        "deny (extension)",
+    );
+    assert_all_flagged(&approved.cancel(&alice(), t(1)).unwrap(), "cancel");
+    // An ordinary grant's events are never flagged.
+    let plain = active_plain_events();
+    assert!(plain.iter().all(|e| !e.emergency));
+}
+
+/// Every event of an ordinary grant's life, request to revoke.
+fn active_plain_events() -> Vec<EventDraft> {
+    let r = role();
+    let mut events = Grant::request(GrantId::from_bytes([9; 16]), &r, &alice(), input(), t(0))
+        .unwrap()
+        .events;
+    let g = requested();
+    let tr = g.approve(&r, &bob(), None, t(10)).unwrap();
+    events.extend(tr.events);
+    let tr = tr.grant.approve(&r, &dave(), None, t(20)).unwrap();
+    events.extend(tr.events);
+    let tr = tr
+        .grant
+        .begin_activation(Actor::System("t"), t(30))
+        .unwrap();
+    events.extend(tr.events);
+    let tr = tr
+        .grant
+        .activated(Actor::System("t"), "h", "fp", t(31))
+        .unwrap();
+    events.extend(tr.events);
+    let tr = tr
+        .grant
+        .begin_revoke(Some(&r), &bob(), "done", t(40))
+        .unwrap();
+    events.extend(tr.events);
+    events.extend(
+        tr.grant
+            .finish_revoke(Actor::System("t"), t(41))
+            .unwrap()
+            .events,
+    );
+    events
+}
+
+#[test]
+fn an_emergency_extension_stays_within_the_role_max() {
+    // Extensions of an emergency grant are approved like any other and bounded by the role's
+    // `max_duration` (the emergency cap bounds only the self-activated window).
+    let r = emergency_role();
+    let g = emergency_active();
+    assert_eq!(
+        g.request_extension(&r, &alice(), "50m".parse().unwrap(), "x", t(10))
+            .unwrap_err()
+            .code(),
+        "extension_over_max"
+    );
+    assert!(
+        g.request_extension(&r, &alice(), "45m".parse().unwrap(), "x", t(10))
+            .is_ok()
+    );
+}
+
+#[test]
+fn review_is_overdue_only_for_an_unreviewed_emergency_grant_past_its_due_time() {
+    let g = emergency_active(); // review due at t(86_400)
+    assert!(!g.review_overdue(t(86_399)));
+    assert!(!g.review_overdue(t(86_400)), "due at, not overdue");
+    assert!(g.review_overdue(t(86_401)));
+    let mut reviewed = g.clone();
+    reviewed.reviewed_at = Some(t(100));
+    assert!(!reviewed.review_overdue(t(90_000)));
+    assert!(
+        !active().review_overdue(t(10_000_000)),
+        "not an emergency grant"
+    );
+}
+
+#[test]
+fn emergency_fields_round_trip_and_old_grants_still_read() {
+    let g = emergency_active();
+    let v = serde_json::to_value(&g).unwrap();
+    assert_eq!(v["emergency"], true);
+    assert_eq!(v["review_due"], t(86_400).to_rfc3339());
+    assert!(v.get("reviewed_at").is_none());
+    let back: Grant = serde_json::from_value(v).unwrap();
+    assert_eq!(back, g);
+    // A grant stored before emergencies existed has none of the three keys.
+    let mut old = serde_json::to_value(active()).unwrap();
+    let obj = old.as_object_mut().unwrap();
+    for k in ["emergency", "review_due", "reviewed_at"] {
+        obj.remove(k);
+    }
+    let back: Grant = serde_json::from_value(old).unwrap();
+    assert!(!back.emergency);
+    assert_eq!(back.review_due, None);
+    assert_eq!(back.reviewed_at, None);
+    assert_eq!(back, active());
+}

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use breakglass_core::{Duration, Principal, Timestamp};
+use breakglass_core::{Duration, Principal, PrincipalKind, Timestamp};
 use breakglass_store::ApiToken;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,6 +21,9 @@ struct AddUser {
     name: String,
     #[serde(default)]
     groups: Vec<String>,
+    /// `human` (the default) or `service`.
+    #[serde(default)]
+    kind: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -29,6 +32,8 @@ struct CreateToken {
     user: String,
     #[serde(default)]
     ttl: Option<String>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
 }
 
 fn user_view(p: &Principal) -> Value {
@@ -46,6 +51,7 @@ fn token_view(t: &ApiToken, now: Timestamp) -> Value {
     json!({
         "id": t.id, "user": t.principal, "created_at": t.created_at,
         "expires_at": t.expires_at, "revoked_at": t.revoked_at, "status": status,
+        "kind": t.kind.as_str(), "scopes": t.scopes,
     })
 }
 
@@ -53,6 +59,9 @@ pub(crate) async fn whoami(caller: Caller) -> Json<Value> {
     let mut v = user_view(&caller.principal);
     if let Some(o) = v.as_object_mut() {
         o.insert("token_id".into(), json!(caller.token_id));
+        o.insert("token_kind".into(), json!(caller.token_kind.as_str()));
+        o.insert("scopes".into(), json!(caller.scopes));
+        o.insert("stepped_up_at".into(), json!(caller.stepped_up_at));
     }
     Json(v)
 }
@@ -74,9 +83,26 @@ pub(crate) async fn add_user(
     body: RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     audited(&b, &caller, "user.add", async {
-        let req: AddUser = body.json(r#"{"name": "alice", "groups": ["sre"]}"#)?;
-        let p = b.add_user(&caller, &req.name, &req.groups).await?;
-        Ok((StatusCode::CREATED, Json(user_view(&p))))
+        let req: AddUser = body.json(r#"{"name": "alice", "groups": ["sre"], "kind": "human"}"#)?;
+        let kind = match req.kind.as_deref() {
+            None | Some("human") => PrincipalKind::Human,
+            Some("service") => PrincipalKind::Service,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    format!(
+                        "unknown principal kind `{}`",
+                        other.chars().take(40).collect::<String>()
+                    ),
+                    "use `human` (a person, who signs in) or `service` (automation, with scoped tokens)",
+                ));
+            }
+        };
+        let (p, initial) = b.add_user(&caller, &req.name, kind, &req.groups).await?;
+        let mut v = user_view(&p);
+        if let (Some(o), Some(pw)) = (v.as_object_mut(), initial) {
+            o.insert("initial_password".into(), json!(pw.expose()));
+        }
+        Ok((StatusCode::CREATED, Json(v)))
     })
     .await
 }
@@ -109,9 +135,10 @@ pub(crate) async fn create_token(
     ApiError,
 > {
     audited(&b, &caller, "token.create", async {
-        let req: CreateToken = body.json(r#"{"user": "alice", "ttl": "30d"}"#)?;
+        let req: CreateToken =
+            body.json(r#"{"user": "rotator", "ttl": "1h", "scopes": ["request", "credential"]}"#)?;
         let ttl: Duration = req.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL).parse()?;
-        let t = b.create_token(&caller, &req.user, ttl).await?;
+        let t = b.create_token(&caller, &req.user, ttl, req.scopes).await?;
         let mut v = token_view(&t.record, b.clock.now());
         if let Some(o) = v.as_object_mut() {
             o.insert("token".into(), json!(t.secret.expose()));

@@ -9,11 +9,13 @@ use breakglass_core::error::ErrorCategory;
 use breakglass_store::StoreError;
 use serde_json::json;
 
+use crate::access::AccessError;
 use crate::broker::{AuthError, BrokerError, BrokerErrorOrAuth};
 
 #[derive(Debug)]
 pub enum ApiError {
     Domain(DomainError),
+    Access(AccessError),
     Unauthenticated(AuthError),
     /// The request could not be read (malformed JSON, wrong fields, bad form).
     BadRequest {
@@ -63,6 +65,9 @@ impl ApiError {
                 ErrorCategory::NotFound => StatusCode::NOT_FOUND,
                 ErrorCategory::Conflict => StatusCode::CONFLICT,
             },
+            Self::Access(a) => {
+                StatusCode::from_u16(a.status()).unwrap_or(StatusCode::FORBIDDEN)
+            }
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -77,6 +82,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Domain(d) => d.code(),
+            Self::Access(a) => a.code(),
             Self::Unauthenticated(_) => "unauthenticated",
             Self::BadRequest { .. } => "bad_request",
             Self::PayloadTooLarge { .. } => "payload_too_large",
@@ -91,6 +97,7 @@ impl ApiError {
     pub fn message(&self) -> String {
         match self {
             Self::Domain(d) => d.to_string(),
+            Self::Access(a) => a.to_string(),
             Self::Unauthenticated(a) => a.to_string(),
             Self::BadRequest { message, .. }
             | Self::NotFound { message }
@@ -105,6 +112,7 @@ impl ApiError {
     pub fn help(&self) -> String {
         match self {
             Self::Domain(d) => d.help(),
+            Self::Access(a) => a.help(),
             Self::Unauthenticated(a) => a.help().into(),
             Self::BadRequest { help, .. } => help.clone(),
             Self::PayloadTooLarge { .. } => {
@@ -137,6 +145,12 @@ fn error_id() -> String {
     hex::encode(b)
 }
 
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        Self::Access(e)
+    }
+}
+
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> Self {
         Self::Domain(e)
@@ -147,6 +161,7 @@ impl From<BrokerError> for ApiError {
     fn from(e: BrokerError) -> Self {
         match e {
             BrokerError::Domain(d) => Self::Domain(d),
+            BrokerError::Access(a) => Self::Access(a),
             BrokerError::Busy | BrokerError::Store(StoreError::Conflict) => Self::Busy,
             BrokerError::Store(ref s) if s.is_unavailable() => {
                 let id = error_id();

@@ -21,6 +21,9 @@ struct RequestBody {
     incident: Option<String>,
     #[serde(default)]
     duration: Option<String>,
+    /// Emergency self-activation (the role must allow it).
+    #[serde(default)]
+    emergency: bool,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +93,11 @@ pub(crate) async fn request(
             incident: req.incident,
             duration: parse_duration(req.duration.as_deref())?,
         };
-        let g = b.request(&caller, &req.role, input).await?;
+        let g = if req.emergency {
+            b.request_emergency(&caller, &req.role, input).await?
+        } else {
+            b.request(&caller, &req.role, input).await?
+        };
         Ok((StatusCode::CREATED, Json(view_in(&b, &g))))
     })
     .await

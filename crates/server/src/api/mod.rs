@@ -9,6 +9,7 @@ mod grants;
 mod health;
 mod jwt;
 mod roles;
+mod signin;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +38,17 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(jwt::jwks))
         .route("/v1/introspect", post(jwt::introspect))
         .route("/v1/whoami", get(admin::whoami))
+        .route("/v1/login", post(signin::login))
+        .route("/v1/logout", post(signin::logout))
+        .route("/v1/step-up", post(signin::step_up))
+        .route("/v1/totp/enroll", post(signin::totp_enroll))
+        .route("/v1/totp/confirm", post(signin::totp_confirm))
+        .route("/v1/password", post(signin::change_password))
+        .route("/v1/users/{name}/password-reset", post(signin::reset_password))
+        .route("/v1/users/{name}/totp-reset", post(signin::reset_totp))
+        .route("/v1/users/{name}/disable", post(signin::disable))
+        .route("/v1/users/{name}/enable", post(signin::enable))
+        .route("/v1/policy/explain", get(signin::explain))
         .route("/v1/users", get(admin::list_users).post(admin::add_user))
         .route(
             "/v1/tokens",
@@ -113,6 +125,21 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Refuses a scoped token an action outside its scopes.
+fn check_scope(caller: &Caller, action: &str) -> Result<(), crate::access::AccessError> {
+    let (Some(scopes), Some(needed)) = (&caller.scopes, crate::access::scope_of(action)) else {
+        return Ok(());
+    };
+    if scopes.iter().any(|s| s == needed) {
+        return Ok(());
+    }
+    Err(crate::access::AccessError::ScopeMissing {
+        token: caller.token_id.clone(),
+        scope: needed,
+        scopes: scopes.join(", "),
+    })
+}
+
 /// Runs a handler body; if it refuses the authenticated caller, records `auth.denied`.
 pub(crate) async fn audited<T>(
     broker: &Broker,
@@ -132,7 +159,10 @@ pub(crate) async fn audited_on<T>(
     grant: Option<&str>,
     fut: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let res = fut.await;
+    let res = match check_scope(caller, action) {
+        Ok(()) => fut.await,
+        Err(e) => Err(e.into()),
+    };
     if let Err(e) = &res
         && e.is_refusal()
     {

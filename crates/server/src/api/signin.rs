@@ -1,0 +1,309 @@
+//! `/v1/login`, `/v1/logout`, `/v1/step-up`, `/v1/totp/*`, `/v1/password`, the administrator's
+//! account commands under `/v1/users/{name}/…`, and `/v1/policy/explain`.
+//!
+//! Secrets (passwords, codes, session tokens, TOTP secrets, recovery codes) travel only in request
+//! and response bodies, which are never logged; responses that carry one say `no-store`.
+
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, StatusCode, header};
+use breakglass_providers::Secret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::extract::RawBody;
+use crate::api::{ApiError, AppState, audited};
+use crate::broker::Caller;
+use crate::policy::{Action, Query as PolicyQuery};
+use crate::signin::SignIn;
+
+type NoStore = [(HeaderName, &'static str); 1];
+const NO_STORE: NoStore = [(header::CACHE_CONTROL, "no-store")];
+
+/// The peer's address (for throttling and the audit trail), or `unknown`.
+pub(crate) struct Source(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    user: String,
+    password: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    new_password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeBody {
+    code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current: String,
+    new: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ExplainQuery {
+    principal: String,
+    action: String,
+    #[serde(default)]
+    role: Option<String>,
+    #[serde(default)]
+    own: bool,
+}
+
+/// Longest password accepted at all (Argon2 hashes anything; this bounds the work).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+fn bounded(field: &'static str, s: String) -> Result<Secret, ApiError> {
+    if s.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad_request(
+            format!("`{field}` is longer than {MAX_PASSWORD_BYTES} bytes"),
+            "use a shorter one",
+        ));
+    }
+    Ok(Secret::new(s))
+}
+
+pub(crate) async fn login(
+    State(b): State<AppState>,
+    Source(source): Source,
+    body: RawBody,
+) -> Result<(StatusCode, NoStore, Json<Value>), ApiError> {
+    let req: LoginBody = body.json(r#"{"user": "alice", "password": "...", "code": "123456"}"#)?;
+    let session = b
+        .sign_in(SignIn {
+            user: req.user.chars().take(200).collect(),
+            password: bounded("password", req.password)?,
+            code: req.code.map(|c| bounded("code", c)).transpose()?,
+            new_password: req
+                .new_password
+                .map(|c| bounded("new_password", c))
+                .transpose()?,
+            source,
+        })
+        .await?;
+    let r = &session.token.record;
+    Ok((
+        StatusCode::CREATED,
+        NO_STORE,
+        Json(json!({
+            "token": session.token.secret.expose(),
+            "token_id": r.id,
+            "user": r.principal,
+            "expires_at": r.expires_at,
+            "method": session.method,
+            "stepped_up_at": r.stepped_up_at,
+            "totp_enrolled": session.totp_enrolled,
+        })),
+    ))
+}
+
+pub(crate) async fn logout(
+    State(b): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "auth.logout", async {
+        b.sign_out(&caller).await?;
+        Ok(Json(json!({ "token_id": caller.token_id, "status": "revoked" })))
+    })
+    .await
+}
+
+pub(crate) async fn step_up(
+    State(b): State<AppState>,
+    caller: Caller,
+    Source(source): Source,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "auth.step_up", async {
+        let req: CodeBody = body.json(r#"{"code": "123456"}"#)?;
+        let at = b
+            .step_up(&caller, &bounded("code", req.code)?, &source)
+            .await?;
+        Ok(Json(json!({
+            "token_id": caller.token_id,
+            "stepped_up_at": at,
+            "valid_for": b.auth.step_up_window.to_string(),
+        })))
+    })
+    .await
+}
+
+pub(crate) async fn totp_enroll(
+    State(b): State<AppState>,
+    caller: Caller,
+) -> Result<(NoStore, Json<Value>), ApiError> {
+    audited(&b, &caller, "totp.enroll", async {
+        let e = b.totp_enroll(&caller).await?;
+        Ok((
+            NO_STORE,
+            Json(json!({
+                "user": caller.principal.name,
+                "secret": e.secret_base32.expose(),
+                "uri": e.uri.expose(),
+            })),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn totp_confirm(
+    State(b): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> Result<(NoStore, Json<Value>), ApiError> {
+    audited(&b, &caller, "totp.confirm", async {
+        let req: CodeBody = body.json(r#"{"code": "123456"}"#)?;
+        let codes = b.totp_confirm(&caller, &bounded("code", req.code)?).await?;
+        Ok((
+            NO_STORE,
+            Json(json!({
+                "user": caller.principal.name,
+                "recovery_codes": codes.iter().map(Secret::expose).collect::<Vec<_>>(),
+            })),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn change_password(
+    State(b): State<AppState>,
+    caller: Caller,
+    body: RawBody,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "user.password", async {
+        let req: PasswordBody = body.json(r#"{"current": "...", "new": "..."}"#)?;
+        b.change_password(
+            &caller,
+            &bounded("current", req.current)?,
+            &bounded("new", req.new)?,
+        )
+        .await?;
+        Ok(Json(
+            json!({ "user": caller.principal.name, "status": "changed" }),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn reset_password(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<(NoStore, Json<Value>), ApiError> {
+    audited(&b, &caller, "user.password_reset", async {
+        b.administer(&caller, "users reset-password")?;
+        let pw = b.reset_password(&caller, &name).await?;
+        Ok((
+            NO_STORE,
+            Json(json!({ "user": name, "initial_password": pw.expose(), "must_change": true })),
+        ))
+    })
+    .await
+}
+
+pub(crate) async fn reset_totp(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "user.totp_reset", async {
+        b.administer(&caller, "users reset-totp")?;
+        b.reset_totp(&caller, &name).await?;
+        Ok(Json(json!({ "user": name, "totp": "removed" })))
+    })
+    .await
+}
+
+pub(crate) async fn disable(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "user.disable", async {
+        b.administer(&caller, "users disable")?;
+        let p = b.set_disabled(&caller, &name, true).await?;
+        Ok(Json(json!({ "name": p.name, "disabled": p.disabled })))
+    })
+    .await
+}
+
+pub(crate) async fn enable(
+    State(b): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "user.enable", async {
+        b.administer(&caller, "users enable")?;
+        let p = b.set_disabled(&caller, &name, false).await?;
+        Ok(Json(json!({ "name": p.name, "disabled": p.disabled })))
+    })
+    .await
+}
+
+/// Shows a decision and the policies that caused it. Needs `read_audit` (who may do what is
+/// itself sensitive).
+pub(crate) async fn explain(
+    State(b): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ExplainQuery>,
+) -> Result<Json<Value>, ApiError> {
+    audited(&b, &caller, "policy.explain", async {
+        b.authorize(&caller, Action::ReadAudit, None, false)?;
+        let action = Action::parse(&q.action).ok_or_else(|| {
+            ApiError::bad_request(
+                format!(
+                    "unknown action `{}`",
+                    q.action.chars().take(40).collect::<String>()
+                ),
+                format!(
+                    "use one of: {}",
+                    Action::ALL.map(Action::as_str).join(", ")
+                ),
+            )
+        })?;
+        let p = b.principal(&q.principal).await?;
+        let e = b.policies().explain(&PolicyQuery {
+            principal: &p,
+            action,
+            role: q.role.as_deref(),
+            own: q.own,
+        });
+        Ok(Json(json!({
+            "principal": p.name,
+            "groups": p.groups,
+            "action": action.as_str(),
+            "role": q.role,
+            "own": q.own,
+            "decision": if e.allowed { "allow" } else { "deny" },
+            "reasons": e.reasons.iter().map(|r| json!({
+                "id": r.id, "effect": r.effect, "source": r.source, "text": r.text,
+            })).collect::<Vec<_>>(),
+            "errors": e.errors,
+        })))
+    })
+    .await
+}

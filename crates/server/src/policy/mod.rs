@@ -1,0 +1,638 @@
+//! Authorization by Cedar policy: who may request, approve, revoke, review and read a role's
+//! grants, and who may read the audit trail and administer breakglass.
+//!
+//! The policies are generated from the role files (see `generate.rs`, and [`Policies::generated`]
+//! for the text) plus the operator's own `*.cedar` files from a policies directory. All of them
+//! are validated against `schema.cedarschema` in strict mode when they load, so a policy naming
+//! an unknown action, entity type or attribute is refused at load instead of silently never
+//! matching. A load is all or nothing: the first error names its file, line and column.
+//!
+//! Decisions follow Cedar: a satisfied `forbid` beats any `permit`, and what nothing permits is
+//! denied. With thousands of roles the whole set would be evaluated for every decision, so the
+//! set is sliced once at load, by action and by role: a policy whose scope says
+//! `resource == Breakglass::Role::"x"` (or `in`, roles having no parents) can only ever apply to
+//! role `x`, and a policy whose scope names other actions can never apply at all. A policy left
+//! out of a slice is one whose scope is false for every query the slice answers, and Cedar checks
+//! the scope before any condition, so it could be neither a reason nor an error: the decision
+//! and its explanation are those of the whole set.
+
+mod generate;
+mod load;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr as _;
+
+use breakglass_core::{Principal, PrincipalKind, Role};
+use cedar_policy::ffi::DetailedError;
+use cedar_policy::{
+    ActionConstraint, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
+    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request, ResourceConstraint,
+    RestrictedExpression, Schema, ValidationMode, Validator,
+};
+use sha2::{Digest as _, Sha256};
+
+const SCHEMA: &str = include_str!("schema.cedarschema");
+/// The id of the one `Breakglass::Installation` entity.
+const INSTALLATION: &str = "breakglass";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Request,
+    Emergency,
+    Approve,
+    Revoke,
+    Review,
+    Read,
+    ReadAudit,
+    Administer,
+}
+
+impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::Request,
+        Action::Emergency,
+        Action::Approve,
+        Action::Revoke,
+        Action::Review,
+        Action::Read,
+        Action::ReadAudit,
+        Action::Administer,
+    ];
+
+    /// The Cedar action id: `Breakglass::Action::"<this>"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Emergency => "emergency",
+            Self::Approve => "approve",
+            Self::Revoke => "revoke",
+            Self::Review => "review",
+            Self::Read => "read",
+            Self::ReadAudit => "read_audit",
+            Self::Administer => "administer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+
+    /// Whether the resource is a role (otherwise it is the installation).
+    fn is_about_a_role(self) -> bool {
+        !matches!(self, Self::ReadAudit | Self::Administer)
+    }
+
+    /// The position in [`Action::ALL`].
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What policy generation needs to know about a role.
+pub struct RoleFacts<'a> {
+    pub role: &'a Role,
+    /// Whether the role file allows emergency (self-approved) requests.
+    pub emergency_allowed: bool,
+}
+
+/// The facts of one decision.
+pub struct Query<'a> {
+    pub principal: &'a Principal,
+    pub action: Action,
+    /// The role the action is about; `None` for installation-wide actions (read_audit, administer)
+    /// and for `read` of things not tied to a role.
+    pub role: Option<&'a str>,
+    /// The grant acted on belongs to the caller (requester == principal).
+    pub own: bool,
+}
+
+/// A loaded, validated policy set, ready to decide. Immutable; share it in an `Arc` and replace
+/// it whole on reload.
+pub struct Policies {
+    /// One per action, in the order of [`Action::ALL`].
+    slices: Vec<Slice>,
+    /// Where each policy came from, by id, as [`Reason::source`] shows it.
+    sources: HashMap<PolicyId, String>,
+    names: Names,
+    authorizer: Authorizer,
+    files: Vec<(String, String)>,
+    hash: String,
+    generated: String,
+    len: usize,
+}
+
+/// Why a decision came out as it did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Explanation {
+    pub allowed: bool,
+    /// The policies that decided: the satisfied permits of an allow, the satisfied forbids of a
+    /// deny (none when nothing permitted), sorted by id.
+    pub reasons: Vec<Reason>,
+    /// Policies that could not be evaluated (they count as not satisfied), or why the query
+    /// itself could not be asked.
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reason {
+    pub id: String,
+    /// `generated from role `R``, `built-in`, or `policies/x.cedar:12`.
+    pub source: String,
+    /// `permit` or `forbid`.
+    pub effect: String,
+    /// The policy's source text.
+    pub text: String,
+}
+
+/// Why the policies did not load. Displayed as `file:line:column: reason`, leaving out what is
+/// unknown.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {reason}", position(*.line, *.column))]
+pub struct PolicyError {
+    /// The custom file's path, or the role file a generated policy came from.
+    pub file: String,
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+    /// One line: what is wrong, then what to do when Cedar says.
+    pub reason: String,
+}
+
+impl Policies {
+    /// Generates the role policies, reads every `*.cedar` in `dir` (if given and it exists; a
+    /// missing directory is fine, an unreadable one is an error), parses and validates all of
+    /// them against the schema. Any error fails the whole load.
+    pub fn build<'a>(
+        roles: impl IntoIterator<Item = RoleFacts<'a>>,
+        dir: Option<&Path>,
+    ) -> Result<Policies, PolicyError> {
+        let names = Names::new()?;
+        let schema = schema()?;
+        let generated = generate::generate(roles);
+        let files = match dir {
+            Some(dir) => load::read_dir(dir)?,
+            None => Vec::new(),
+        };
+
+        let mut policies: Vec<(Policy, Origin<'_>)> = Vec::new();
+        let mut sources: HashMap<PolicyId, String> = HashMap::new();
+        for chunk in &generated.chunks {
+            let origin = Origin::Generated(chunk.role.as_ref());
+            let set = PolicySet::from_str(&chunk.text).map_err(|errors| {
+                let reason = errors
+                    .iter()
+                    .next()
+                    .map(|e| load::sentence(&DetailedError::from(e)))
+                    .unwrap_or_default();
+                origin.bug(&format!("a generated policy does not parse: {reason}"))
+            })?;
+            // In text order: Cedar names the statements `policy0`, `policy1`, …
+            let in_order = (0..set.num_of_policies())
+                .filter_map(|n| set.policy(&PolicyId::new(format!("policy{n}"))));
+            for policy in in_order {
+                let Some(id) = policy.annotation("id") else {
+                    return Err(origin.bug("a generated policy has no `@id`"));
+                };
+                let id = PolicyId::new(id);
+                if sources.contains_key(&id) {
+                    return Err(origin.bug(&format!("policy id `{id}` is generated twice")));
+                }
+                sources.insert(id.clone(), origin.describe(0));
+                policies.push((policy.new_id(id), origin));
+            }
+        }
+        for file in &files {
+            for parsed in load::parse(file)? {
+                let id = parsed.policy.id().clone();
+                let origin = Origin::File {
+                    file,
+                    offset: parsed.offset,
+                };
+                if let Some(other) = sources.get(&id) {
+                    return Err(load::at(
+                        file,
+                        parsed.offset,
+                        format!(
+                            "policy id `{id}` is already used by the policy from {other}; give each policy its own `@id`"
+                        ),
+                    ));
+                }
+                sources.insert(id, origin.describe(parsed.offset));
+                policies.push((parsed.policy, origin));
+            }
+        }
+
+        let all = PolicySet::from_policies(policies.iter().map(|(p, _)| p.clone()))
+            .map_err(|e| internal(&format!("cannot assemble the policy set: {e}")))?;
+        validate(&schema, &all, &policies)?;
+
+        let slices = slice(&names, &policies)?;
+        let mut hasher = Sha256::new();
+        hasher.update(generated.text.as_bytes());
+        for file in &files {
+            // Framed by name and length so that no two different sets of files hash alike.
+            hasher.update(b"\0file\0");
+            hasher.update(file.name.as_bytes());
+            hasher.update(b"\0");
+            hasher.update((file.text.len() as u64).to_be_bytes());
+            hasher.update(file.text.as_bytes());
+        }
+        Ok(Policies {
+            slices,
+            sources,
+            names,
+            authorizer: Authorizer::new(),
+            files: files
+                .iter()
+                .map(|f| (f.name.clone(), f.sha256.clone()))
+                .collect(),
+            hash: hex::encode(hasher.finalize()),
+            generated: generated.text,
+            len: policies.len(),
+        })
+    }
+
+    pub fn is_allowed(&self, q: &Query<'_>) -> bool {
+        self.decide(q)
+            .is_ok_and(|(response, _)| response.decision() == Decision::Allow)
+    }
+
+    pub fn explain(&self, q: &Query<'_>) -> Explanation {
+        let (response, set) = match self.decide(q) {
+            Ok(decided) => decided,
+            Err(error) => {
+                return Explanation {
+                    allowed: false,
+                    reasons: Vec::new(),
+                    errors: vec![error],
+                };
+            }
+        };
+        let mut reasons: Vec<Reason> = response
+            .diagnostics()
+            .reason()
+            .map(|id| {
+                let policy = set.policy(id);
+                Reason {
+                    id: id.to_string(),
+                    source: self.sources.get(id).cloned().unwrap_or_default(),
+                    effect: match policy.map(Policy::effect) {
+                        Some(Effect::Forbid) => "forbid".into(),
+                        _ => "permit".into(),
+                    },
+                    text: policy.and_then(Policy::to_cedar).unwrap_or_default(),
+                }
+            })
+            .collect();
+        reasons.sort_by(|a, b| a.id.cmp(&b.id));
+        Explanation {
+            allowed: response.decision() == Decision::Allow,
+            reasons,
+            errors: response
+                .diagnostics()
+                .errors()
+                .map(|e| load::one_line(&e.to_string()))
+                .collect(),
+        }
+    }
+
+    /// `(file name, SHA-256 hex of its bytes)` of each custom file loaded, sorted by name.
+    pub fn files(&self) -> &[(String, String)] {
+        &self.files
+    }
+
+    /// SHA-256 hex over the whole effective policy text (generated, then each custom file with
+    /// its name); the same inputs always give the same hash.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The generated policy text, with comments naming each role file.
+    pub fn generated(&self) -> &str {
+        &self.generated
+    }
+
+    /// The number of policies, generated and custom.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The slice for the query, and the Cedar answer over it.
+    fn decide(&self, q: &Query<'_>) -> Result<(cedar_policy::Response, &PolicySet), String> {
+        let slice = self
+            .slices
+            .get(q.action.index())
+            .ok_or_else(|| format!("no policies for action `{}`", q.action.as_str()))?;
+        let action = self
+            .names
+            .actions
+            .get(q.action.index())
+            .ok_or_else(|| format!("no policies for action `{}`", q.action.as_str()))?;
+        let (set, resource) = if q.action.is_about_a_role() {
+            let role = q.role.ok_or_else(|| {
+                format!(
+                    "action `{}` is about a role and the query names none",
+                    q.action.as_str()
+                )
+            })?;
+            (
+                slice.by_role.get(role).unwrap_or(&slice.any_role),
+                EntityUid::from_type_name_and_id(self.names.role.clone(), EntityId::new(role)),
+            )
+        } else {
+            (&slice.any_role, self.names.installation.clone())
+        };
+        let principal = EntityUid::from_type_name_and_id(
+            self.names.principal.clone(),
+            EntityId::new(q.principal.name.as_str()),
+        );
+        let groups: Vec<EntityUid> = q
+            .principal
+            .groups
+            .iter()
+            .map(|g| {
+                EntityUid::from_type_name_and_id(
+                    self.names.group.clone(),
+                    EntityId::new(g.as_str()),
+                )
+            })
+            .collect();
+        let kind = match q.principal.kind {
+            PrincipalKind::Human => "human",
+            PrincipalKind::Service => "service",
+        };
+        let me = Entity::new_with_tags(
+            principal.clone(),
+            [(
+                "kind".to_owned(),
+                RestrictedExpression::new_string(kind.to_owned()),
+            )],
+            groups.iter().cloned(),
+            [],
+        )
+        .map_err(|e| format!("cannot describe the principal: {e}"))?;
+        // Built without the schema: these entities conform by construction, and checking them
+        // again on every decision would cost more than the decision.
+        let entities = Entities::from_entities(
+            groups
+                .into_iter()
+                .map(|g| Entity::new_no_attrs(g, Default::default()))
+                .chain([me]),
+            None,
+        )
+        .map_err(|e| format!("cannot describe the principal: {e}"))?;
+        let context =
+            Context::from_pairs([("own".to_owned(), RestrictedExpression::new_bool(q.own))])
+                .map_err(|e| format!("cannot build the context: {e}"))?;
+        let request = Request::new(principal, action.clone(), resource, context, None)
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        Ok((self.authorizer.is_authorized(&request, set, &entities), set))
+    }
+}
+
+impl fmt::Debug for Policies {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policies")
+            .field("len", &self.len)
+            .field("files", &self.files)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The policies that can apply to one action.
+struct Slice {
+    /// For a role with no policy of its own for this action (and for installation-wide actions):
+    /// the policies not pinned to one role.
+    any_role: PolicySet,
+    /// For each role some policy is pinned to: those plus `any_role`.
+    by_role: HashMap<String, PolicySet>,
+}
+
+/// Entity type names and uids used on every decision, parsed once.
+struct Names {
+    principal: EntityTypeName,
+    group: EntityTypeName,
+    role: EntityTypeName,
+    installation: EntityUid,
+    /// In the order of [`Action::ALL`].
+    actions: Vec<EntityUid>,
+}
+
+impl Names {
+    fn new() -> Result<Self, PolicyError> {
+        let ty = |name: &str| {
+            EntityTypeName::from_str(name)
+                .map_err(|e| internal(&format!("bad entity type `{name}`: {e}")))
+        };
+        let action = ty("Breakglass::Action")?;
+        Ok(Self {
+            principal: ty("Breakglass::Principal")?,
+            group: ty("Breakglass::Group")?,
+            role: ty("Breakglass::Role")?,
+            installation: EntityUid::from_type_name_and_id(
+                ty("Breakglass::Installation")?,
+                EntityId::new(INSTALLATION),
+            ),
+            actions: Action::ALL
+                .iter()
+                .map(|a| {
+                    EntityUid::from_type_name_and_id(action.clone(), EntityId::new(a.as_str()))
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Where a policy came from, while loading.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// Generated from a role (`Some((id, file))`) or built in (`None`).
+    Generated(Option<&'a (String, String)>),
+    File {
+        file: &'a load::CustomFile,
+        offset: usize,
+    },
+}
+
+impl Origin<'_> {
+    /// As [`Reason::source`] shows it.
+    fn describe(&self, offset: usize) -> String {
+        match self {
+            Self::Generated(Some((role, _))) => format!("generated from role `{role}`"),
+            Self::Generated(None) => "built-in".into(),
+            Self::File { file, .. } => {
+                format!("{}:{}", file.label, load::line_col(&file.text, offset).0)
+            }
+        }
+    }
+
+    /// An error in a generated policy: a bug in breakglass, reported against the role file.
+    fn bug(&self, what: &str) -> PolicyError {
+        let file = match self {
+            Self::Generated(Some((role, file))) if file.is_empty() => format!("role `{role}`"),
+            Self::Generated(Some((_, file))) => file.clone(),
+            Self::Generated(None) => "built-in policies".into(),
+            Self::File { file, .. } => file.path.clone(),
+        };
+        PolicyError {
+            file,
+            line: None,
+            column: None,
+            reason: format!("{what}; this is a bug in breakglass, please report it"),
+        }
+    }
+}
+
+fn schema() -> Result<Schema, PolicyError> {
+    Schema::from_cedarschema_str(SCHEMA)
+        .map(|(schema, _warnings)| schema)
+        .map_err(|e| internal(&format!("the built-in schema does not load: {e}")))
+}
+
+/// Strict validation of the whole set. Cedar's warnings count as errors too: they flag a policy
+/// that can never apply (a `forbid` that silently protects nothing) or text that reads
+/// differently than it evaluates (bidirectional or confusable characters). The first problem,
+/// by load order then line, is returned with a count of the others.
+fn validate(
+    schema: &Schema,
+    all: &PolicySet,
+    policies: &[(Policy, Origin<'_>)],
+) -> Result<(), PolicyError> {
+    let result = Validator::new(schema.clone()).validate(all, ValidationMode::Strict);
+    if result.validation_passed_without_warnings() {
+        return Ok(());
+    }
+    let order: HashMap<&PolicyId, (usize, Origin<'_>)> = policies
+        .iter()
+        .enumerate()
+        .map(|(i, (p, origin))| (p.id(), (i, *origin)))
+        .collect();
+    let problems = result
+        .validation_errors()
+        .map(|e| (e.policy_id(), DetailedError::from(e)))
+        .chain(
+            result
+                .validation_warnings()
+                .map(|w| (w.policy_id(), DetailedError::from(w))),
+        );
+    let mut errors: Vec<(usize, u32, PolicyError)> = problems
+        .map(|(id, d)| match order.get(id) {
+            Some((i, origin @ Origin::Generated(_))) => (
+                *i,
+                0,
+                origin.bug(&format!(
+                    "a generated policy is invalid: {}",
+                    load::sentence(&d)
+                )),
+            ),
+            Some((i, Origin::File { file, offset })) => {
+                let error = load::file_error(file, &d, *offset);
+                (*i, error.line.unwrap_or_default(), error)
+            }
+            None => (usize::MAX, 0, internal(&load::sentence(&d))),
+        })
+        .collect();
+    errors.sort_by_key(|(i, line, _)| (*i, *line));
+    let more = errors.len().saturating_sub(1);
+    let Some((_, _, mut first)) = errors.into_iter().next() else {
+        return Ok(());
+    };
+    if more > 0 {
+        first.reason.push_str(&format!(
+            " ({more} more {} after this one)",
+            if more == 1 { "problem" } else { "problems" }
+        ));
+    }
+    Err(first)
+}
+
+/// Distributes the policies into per-action, per-role slices (see the module docs for why this
+/// keeps every decision exact).
+fn slice(names: &Names, policies: &[(Policy, Origin<'_>)]) -> Result<Vec<Slice>, PolicyError> {
+    let mut any_role: Vec<Vec<Policy>> = vec![Vec::new(); Action::ALL.len()];
+    let mut pinned: Vec<HashMap<String, Vec<Policy>>> = vec![HashMap::new(); Action::ALL.len()];
+    for (policy, _) in policies {
+        let actions: Vec<Action> = match policy.action_constraint() {
+            ActionConstraint::Any => Action::ALL.to_vec(),
+            ActionConstraint::Eq(uid) => action_of(&uid).into_iter().collect(),
+            ActionConstraint::In(uids) => uids.iter().filter_map(action_of).collect(),
+        };
+        let role = match policy.resource_constraint() {
+            ResourceConstraint::Eq(uid) | ResourceConstraint::In(uid)
+                if uid.type_name() == &names.role =>
+            {
+                Some(uid.id().unescaped().to_owned())
+            }
+            _ => None,
+        };
+        for action in actions {
+            match &role {
+                // Pinned to a role, yet about the installation: can never apply.
+                Some(_) if !action.is_about_a_role() => {}
+                Some(role) => {
+                    if let Some(by_role) = pinned.get_mut(action.index()) {
+                        by_role
+                            .entry(role.clone())
+                            .or_default()
+                            .push(policy.clone());
+                    }
+                }
+                None => {
+                    if let Some(list) = any_role.get_mut(action.index()) {
+                        list.push(policy.clone());
+                    }
+                }
+            }
+        }
+    }
+    let set = |policies: Vec<Policy>| {
+        PolicySet::from_policies(policies)
+            .map_err(|e| internal(&format!("cannot assemble a policy slice: {e}")))
+    };
+    any_role
+        .into_iter()
+        .zip(pinned)
+        .map(|(common, by_role)| {
+            let by_role = by_role
+                .into_iter()
+                .map(|(role, own)| Ok((role, set(common.iter().cloned().chain(own).collect())?)))
+                .collect::<Result<HashMap<_, _>, PolicyError>>()?;
+            Ok(Slice {
+                any_role: set(common)?,
+                by_role,
+            })
+        })
+        .collect()
+}
+
+/// The action a `Breakglass::Action` uid names (validation has already refused any other).
+fn action_of(uid: &EntityUid) -> Option<Action> {
+    Action::parse(uid.id().unescaped())
+}
+
+fn internal(what: &str) -> PolicyError {
+    PolicyError {
+        file: "built-in policies".into(),
+        line: None,
+        column: None,
+        reason: format!("{what}; this is a bug in breakglass, please report it"),
+    }
+}
+
+/// `:line:column`, `:line` or nothing.
+fn position(line: Option<u32>, column: Option<u32>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
