@@ -158,6 +158,15 @@ pub enum EventKind {
         old_hash: Option<String>,
         new_hash: String,
     },
+    /// The authorization policy in force changed (its role-generated part or a custom
+    /// `policies/*.cedar` file), seen at start or on reload. `files` names each custom file with
+    /// the SHA-256 of its bytes.
+    #[serde(rename = "policy.changed")]
+    PolicyChanged {
+        old_hash: Option<String>,
+        new_hash: String,
+        files: Vec<String>,
+    },
     #[serde(rename = "principal.created")]
     PrincipalCreated {
         name: String,

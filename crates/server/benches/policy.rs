@@ -16,7 +16,7 @@
     reason = "a benchmark fails loudly"
 )]
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -116,24 +116,56 @@ struct Ask {
     own: bool,
 }
 
-fn asks(rng: &mut Rng, roles: usize, n: usize) -> Vec<Ask> {
+/// The questions: every action, a role picked at random (one in fifty does not exist), and half
+/// of the time a principal the role names for that action, so that allows and denies both occur.
+fn asks(rng: &mut Rng, people: &[Principal], roles: usize, n: usize) -> Vec<Ask> {
+    let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in people.iter().enumerate() {
+        for g in &p.groups {
+            members.entry(g.as_str()).or_default().push(i);
+        }
+    }
     (0..n)
         .map(|_| {
             let action = Action::ALL[rng.below(Action::ALL.len())];
-            let role = match action {
-                Action::ReadAudit | Action::Administer => None,
-                // One in fifty asks about a role that does not exist.
-                _ if rng.below(50) == 0 => Some("gone".to_owned()),
-                _ => Some(format!("role-{}", rng.below(roles))),
+            let r = rng.below(roles);
+            let (role, group) = match action {
+                Action::ReadAudit | Action::Administer => (None, None),
+                _ if rng.below(50) == 0 => (Some("gone".to_owned()), None),
+                Action::Approve | Action::Revoke | Action::Review => (
+                    Some(format!("role-{r}")),
+                    Some(format!("lead-{}", r % LEADS)),
+                ),
+                _ => (
+                    Some(format!("role-{r}")),
+                    Some(format!("team-{}", r % TEAMS)),
+                ),
+            };
+            let insiders = group
+                .as_deref()
+                .and_then(|g| members.get(g))
+                .filter(|m| !m.is_empty() && rng.below(2) == 0);
+            let principal = match insiders {
+                Some(m) => m[rng.below(m.len())],
+                None => rng.below(PRINCIPALS),
             };
             Ask {
-                principal: rng.below(PRINCIPALS),
+                principal,
                 action,
                 role,
                 own: rng.below(5) == 0,
             }
         })
         .collect()
+}
+
+fn query<'a>(people: &'a [Principal], a: &'a Ask) -> Query<'a> {
+    Query {
+        principal: &people[a.principal],
+        action: a.action,
+        role: a.role.as_deref(),
+        own: a.own,
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -190,22 +222,16 @@ fn main() {
         let policies = Policies::build(facts(), None).unwrap();
         let build = start.elapsed();
 
-        let warm = asks(&mut rng, size, WARM_UP);
-        let measured = asks(&mut rng, size, n);
-        let query = |a: &Ask| Query {
-            principal: &people[a.principal],
-            action: a.action,
-            role: a.role.as_deref(),
-            own: a.own,
-        };
+        let warm = asks(&mut rng, &people, size, WARM_UP);
+        let measured = asks(&mut rng, &people, size, n);
         for a in &warm {
-            black_box(policies.is_allowed(&query(a)));
+            black_box(policies.is_allowed(&query(&people, a)));
         }
         let mut times = Vec::with_capacity(n);
         let mut allowed = 0usize;
         let wall = Instant::now();
         for a in &measured {
-            let q = query(a);
+            let q = query(&people, a);
             let start = Instant::now();
             let ok = policies.is_allowed(black_box(&q));
             times.push(start.elapsed());

@@ -250,14 +250,20 @@ impl Alerting {
 
     fn severity(kind: &str) -> Severity {
         match kind {
-            "grant.activated" | "grant.failed" | "alert.failed" | "target.orphan_removed" => {
-                Severity::High
-            }
+            "grant.activated"
+            | "grant.emergency_activated"
+            | "grant.failed"
+            | "alert.failed"
+            | "target.orphan_removed"
+            | "auth.locked" => Severity::High,
             "grant.expiring_soon"
             | "grant.revoked"
             | "grant.denied"
             | "role.changed"
-            | "config.changed" => Severity::Warning,
+            | "config.changed"
+            | "policy.changed"
+            | "user.totp_reset"
+            | "user.disabled" => Severity::Warning,
             _ => Severity::Info,
         }
     }
@@ -279,11 +285,16 @@ impl Alerting {
             | "grant.revoked" => {
                 out.extend(role_alerts.iter().cloned());
             }
-            "grant.activated" | "grant.failed" | "role.changed" => {
+            "grant.activated" | "grant.emergency_activated" | "grant.failed" | "role.changed" => {
                 out.extend(role_alerts.iter().cloned());
                 out.extend(self.always.iter().cloned());
             }
-            "target.orphan_removed" | "config.changed" => {
+            "target.orphan_removed"
+            | "config.changed"
+            | "policy.changed"
+            | "auth.locked"
+            | "user.totp_reset"
+            | "user.disabled" => {
                 out.extend(self.always.iter().cloned());
             }
             "alert.failed" => {
@@ -346,11 +357,29 @@ impl Alerting {
             .unwrap_or_default();
         let f = |k: &str| text(b, k).unwrap_or_default();
         let summary = match e.kind.as_str() {
+            "grant.requested" if b.get("emergency") == Some(&Value::Bool(true)) => format!(
+                "EMERGENCY: {who} self-activates {role} for {}: {}{inc} (no approver)",
+                f("duration"),
+                f("reason")
+            ),
             "grant.requested" => format!(
                 "{who} requests {role} for {}: {}{inc} (waiting for approval)",
                 f("duration"),
                 f("reason")
             ),
+            "grant.emergency_activated" => format!(
+                "EMERGENCY self-activation of {role} by {who}{inc}, with no approver; a review by someone else is owed by {}",
+                f("review_due")
+            ),
+            "auth.locked" => format!(
+                "sign-in locked for {} until {} after {} failures",
+                f("subject"),
+                f("until"),
+                f("failures")
+            ),
+            "policy.changed" => format!("the authorization policy changed ({})", f("new_hash")),
+            "user.totp_reset" => format!("the authenticator of {} was reset", f("principal")),
+            "user.disabled" => format!("{} disabled: {}", f("principal"), f("disabled")),
             "grant.approved" => {
                 format!("{} approved {who}'s request for {role}{inc}", f("approver"))
             }
@@ -395,7 +424,12 @@ impl Alerting {
             id: format!("{origin}:{}:{channel}", e.seq),
             event: e.kind.clone(),
             seq: e.seq,
-            severity: Self::severity(&e.kind),
+            // Everything about an emergency use is loud.
+            severity: if b.get("emergency") == Some(&Value::Bool(true)) {
+                Severity::High
+            } else {
+                Self::severity(&e.kind)
+            },
             summary: format!("breakglass: {summary}"),
             fields,
             time: e.time,

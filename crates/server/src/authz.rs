@@ -22,7 +22,7 @@ pub fn build(roles: &RoleSet, dir: Option<&Path>) -> Result<Policies, PolicyErro
     )
 }
 
-/// Records the effective policy's hash; a change is a `config.changed` event for `policies`.
+/// Records the effective policy's hash; a change is a `policy.changed` event.
 pub async fn record(
     store: &dyn breakglass_store::Store,
     policies: &Policies,
@@ -36,17 +36,18 @@ pub async fn record(
     if old.as_deref() == Some(policies.hash()) {
         return Ok(false);
     }
-    let file = dir.map_or_else(
-        || "policies (generated from the roles)".to_owned(),
-        |d| d.display().to_string(),
-    );
+    let _ = dir;
     let event = EventDraft::new(
         Actor::System("policy"),
         None,
-        EventKind::ConfigChanged {
-            file,
+        EventKind::PolicyChanged {
             old_hash: old,
             new_hash: policies.hash().to_owned(),
+            files: policies
+                .files()
+                .iter()
+                .map(|(f, h)| format!("{f} sha256:{h}"))
+                .collect(),
         },
     );
     store

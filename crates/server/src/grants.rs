@@ -47,11 +47,13 @@ impl Broker {
     ) -> Result<Grant, BrokerError> {
         let roles = self.roles();
         let role = roles.require(role)?;
-        self.authorize(caller, Action::Request, Some(role.id.as_str()), false)?;
         let now = self.clock.now();
         let mut id = [0u8; 16];
         getrandom::fill(&mut id).map_err(|_| crate::sealing::SealError::Random)?;
+        // The core's refusal (not a requester, a bad field) says most precisely what is wrong;
+        // policy is asked about what the role file allows, and can only narrow it.
         let tr = Grant::request(GrantId::from_bytes(id), role, &caller.principal, input, now)?;
+        self.authorize(caller, Action::Request, Some(role.id.as_str()), false)?;
         self.store.insert_grant(&tr.grant, &tr.events, now).await?;
         self.metrics.requested();
         tracing::info!(grant = %tr.grant.id, role = %role.id, requester = %caller.principal.name, "grant requested");
@@ -110,6 +112,19 @@ impl Broker {
         self.settled(gid, res).await
     }
 
+    /// Policy's say on an approval or denial. Someone the role file does not make an approver,
+    /// and a requester deciding their own request, get the core's more precise refusal instead
+    /// (policy can only narrow who approves).
+    fn authorize_approver(&self, caller: &Caller, g: &Grant, own: bool) -> Result<(), AccessError> {
+        let roles = self.roles();
+        match roles.get(g.role.as_str()) {
+            Some(role) if role.may_approve(&caller.principal) && !own => {
+                self.authorize(caller, Action::Approve, Some(g.role.as_str()), own)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The grant `id` and whether it is the caller's own.
     async fn grant_and_owner(&self, caller: &Caller, id: GrantId) -> Result<(Grant, bool), BrokerError> {
         let g = self.load(id).await?.grant;
@@ -126,7 +141,7 @@ impl Broker {
         comment: Option<String>,
     ) -> Result<Grant, BrokerError> {
         let (g, own) = self.grant_and_owner(caller, id).await?;
-        self.authorize(caller, Action::Approve, Some(g.role.as_str()), own)?;
+        self.authorize_approver(caller, &g, own)?;
         self.require_step_up(caller, "approve", self.roles().get(g.role.as_str()))?;
         self.still_allowed(caller, id).await?;
         let roles = self.roles();
@@ -175,7 +190,7 @@ impl Broker {
         reason: &str,
     ) -> Result<Grant, BrokerError> {
         let (g, own) = self.grant_and_owner(caller, id).await?;
-        self.authorize(caller, Action::Approve, Some(g.role.as_str()), own)?;
+        self.authorize_approver(caller, &g, own)?;
         let roles = self.roles();
         let (sg, _) = self
             .decide(id, |g, now| {

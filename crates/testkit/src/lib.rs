@@ -498,7 +498,7 @@ impl Broker {
         }
         let added = self.cli_json(&self.admin_token, &args);
         let initial = added["initial_password"].as_str().unwrap_or_default();
-        let password = format!("{name}-chosen-password-{}", unix_secs());
+        let password = format!("correct-horse-battery-{}", unix_secs());
         let first = self.secret_file(initial);
         let chosen = self.secret_file(&password);
         let r = self.cli_anonymous(&[

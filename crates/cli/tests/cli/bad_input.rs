@@ -271,8 +271,8 @@ fn refused_requests_change_nothing_and_say_what_to_do() {
         a,
         &["users", "add", "eve"],
         4,
-        "`alice` may not add users",
-        "admins",
+        "policy does not allow `alice` to `administer` on this installation",
+        "breakglass policy explain --principal alice --action administer",
     );
     refused(
         &w,
@@ -453,7 +453,7 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
     );
 
     let t =
-        w.bg.cli_json(&w.bg.admin_token, &["tokens", "create", "--user", "alice"]);
+        w.bg.cli_json(&w.alice, &["tokens", "create", "--user", "alice"]);
     let (tid, tok) = (
         t["id"].as_str().unwrap().to_owned(),
         t["token"].as_str().unwrap().to_owned(),
@@ -470,7 +470,7 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
     );
     // revoking a leaked token by pasting the whole token works, and the secret goes nowhere
     let leaked =
-        w.bg.cli_json(&w.bg.admin_token, &["tokens", "create", "--user", "alice"]);
+        w.bg.cli_json(&w.alice, &["tokens", "create", "--user", "alice"]);
     let leaked = leaked["token"].as_str().unwrap().to_owned();
     let r = w.bg.cli(
         &w.bg.admin_token,
@@ -514,7 +514,7 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
     );
 
     let t = w.bg.cli_json(
-        &w.bg.admin_token,
+        &w.alice,
         &["tokens", "create", "--user", "alice", "--ttl", "1s"],
     );
     let tok = t["token"].as_str().unwrap().to_owned();
@@ -530,7 +530,7 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
     );
 
     let r = w.bg.cli(
-        &w.bg.admin_token,
+        &w.alice,
         &["tokens", "create", "--user", "alice", "--ttl", "400d"],
     );
     assert_eq!(r.code, 6, "{r:?}");

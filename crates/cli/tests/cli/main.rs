@@ -379,7 +379,8 @@ fn revoke_ends_a_grant_early_everywhere() {
     let r = w.bg.cli(&stranger, &["revoke", &id, "--reason", "x"]);
     assert_eq!(r.code, 4, "{r:?}");
     assert!(
-        r.stderr.contains("`mallory` may not revoke grant"),
+        r.stderr
+            .contains("policy does not allow `mallory` to `revoke` on role `prod-db-admin`"),
         "{}",
         r.stderr
     );

@@ -1,6 +1,11 @@
-//! Cedar policy text generated from the role files, plus the built-in rules every installation
-//! has. The text is meant to be read (`policy show` prints it): one commented section per role,
-//! one `@id`-annotated policy per subject and action.
+//! The policies generated from the role files, plus the built-in rules every installation has.
+//!
+//! Every role policy has one of a few shapes ("members of `S` may `A` on role `R`"), so each
+//! shape is a Cedar template and each role policy a link of it: linking costs no parsing and
+//! strict validation checks a template once, which keeps loading a thousand roles fast. What is
+//! shown to people ([`Generated::text`], `policy show`) is the same policies written out as
+//! plain Cedar, one commented section per role and one `@id`-annotated policy per subject and
+//! action; a test checks that the written text and the links are the same policies.
 
 use std::fmt::Write as _;
 
@@ -8,38 +13,87 @@ use breakglass_core::{ADMIN_GROUP, AUDITOR_GROUP, Subject};
 
 use super::RoleFacts;
 
-/// Generated text, split into the pieces that are parsed one by one so that a failure names
-/// the role it came from.
+/// The actions role files give, in the order they are generated.
+const ROLE_ACTIONS: [&str; 6] = [
+    "request",
+    "emergency",
+    "approve",
+    "revoke",
+    "review",
+    "read",
+];
+
+/// What the role files and the built-in rules generate.
 pub(super) struct Generated {
-    /// Everything, in order: what `Policies::generated` returns.
+    /// Everything, written out as readable Cedar: what `Policies::generated` returns.
     pub(super) text: String,
-    pub(super) chunks: Vec<Chunk>,
+    /// The built-in rules, static policies to parse.
+    pub(super) builtin: String,
+    pub(super) roles: Vec<RolePolicies>,
 }
 
-/// The policies of one role, or the built-in ones.
-pub(super) struct Chunk {
-    /// `Some((role id, role file))`, or `None` for the built-in rules.
-    pub(super) role: Option<(String, String)>,
+/// The policies of one role.
+pub(super) struct RolePolicies {
+    pub(super) id: String,
+    /// The role file, for messages.
+    pub(super) file: String,
+    pub(super) links: Vec<Link>,
+}
+
+/// One role policy: a link of the template for its action and kind of subject.
+pub(super) struct Link {
+    /// E.g. `role:db:request:group:sre`.
+    pub(super) id: String,
+    /// The id of the template to link, see [`templates`].
+    pub(super) template: String,
+    pub(super) subject: Subject,
+    /// The policy written out as Cedar, with its `@id`.
     pub(super) text: String,
 }
 
 pub(super) fn generate<'a>(roles: impl IntoIterator<Item = RoleFacts<'a>>) -> Generated {
-    let mut chunks = vec![Chunk {
-        role: None,
-        text: builtin(),
-    }];
+    let builtin = builtin();
+    let mut text = builtin.clone();
+    let mut out = Vec::new();
     for facts in roles {
-        chunks.push(Chunk {
-            role: Some((facts.role.id.to_string(), facts.role.file.clone())),
-            text: role_policies(&facts),
-        });
+        let role = role_policies(&facts);
+        let _ = writeln!(
+            text,
+            "\n// Role {}, from role file {}.",
+            quote(&role.id),
+            quote(&role.file)
+        );
+        for link in &role.links {
+            text.push_str(&link.text);
+            text.push('\n');
+        }
+        out.push(role);
     }
-    let text = chunks
-        .iter()
-        .map(|c| c.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
-    Generated { text, chunks }
+    Generated {
+        text,
+        builtin,
+        roles: out,
+    }
+}
+
+/// The templates role policies link, one per action and kind of subject, each with its id as
+/// `@id`.
+pub(super) fn templates() -> String {
+    let mut out = String::new();
+    for action in ROLE_ACTIONS {
+        for (kind, op) in [("user", "=="), ("group", "in")] {
+            let _ = writeln!(
+                out,
+                "@id(\"{}\")\npermit(principal {op} ?principal, action == Breakglass::Action::\"{action}\", resource == ?resource);",
+                template_id(action, kind)
+            );
+        }
+    }
+    out
+}
+
+fn template_id(action: &str, kind: &str) -> String {
+    format!("template:{action}:{kind}")
 }
 
 /// The rules that do not depend on any role file.
@@ -89,52 +143,61 @@ when {{ principal.kind == "service" }};
     )
 }
 
-/// The policies one role file implies, in the order request, emergency, approve, revoke, review,
-/// read.
-fn role_policies(facts: &RoleFacts<'_>) -> String {
+/// The policies one role file implies, in the order of [`ROLE_ACTIONS`]: requesters request
+/// (and, when allowed, raise emergencies), approvers approve and revoke, approvers and the owner
+/// review, and all of them read.
+fn role_policies(facts: &RoleFacts<'_>) -> RolePolicies {
     let role = facts.role;
     let id = role.id.as_str();
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "// Role {}, from role file {}.",
-        quote(id),
-        quote(&role.file)
-    );
-    let approvers_and_owner = dedup(role.approvers.iter().chain([&role.owner]));
+    let requesters = dedup(&role.requesters);
+    let approvers = dedup(&role.approvers);
+    let reviewers = dedup(role.approvers.iter().chain([&role.owner]));
     let readers = dedup(
         role.requesters
             .iter()
             .chain(&role.approvers)
             .chain([&role.owner]),
     );
-    let mut rules: Vec<(&str, Vec<&Subject>)> = vec![("request", dedup(&role.requesters))];
-    if facts.emergency_allowed {
-        rules.push(("emergency", dedup(&role.requesters)));
-    }
-    rules.push(("approve", dedup(&role.approvers)));
-    rules.push(("revoke", dedup(&role.approvers)));
-    rules.push(("review", approvers_and_owner));
-    rules.push(("read", readers));
-    for (action, subjects) in rules {
+    let none = Vec::new();
+    let mut links = Vec::new();
+    for action in ROLE_ACTIONS {
+        let subjects = match action {
+            "request" => &requesters,
+            "emergency" if facts.emergency_allowed => &requesters,
+            "approve" | "revoke" => &approvers,
+            "review" => &reviewers,
+            "read" => &readers,
+            _ => &none,
+        };
         for subject in subjects {
-            let principal = match subject {
-                Subject::User(n) => {
-                    format!("principal == Breakglass::Principal::{}", quote(n.as_str()))
-                }
-                Subject::Group(g) => {
-                    format!("principal in Breakglass::Group::{}", quote(g.as_str()))
-                }
+            let (kind, principal) = match subject {
+                Subject::User(n) => (
+                    "user",
+                    format!("principal == Breakglass::Principal::{}", quote(n.as_str())),
+                ),
+                Subject::Group(g) => (
+                    "group",
+                    format!("principal in Breakglass::Group::{}", quote(g.as_str())),
+                ),
             };
-            let _ = writeln!(
-                out,
-                "@id({})\npermit({principal}, action == Breakglass::Action::\"{action}\", resource == Breakglass::Role::{});",
-                quote(&format!("role:{id}:{action}:{subject}")),
-                quote(id),
-            );
+            let policy_id = format!("role:{id}:{action}:{subject}");
+            links.push(Link {
+                text: format!(
+                    "@id({})\npermit({principal}, action == Breakglass::Action::\"{action}\", resource == Breakglass::Role::{});",
+                    quote(&policy_id),
+                    quote(id),
+                ),
+                id: policy_id,
+                template: template_id(action, kind),
+                subject: (*subject).clone(),
+            });
         }
     }
-    out
+    RolePolicies {
+        id: id.to_owned(),
+        file: role.file.clone(),
+        links,
+    }
 }
 
 /// The subjects in their first order, each once.

@@ -1,11 +1,11 @@
 //! Authorization by Cedar policy: who may request, approve, revoke, review and read a role's
 //! grants, and who may read the audit trail and administer breakglass.
 //!
-//! The policies are generated from the role files (see `generate.rs`, and [`Policies::generated`]
-//! for the text) plus the operator's own `*.cedar` files from a policies directory. All of them
-//! are validated against `schema.cedarschema` in strict mode when they load, so a policy naming
-//! an unknown action, entity type or attribute is refused at load instead of silently never
-//! matching. A load is all or nothing: the first error names its file, line and column.
+//! The policies are generated from the role files ([`Policies::generated`] shows them) plus the
+//! operator's own `*.cedar` files from a policies directory. All of them are validated against
+//! `schema.cedarschema` in strict mode when they load, so a policy naming an unknown action,
+//! entity type or attribute, or one that can never apply, is refused at load instead of silently
+//! never matching. A load is all or nothing: the first problem names its file, line and column.
 //!
 //! Decisions follow Cedar: a satisfied `forbid` beats any `permit`, and what nothing permits is
 //! denied. With thousands of roles the whole set would be evaluated for every decision, so the
@@ -24,12 +24,12 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr as _;
 
-use breakglass_core::{Principal, PrincipalKind, Role};
+use breakglass_core::{Principal, PrincipalKind, Role, Subject};
 use cedar_policy::ffi::DetailedError;
 use cedar_policy::{
     ActionConstraint, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Request, ResourceConstraint,
-    RestrictedExpression, Schema, ValidationMode, Validator,
+    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PolicySetError, Request,
+    ResourceConstraint, RestrictedExpression, Schema, SlotId, Template, ValidationMode, Validator,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -113,8 +113,8 @@ pub struct Query<'a> {
 pub struct Policies {
     /// One per action, in the order of [`Action::ALL`].
     slices: Vec<Slice>,
-    /// Where each policy came from, by id, as [`Reason::source`] shows it.
-    sources: HashMap<PolicyId, String>,
+    /// Where each policy came from and its text, by id.
+    known: HashMap<PolicyId, Known>,
     names: Names,
     authorizer: Authorizer,
     files: Vec<(String, String)>,
@@ -175,59 +175,112 @@ impl Policies {
             None => Vec::new(),
         };
 
-        let mut policies: Vec<(Policy, Origin<'_>)> = Vec::new();
-        let mut sources: HashMap<PolicyId, String> = HashMap::new();
-        for chunk in &generated.chunks {
-            let origin = Origin::Generated(chunk.role.as_ref());
-            let set = PolicySet::from_str(&chunk.text).map_err(|errors| {
-                let reason = errors
-                    .iter()
-                    .next()
-                    .map(|e| load::sentence(&DetailedError::from(e)))
-                    .unwrap_or_default();
-                origin.bug(&format!("a generated policy does not parse: {reason}"))
-            })?;
-            // In text order: Cedar names the statements `policy0`, `policy1`, …
-            let in_order = (0..set.num_of_policies())
-                .filter_map(|n| set.policy(&PolicyId::new(format!("policy{n}"))));
-            for policy in in_order {
-                let Some(id) = policy.annotation("id") else {
-                    return Err(origin.bug("a generated policy has no `@id`"));
-                };
-                let id = PolicyId::new(id);
-                if sources.contains_key(&id) {
+        let mut all = PolicySet::new();
+        // Every policy and template in load order, with where it came from.
+        let mut order: Vec<(PolicyId, Origin<'_>)> = Vec::new();
+        let mut known: HashMap<PolicyId, Known> = HashMap::new();
+
+        let builtin = parse_generated(&generated.builtin, Origin::Builtin)?;
+        for policy in builtin.policies {
+            let id = policy.id().clone();
+            known.insert(
+                id.clone(),
+                Known {
+                    source: "built-in".into(),
+                    text: policy.to_cedar().unwrap_or_default(),
+                },
+            );
+            all.add(policy)
+                .map_err(|e| Origin::Builtin.bug(&format!("cannot add policy `{id}`: {e}")))?;
+            order.push((id, Origin::Builtin));
+        }
+        for template in parse_generated(&generate::templates(), Origin::Template)?.templates {
+            let id = template.id().clone();
+            known.insert(
+                id.clone(),
+                Known {
+                    source: "built-in template".into(),
+                    text: template.to_cedar(),
+                },
+            );
+            all.add_template(template)
+                .map_err(|e| Origin::Template.bug(&format!("cannot add template `{id}`: {e}")))?;
+            order.push((id, Origin::Template));
+        }
+        for role in &generated.roles {
+            let origin = Origin::Role(role);
+            let resource =
+                EntityUid::from_type_name_and_id(names.role.clone(), EntityId::new(&role.id));
+            for link in &role.links {
+                let id = PolicyId::new(&link.id);
+                if known.contains_key(&id) {
                     return Err(origin.bug(&format!("policy id `{id}` is generated twice")));
                 }
-                sources.insert(id.clone(), origin.describe(0));
-                policies.push((policy.new_id(id), origin));
+                let principal = match &link.subject {
+                    Subject::User(n) => EntityUid::from_type_name_and_id(
+                        names.principal.clone(),
+                        EntityId::new(n.as_str()),
+                    ),
+                    Subject::Group(g) => EntityUid::from_type_name_and_id(
+                        names.group.clone(),
+                        EntityId::new(g.as_str()),
+                    ),
+                };
+                all.link(
+                    PolicyId::new(&link.template),
+                    id.clone(),
+                    HashMap::from([
+                        (SlotId::principal(), principal),
+                        (SlotId::resource(), resource.clone()),
+                    ]),
+                )
+                .map_err(|e| origin.bug(&format!("cannot generate policy `{id}`: {e}")))?;
+                known.insert(
+                    id.clone(),
+                    Known {
+                        source: format!("generated from role `{}`", role.id),
+                        text: link.text.clone(),
+                    },
+                );
+                order.push((id, origin));
             }
         }
         for file in &files {
             for parsed in load::parse(file)? {
                 let id = parsed.policy.id().clone();
-                let origin = Origin::File {
-                    file,
-                    offset: parsed.offset,
-                };
-                if let Some(other) = sources.get(&id) {
+                if let Some(other) = known.get(&id) {
                     return Err(load::at(
                         file,
                         parsed.offset,
                         format!(
-                            "policy id `{id}` is already used by the policy from {other}; give each policy its own `@id`"
+                            "policy id `{id}` is already used by the policy from {}; give each policy its own `@id`",
+                            other.source
                         ),
                     ));
                 }
-                sources.insert(id, origin.describe(parsed.offset));
-                policies.push((parsed.policy, origin));
+                let (line, _) = load::line_col(&file.text, parsed.offset);
+                known.insert(
+                    id.clone(),
+                    Known {
+                        source: format!("{}:{line}", file.label),
+                        text: parsed.policy.to_cedar().unwrap_or_default(),
+                    },
+                );
+                all.add(parsed.policy)
+                    .map_err(|e| load::at(file, parsed.offset, load::one_line(&e.to_string())))?;
+                order.push((
+                    id,
+                    Origin::File {
+                        file,
+                        offset: parsed.offset,
+                    },
+                ));
             }
         }
 
-        let all = PolicySet::from_policies(policies.iter().map(|(p, _)| p.clone()))
-            .map_err(|e| internal(&format!("cannot assemble the policy set: {e}")))?;
-        validate(&schema, &all, &policies)?;
+        validate(&schema, &all, &order)?;
+        let slices = slice(&names, &all, &order)?;
 
-        let slices = slice(&names, &policies)?;
         let mut hasher = Sha256::new();
         hasher.update(generated.text.as_bytes());
         for file in &files {
@@ -240,7 +293,7 @@ impl Policies {
         }
         Ok(Policies {
             slices,
-            sources,
+            known,
             names,
             authorizer: Authorizer::new(),
             files: files
@@ -249,7 +302,7 @@ impl Policies {
                 .collect(),
             hash: hex::encode(hasher.finalize()),
             generated: generated.text,
-            len: policies.len(),
+            len: all.num_of_policies(),
         })
     }
 
@@ -273,15 +326,15 @@ impl Policies {
             .diagnostics()
             .reason()
             .map(|id| {
-                let policy = set.policy(id);
+                let known = self.known.get(id);
                 Reason {
                     id: id.to_string(),
-                    source: self.sources.get(id).cloned().unwrap_or_default(),
-                    effect: match policy.map(Policy::effect) {
+                    source: known.map(|k| k.source.clone()).unwrap_or_default(),
+                    effect: match set.policy(id).map(Policy::effect) {
                         Some(Effect::Forbid) => "forbid".into(),
                         _ => "permit".into(),
                     },
-                    text: policy.and_then(Policy::to_cedar).unwrap_or_default(),
+                    text: known.map(|k| k.text.clone()).unwrap_or_default(),
                 }
             })
             .collect();
@@ -449,11 +502,19 @@ impl Names {
     }
 }
 
-/// Where a policy came from, while loading.
+/// What [`Reason`] says of a policy.
+struct Known {
+    /// `built-in`, `generated from role `R`` or `policies/x.cedar:12`.
+    source: String,
+    text: String,
+}
+
+/// Where a policy or template came from, while loading.
 #[derive(Clone, Copy)]
 enum Origin<'a> {
-    /// Generated from a role (`Some((id, file))`) or built in (`None`).
-    Generated(Option<&'a (String, String)>),
+    Builtin,
+    Template,
+    Role(&'a generate::RolePolicies),
     File {
         file: &'a load::CustomFile,
         offset: usize,
@@ -461,23 +522,12 @@ enum Origin<'a> {
 }
 
 impl Origin<'_> {
-    /// As [`Reason::source`] shows it.
-    fn describe(&self, offset: usize) -> String {
-        match self {
-            Self::Generated(Some((role, _))) => format!("generated from role `{role}`"),
-            Self::Generated(None) => "built-in".into(),
-            Self::File { file, .. } => {
-                format!("{}:{}", file.label, load::line_col(&file.text, offset).0)
-            }
-        }
-    }
-
     /// An error in a generated policy: a bug in breakglass, reported against the role file.
     fn bug(&self, what: &str) -> PolicyError {
         let file = match self {
-            Self::Generated(Some((role, file))) if file.is_empty() => format!("role `{role}`"),
-            Self::Generated(Some((_, file))) => file.clone(),
-            Self::Generated(None) => "built-in policies".into(),
+            Self::Builtin | Self::Template => "built-in policies".into(),
+            Self::Role(role) if role.file.is_empty() => format!("role `{}`", role.id),
+            Self::Role(role) => role.file.clone(),
             Self::File { file, .. } => file.path.clone(),
         };
         PolicyError {
@@ -487,6 +537,44 @@ impl Origin<'_> {
             reason: format!("{what}; this is a bug in breakglass, please report it"),
         }
     }
+}
+
+/// Static policies and templates parsed from generated text, in text order, each renamed to its
+/// `@id`.
+struct ParsedText {
+    policies: Vec<Policy>,
+    templates: Vec<Template>,
+}
+
+fn parse_generated(text: &str, origin: Origin<'_>) -> Result<ParsedText, PolicyError> {
+    let set = PolicySet::from_str(text).map_err(|errors| {
+        let reason = errors
+            .iter()
+            .next()
+            .map(|e| load::sentence(&DetailedError::from(e)))
+            .unwrap_or_default();
+        origin.bug(&format!("generated policy text does not parse: {reason}"))
+    })?;
+    let mut out = ParsedText {
+        policies: Vec::new(),
+        templates: Vec::new(),
+    };
+    // Cedar names the statements of a text `policy0`, `policy1`, … in order.
+    for n in 0..set.num_of_policies() + set.num_of_templates() {
+        let cedar_id = PolicyId::new(format!("policy{n}"));
+        if let Some(policy) = set.policy(&cedar_id) {
+            let id = policy
+                .annotation("id")
+                .ok_or_else(|| origin.bug("a generated policy has no `@id`"))?;
+            out.policies.push(policy.new_id(PolicyId::new(id)));
+        } else if let Some(template) = set.template(&cedar_id) {
+            let id = template
+                .annotation("id")
+                .ok_or_else(|| origin.bug("a generated template has no `@id`"))?;
+            out.templates.push(template.new_id(PolicyId::new(id)));
+        }
+    }
+    Ok(out)
 }
 
 fn schema() -> Result<Schema, PolicyError> {
@@ -502,16 +590,16 @@ fn schema() -> Result<Schema, PolicyError> {
 fn validate(
     schema: &Schema,
     all: &PolicySet,
-    policies: &[(Policy, Origin<'_>)],
+    order: &[(PolicyId, Origin<'_>)],
 ) -> Result<(), PolicyError> {
     let result = Validator::new(schema.clone()).validate(all, ValidationMode::Strict);
     if result.validation_passed_without_warnings() {
         return Ok(());
     }
-    let order: HashMap<&PolicyId, (usize, Origin<'_>)> = policies
+    let order: HashMap<&PolicyId, (usize, Origin<'_>)> = order
         .iter()
         .enumerate()
-        .map(|(i, (p, origin))| (p.id(), (i, *origin)))
+        .map(|(i, (id, origin))| (id, (i, *origin)))
         .collect();
     let problems = result
         .validation_errors()
@@ -523,7 +611,11 @@ fn validate(
         );
     let mut errors: Vec<(usize, u32, PolicyError)> = problems
         .map(|(id, d)| match order.get(id) {
-            Some((i, origin @ Origin::Generated(_))) => (
+            Some((i, Origin::File { file, offset })) => {
+                let error = load::file_error(file, &d, *offset);
+                (*i, error.line.unwrap_or_default(), error)
+            }
+            Some((i, origin)) => (
                 *i,
                 0,
                 origin.bug(&format!(
@@ -531,10 +623,6 @@ fn validate(
                     load::sentence(&d)
                 )),
             ),
-            Some((i, Origin::File { file, offset })) => {
-                let error = load::file_error(file, &d, *offset);
-                (*i, error.line.unwrap_or_default(), error)
-            }
             None => (usize::MAX, 0, internal(&load::sentence(&d))),
         })
         .collect();
@@ -554,15 +642,21 @@ fn validate(
 
 /// Distributes the policies into per-action, per-role slices (see the module docs for why this
 /// keeps every decision exact).
-fn slice(names: &Names, policies: &[(Policy, Origin<'_>)]) -> Result<Vec<Slice>, PolicyError> {
-    let mut any_role: Vec<Vec<Policy>> = vec![Vec::new(); Action::ALL.len()];
-    let mut pinned: Vec<HashMap<String, Vec<Policy>>> = vec![HashMap::new(); Action::ALL.len()];
-    for (policy, _) in policies {
+fn slice(
+    names: &Names,
+    all: &PolicySet,
+    order: &[(PolicyId, Origin<'_>)],
+) -> Result<Vec<Slice>, PolicyError> {
+    let mut any_role: Vec<Vec<&Policy>> = vec![Vec::new(); Action::ALL.len()];
+    let mut pinned: Vec<HashMap<String, Vec<&Policy>>> = vec![HashMap::new(); Action::ALL.len()];
+    // Templates are not in `policies()`: only their links are ever evaluated.
+    for policy in order.iter().filter_map(|(id, _)| all.policy(id)) {
         let actions: Vec<Action> = match policy.action_constraint() {
             ActionConstraint::Any => Action::ALL.to_vec(),
             ActionConstraint::Eq(uid) => action_of(&uid).into_iter().collect(),
             ActionConstraint::In(uids) => uids.iter().filter_map(action_of).collect(),
         };
+        // For a link this is the constraint with its slot filled in.
         let role = match policy.resource_constraint() {
             ResourceConstraint::Eq(uid) | ResourceConstraint::In(uid)
                 if uid.type_name() == &names.role =>
@@ -577,38 +671,56 @@ fn slice(names: &Names, policies: &[(Policy, Origin<'_>)]) -> Result<Vec<Slice>,
                 Some(_) if !action.is_about_a_role() => {}
                 Some(role) => {
                     if let Some(by_role) = pinned.get_mut(action.index()) {
-                        by_role
-                            .entry(role.clone())
-                            .or_default()
-                            .push(policy.clone());
+                        by_role.entry(role.clone()).or_default().push(policy);
                     }
                 }
                 None => {
                     if let Some(list) = any_role.get_mut(action.index()) {
-                        list.push(policy.clone());
+                        list.push(policy);
                     }
                 }
             }
         }
     }
-    let set = |policies: Vec<Policy>| {
-        PolicySet::from_policies(policies)
-            .map_err(|e| internal(&format!("cannot assemble a policy slice: {e}")))
-    };
     any_role
         .into_iter()
         .zip(pinned)
         .map(|(common, by_role)| {
             let by_role = by_role
                 .into_iter()
-                .map(|(role, own)| Ok((role, set(common.iter().cloned().chain(own).collect())?)))
+                .map(|(role, own)| Ok((role, assemble(all, common.iter().chain(&own))?)))
                 .collect::<Result<HashMap<_, _>, PolicyError>>()?;
             Ok(Slice {
-                any_role: set(common)?,
+                any_role: assemble(all, common.iter())?,
                 by_role,
             })
         })
         .collect()
+}
+
+/// A policy set of `members` of `all`, static policies and links (with their templates) alike.
+fn assemble<'p>(
+    all: &PolicySet,
+    members: impl Iterator<Item = &'p &'p Policy>,
+) -> Result<PolicySet, PolicyError> {
+    let failed = |e: PolicySetError| internal(&format!("cannot assemble a policy slice: {e}"));
+    let mut set = PolicySet::new();
+    for policy in members {
+        match (policy.template_id(), policy.template_links()) {
+            (Some(template), Some(links)) => {
+                if set.template(template).is_none() {
+                    let t = all
+                        .template(template)
+                        .ok_or_else(|| internal(&format!("template `{template}` is missing")))?;
+                    set.add_template(t.clone()).map_err(failed)?;
+                }
+                set.link(template.clone(), policy.id().clone(), links)
+                    .map_err(failed)?;
+            }
+            _ => set.add((*policy).clone()).map_err(failed)?,
+        }
+    }
+    Ok(set)
 }
 
 /// The action a `Breakglass::Action` uid names (validation has already refused any other).

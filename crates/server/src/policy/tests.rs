@@ -517,3 +517,34 @@ fn a_policy_that_can_never_apply_is_refused() {
     assert_eq!((e.line, e.column), (Some(3), Some(1)), "{e}");
     assert!(e.reason.contains("never.cedar#0"), "{e}");
 }
+
+#[test]
+fn the_generated_text_is_exactly_the_policies_in_force() {
+    let p = build_with(true, &[]).1.unwrap();
+    let written = PolicySet::from_str(p.generated()).unwrap();
+    // Normalised through a static policy: links write their entities in the `__entity` form.
+    let strip = |mut json: serde_json::Value| {
+        json.as_object_mut().unwrap().remove("annotations");
+        Policy::from_json(None, json).unwrap().to_cedar().unwrap()
+    };
+    let mut in_force: HashMap<String, String> = HashMap::new();
+    for slice in &p.slices {
+        for set in std::iter::once(&slice.any_role).chain(slice.by_role.values()) {
+            for policy in set.policies() {
+                in_force.insert(policy.id().to_string(), strip(policy.to_json().unwrap()));
+            }
+        }
+    }
+    assert_eq!(written.num_of_policies(), p.len());
+    assert_eq!(in_force.len(), p.len());
+    for policy in written.policies() {
+        let id = policy.annotation("id").unwrap();
+        assert_eq!(
+            Some(&strip(policy.to_json().unwrap())),
+            in_force.get(id),
+            "{id}"
+        );
+        let why = p.known.get(&PolicyId::new(id)).unwrap();
+        assert_eq!(why.text, policy.to_cedar().unwrap(), "{id}");
+    }
+}
