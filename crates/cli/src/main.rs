@@ -158,7 +158,9 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             Command::StepUp => cmd::signin::step_up(cli.totp.clone(), &ctx()?).await,
             Command::Passwd(a) => cmd::signin::passwd(a, &ctx()?).await,
             Command::Totp(c) => cmd::signin::totp(c, &ctx()?).await,
-            Command::Policy(c @ cmd::policy::Command::Check { .. }) => cmd::policy::check(&c, format),
+            Command::Policy(c @ cmd::policy::Command::Check { .. }) => {
+                cmd::policy::check(&c, format)
+            }
             Command::Policy(c) => cmd::policy::explain(c, &ctx()?).await,
             Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,
         }

@@ -9,13 +9,17 @@ pub enum AccessError {
     /// The user name, the password or both are wrong (deliberately not saying which).
     #[error("sign-in failed: wrong user name or password")]
     SignInFailed,
-    #[error("sign-in for this account or from this address is locked until {until} after repeated failures")]
+    #[error(
+        "sign-in for this account or from this address is locked until {until} after repeated failures"
+    )]
     Locked { until: Timestamp },
     #[error("this account needs a code from its authenticator app")]
     CodeRequired,
     #[error("the code was not accepted: {why}")]
     CodeRejected { why: &'static str },
-    #[error("the password of `{user}` was set by an administrator and must be changed before signing in")]
+    #[error(
+        "the password of `{user}` was set by an administrator and must be changed before signing in"
+    )]
     PasswordChangeRequired { user: String },
     #[error("the new password is not acceptable: {0}")]
     WeakPassword(String),
@@ -27,7 +31,9 @@ pub enum AccessError {
     NoPendingEnrolment { user: String },
     #[error("`{action}` needs a second factor verified within the last {window}")]
     StepUpRequired { action: String, window: String },
-    #[error("service principal `{principal}` cannot step up, and role `{role}` does not exempt services from step-up for `{action}`")]
+    #[error(
+        "service principal `{principal}` cannot step up, and role `{role}` does not exempt services from step-up for `{action}`"
+    )]
     ServiceStepUp {
         principal: String,
         role: String,
@@ -47,11 +53,15 @@ pub enum AccessError {
         action: &'static str,
         on: String,
     },
-    #[error("`{principal}` may not make tokens for `{user}`: a person's tokens are made by that person")]
+    #[error(
+        "`{principal}` may not make tokens for `{user}`: a person's tokens are made by that person"
+    )]
     TokenForAnotherPerson { principal: String, user: String },
     #[error("{0}")]
     InvalidScopes(String),
-    #[error("an emergency use of role `{role}` by `{principal}` (grant {grant}) has owed a review since {due}")]
+    #[error(
+        "an emergency use of role `{role}` by `{principal}` (grant {grant}) has owed a review since {due}"
+    )]
     EmergencyReviewOverdue {
         role: String,
         principal: String,
@@ -124,7 +134,14 @@ impl AccessError {
 }
 
 /// What each API token scope allows.
-pub const SCOPES: [&str; 6] = ["read", "request", "credential", "approve", "revoke", "admin"];
+pub const SCOPES: [&str; 6] = [
+    "read",
+    "request",
+    "credential",
+    "approve",
+    "revoke",
+    "admin",
+];
 
 /// The scope an API action needs; `None` for what any token may do (who am I, sign out).
 pub fn scope_of(action: &str) -> Option<&'static str> {
@@ -133,8 +150,12 @@ pub fn scope_of(action: &str) -> Option<&'static str> {
         "grant.credential" => "credential",
         "grant.approve" | "grant.deny" => "approve",
         "grant.revoke" => "revoke",
-        "user.add" | "user.password_reset" | "user.totp_reset" | "user.disable"
-        | "user.enable" | "token.create" => "admin",
+        "user.add"
+        | "user.password_reset"
+        | "user.totp_reset"
+        | "user.disable"
+        | "user.enable"
+        | "token.create" => "admin",
         "auth.logout" | "auth.step_up" | "totp.enroll" | "totp.confirm" | "user.password" => {
             return None;
         }

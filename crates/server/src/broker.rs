@@ -429,13 +429,20 @@ impl Broker {
 
     pub async fn tokens_list(&self, caller: &Caller) -> Result<Vec<ApiToken>, BrokerError> {
         let all = self.store.tokens().await?;
-        Ok(if self.allowed(&caller.principal, crate::policy::Action::ReadAudit, None, false) {
-            all
-        } else {
-            all.into_iter()
-                .filter(|t| t.principal == caller.principal.name.as_str())
-                .collect()
-        })
+        Ok(
+            if self.allowed(
+                &caller.principal,
+                crate::policy::Action::ReadAudit,
+                None,
+                false,
+            ) {
+                all
+            } else {
+                all.into_iter()
+                    .filter(|t| t.principal == caller.principal.name.as_str())
+                    .collect()
+            },
+        )
     }
 
     /// Admins revoke any token; anyone may revoke their own.
@@ -496,4 +503,3 @@ pub enum BrokerErrorOrAuth {
     #[error(transparent)]
     Broker(#[from] BrokerError),
 }
-

@@ -495,8 +495,14 @@ pub async fn recover_admin(
         )));
     }
     let now = clock.now();
-    let token = apitoken::issue(p.name.as_str(), breakglass_store::TokenKind::Api, None, ttl, now)
-        .map_err(|e| StartupError::Corrupt(e.to_string()))?;
+    let token = apitoken::issue(
+        p.name.as_str(),
+        breakglass_store::TokenKind::Api,
+        None,
+        ttl,
+        now,
+    )
+    .map_err(|e| StartupError::Corrupt(e.to_string()))?;
     let event = EventDraft::new(
         Actor::System("recovery"),
         None,

@@ -82,7 +82,11 @@ impl Broker {
                 .store
                 .grants_for(role.id.as_str(), caller.principal.name.as_str())
                 .await?;
-            if let Some(g) = earlier.iter().map(|sg| &sg.grant).find(|g| g.review_overdue(now)) {
+            if let Some(g) = earlier
+                .iter()
+                .map(|sg| &sg.grant)
+                .find(|g| g.review_overdue(now))
+            {
                 return Err(AccessError::EmergencyReviewOverdue {
                     role: role.id.to_string(),
                     principal: caller.principal.name.to_string(),
@@ -126,7 +130,11 @@ impl Broker {
     }
 
     /// The grant `id` and whether it is the caller's own.
-    async fn grant_and_owner(&self, caller: &Caller, id: GrantId) -> Result<(Grant, bool), BrokerError> {
+    async fn grant_and_owner(
+        &self,
+        caller: &Caller,
+        id: GrantId,
+    ) -> Result<(Grant, bool), BrokerError> {
         let g = self.load(id).await?.grant;
         let own = g.requester == caller.principal.name;
         Ok((g, own))
@@ -267,7 +275,11 @@ impl Broker {
     pub async fn reveal(&self, caller: &Caller, id: GrantId) -> Result<Delivered, BrokerError> {
         let sg = self.load(id).await?;
         sg.grant.check_reveal(&caller.principal, self.clock.now())?;
-        self.require_step_up(caller, "credential", self.roles().get(sg.grant.role.as_str()))?;
+        self.require_step_up(
+            caller,
+            "credential",
+            self.roles().get(sg.grant.role.as_str()),
+        )?;
         let sealed = self
             .store
             .deliver_credential(id, caller.principal.name.as_str(), self.clock.now())
@@ -330,7 +342,12 @@ impl Broker {
     /// The core's visibility rule, narrowed by policy (a `forbid` on `read` hides grants).
     fn visible(&self, g: &Grant, roles: &breakglass_core::RoleSet, p: &Principal) -> bool {
         g.visible_to(roles.get(g.role.as_str()), p)
-            && self.allowed(p, Action::Read, Some(g.role.as_str()), g.requester == p.name)
+            && self.allowed(
+                p,
+                Action::Read,
+                Some(g.role.as_str()),
+                g.requester == p.name,
+            )
     }
 
     /// The reaper's pass: expire every active grant whose window has closed, and time out

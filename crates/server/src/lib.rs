@@ -4,8 +4,8 @@
 pub mod access;
 pub mod alerting;
 pub mod api;
-pub mod auth;
 mod apitoken;
+pub mod auth;
 pub mod authz;
 mod backoff;
 pub mod broker;
@@ -90,7 +90,14 @@ impl Server {
         let policies_dir = config.policies_dir();
         let policies = authz::build(&roles, Some(&policies_dir))?;
         let changed = roles::record(data.store.as_ref(), &roles, clock.now()).await?;
-        if authz::record(data.store.as_ref(), &policies, Some(&policies_dir), clock.now()).await? {
+        if authz::record(
+            data.store.as_ref(),
+            &policies,
+            Some(&policies_dir),
+            clock.now(),
+        )
+        .await?
+        {
             tracing::info!(hash = %policies.hash(), dir = %policies_dir.display(), "policy changed since last recorded");
         }
         let checkpoint_log = config.checkpoint_log();

@@ -211,15 +211,16 @@ impl Broker {
             .map_err(|_| AccessError::CodeRejected {
                 why: "the stored authenticator secret cannot be opened",
             })?;
-        let step = totp::verify(&secret, code, t.last_step, now_secs(self.clock.now())).map_err(
-            |e| AccessError::CodeRejected {
-                why: match e {
-                    totp::TotpError::Malformed => "a code is 6 digits",
-                    totp::TotpError::Replayed => "it was already used",
-                    totp::TotpError::Wrong => "it is wrong or too old",
-                },
-            },
-        )?;
+        let step =
+            totp::verify(&secret, code, t.last_step, now_secs(self.clock.now())).map_err(|e| {
+                AccessError::CodeRejected {
+                    why: match e {
+                        totp::TotpError::Malformed => "a code is 6 digits",
+                        totp::TotpError::Replayed => "it was already used",
+                        totp::TotpError::Wrong => "it is wrong or too old",
+                    },
+                }
+            })?;
         next.totp = Some(TotpFactor {
             secret: t.secret.clone(),
             last_step: Some(step),
@@ -341,20 +342,18 @@ impl Broker {
         }
         let now = self.clock.now();
         let stepped_up = method != "password";
-        let mut token = apitoken::issue(
-            &user,
-            TokenKind::Session,
-            None,
-            self.auth.session_ttl,
-            now,
-        )?;
+        let mut token =
+            apitoken::issue(&user, TokenKind::Session, None, self.auth.session_ttl, now)?;
         if stepped_up {
             token.record.stepped_up_at = Some(now);
         }
         // The code is used up (and the password changed) before the session exists: a race
         // with the same code loses here with a conflict.
         if !events.is_empty() || stepped_up {
-            match self.put_factors(&user, &next, Some(version), false, &events).await {
+            match self
+                .put_factors(&user, &next, Some(version), false, &events)
+                .await
+            {
                 Ok(()) => {}
                 Err(BrokerError::Store(StoreError::Conflict)) => {
                     return Err(self
@@ -591,11 +590,7 @@ impl Broker {
 
     /// An administrator sets a one-time password for a person (new, or locked out): shown once,
     /// to be changed at the next sign-in. Every session they hold ends.
-    pub async fn reset_password(
-        &self,
-        caller: &Caller,
-        user: &str,
-    ) -> Result<Secret, BrokerError> {
+    pub async fn reset_password(&self, caller: &Caller, user: &str) -> Result<Secret, BrokerError> {
         let p = self.person(user).await?;
         let initial = password::generate_initial().map_err(internal)?;
         let phc = password::hash(&initial).await.map_err(internal)?;
@@ -734,9 +729,7 @@ impl Broker {
             };
         }
         let now = self.clock.now();
-        let window = i64::try_from(self.auth.step_up_window.as_secs())
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1000);
+        let window = self.auth.step_up_window.as_secs().saturating_mul(1000);
         let fresh = caller
             .stepped_up_at
             .is_some_and(|at| now.unix_millis().saturating_sub(at.unix_millis()) <= window);

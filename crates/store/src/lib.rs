@@ -164,6 +164,14 @@ impl ThrottlePolicy {
     }
 }
 
+/// Whether a stored grant body is an emergency grant (whose every event is flagged).
+fn is_emergency(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("emergency").and_then(serde_json::Value::as_bool))
+        .unwrap_or(false)
+}
+
 /// The `auth.locked` event for a subject a failure just locked.
 fn locked_event(st: &ThrottleState) -> Option<EventDraft> {
     let until = st.locked_until?;

@@ -388,8 +388,7 @@ fn grant_body(g: &Grant) -> Result<String> {
 }
 
 const PRINCIPAL_COLUMNS: &str = "SELECT name, kind, groups, disabled, created_at FROM principals";
-const TOKEN_COLUMNS: &str =
-    "SELECT id, principal, secret_hash, created_at, expires_at, revoked_at, kind, scopes, stepped_up_at FROM api_tokens";
+const TOKEN_COLUMNS: &str = "SELECT id, principal, secret_hash, created_at, expires_at, revoked_at, kind, scopes, stepped_up_at FROM api_tokens";
 const GRANT_COLUMNS: &str = "SELECT body, version FROM grants";
 const EVENT_COLUMNS: &str = "SELECT seq, bytes FROM audit_log";
 
@@ -781,10 +780,11 @@ impl Store for PostgresStore {
         self.write(|mut tx| async move {
             // Locking the grant row first makes delivery exactly-once across replicas: a second
             // delivery waits here, then finds the ciphertext gone.
-            let row = sqlx::query("SELECT state, expires_at FROM grants WHERE id = $1 FOR UPDATE")
-                .bind(grant_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            let row =
+                sqlx::query("SELECT state, expires_at, body FROM grants WHERE id = $1 FOR UPDATE")
+                    .bind(grant_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
             let Some(row) = row else {
                 return Err(DomainError::UnknownGrant {
                     grant: grant_id.clone(),
@@ -793,6 +793,7 @@ impl Store for PostgresStore {
             };
             let state: String = row.try_get("state")?;
             let expires_at: Option<i64> = row.try_get("expires_at")?;
+            let emergency = crate::is_emergency(&row.try_get::<String, _>("body")?);
             if state != "active" {
                 let state = breakglass_core::GrantState::NAMES
                     .into_iter()
@@ -855,7 +856,8 @@ impl Store for PostgresStore {
                     to: to.to_owned(),
                     fingerprint: fingerprint.clone(),
                 },
-            );
+            )
+            .flagged(emergency);
             append_in(&mut tx, &[event], now).await?;
             let sealed = SealedCredential {
                 fingerprint,

@@ -975,6 +975,10 @@ impl Store for SqliteStore {
             to.parse()
                 .map_err(|_| StoreError::Corrupt("bad principal name".into()))?,
         );
+        let body: String = sqlx::query_scalar("SELECT body FROM grants WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&mut *tx)
+            .await?;
         let event = EventDraft::new(
             actor,
             Some(id),
@@ -982,7 +986,8 @@ impl Store for SqliteStore {
                 to: to.to_owned(),
                 fingerprint: fingerprint.clone(),
             },
-        );
+        )
+        .flagged(crate::is_emergency(&body));
         append_in(tx, &[event], now).await?;
         let expires_at: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM grants WHERE id = ?")
             .bind(id.to_string())

@@ -18,16 +18,16 @@ use breakglass_core::{
 };
 use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
 
-use auth::{
-    disabling_ends_every_token_once, factors_change_by_compare_and_set,
-    failures_lock_with_backoff_and_are_audited, sessions_keep_kind_scopes_and_step_up,
-};
 use alerts::{
     a_delivered_alert_is_done, a_failed_alert_is_retried_when_due,
     a_router_that_cannot_route_an_event_yet_stops_before_it,
     alerts_are_routed_once_from_the_cursor, alerts_go_to_every_channel_named_or_none,
     an_alert_given_up_is_dead_and_recorded_once, claims_respect_due_times_and_leases,
     claims_skip_the_channels_asked, the_backlog_counts_each_channel,
+};
+use auth::{
+    disabling_ends_every_token_once, factors_change_by_compare_and_set,
+    failures_lock_with_backoff_and_are_audited, sessions_keep_kind_scopes_and_step_up,
 };
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.

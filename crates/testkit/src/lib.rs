@@ -527,7 +527,9 @@ impl Broker {
         self.cli_json(&self.admin_token, &args);
         let t = self.cli_json(
             &self.admin_token,
-            &["tokens", "create", "--user", name, "--scopes", scopes, "--ttl", ttl],
+            &[
+                "tokens", "create", "--user", name, "--scopes", scopes, "--ttl", ttl,
+            ],
         );
         t["token"].as_str().unwrap_or_default().to_owned()
     }

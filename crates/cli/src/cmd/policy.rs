@@ -47,7 +47,9 @@ pub(crate) fn check(c: &Command, format: Format) -> Result<(), CliError> {
         return Ok(());
     };
     let roles_dir = roles.clone().unwrap_or_else(|| data_dir.join("roles"));
-    let policies_dir = policies.clone().unwrap_or_else(|| data_dir.join("policies"));
+    let policies_dir = policies
+        .clone()
+        .unwrap_or_else(|| data_dir.join("policies"));
     let set = breakglass_server::roles::load(&roles_dir)
         .map_err(|e| CliError::with_help(EXIT_REFUSED, "invalid", e.to_string(), &e.help()))?;
     let p = breakglass_server::authz::build(&set, Some(&policies_dir)).map_err(|e| {
@@ -104,7 +106,9 @@ pub(crate) async fn explain(c: Command, client: &Client) -> Result<(), CliError>
             output::cell(v, "decision").to_uppercase(),
             output::cell(v, "principal"),
             output::cell(v, "action"),
-            role.as_deref().map(|r| format!("on role `{r}`")).unwrap_or_default()
+            role.as_deref()
+                .map(|r| format!("on role `{r}`"))
+                .unwrap_or_default()
         );
         let reasons = v.get("reasons").and_then(Value::as_array);
         match reasons {

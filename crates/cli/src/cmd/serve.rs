@@ -88,7 +88,10 @@ fn core_duration(
         return Err(CliError::with_help(
             EXIT_USAGE,
             "usage",
-            format!("`{flag}` must be more than 0 and at most {}", breakglass_core::Duration::from_secs(max_secs)),
+            format!(
+                "`{flag}` must be more than 0 and at most {}",
+                breakglass_core::Duration::from_secs(max_secs)
+            ),
             "pass a shorter duration such as `5m` or `8h`",
         ));
     }

@@ -182,7 +182,10 @@ pub(crate) async fn logout(client: &Client) -> Result<(), CliError> {
         session::remove();
     }
     output::show(client.format, &v, |v| {
-        println!("signed out; `{}` no longer works", output::cell(v, "token_id"));
+        println!(
+            "signed out; `{}` no longer works",
+            output::cell(v, "token_id")
+        );
     });
     Ok(())
 }
@@ -238,7 +241,9 @@ pub(crate) async fn totp(c: TotpCommand, client: &Client) -> Result<(), CliError
                 .post("/v1/totp/confirm", json!({ "code": code }))
                 .await?;
             output::show(client.format, &v, |v| {
-                println!("authenticator enrolled. Recovery codes (shown once; each works once in place of a code; keep them offline):");
+                println!(
+                    "authenticator enrolled. Recovery codes (shown once; each works once in place of a code; keep them offline):"
+                );
                 if let Some(codes) = v.get("recovery_codes").and_then(Value::as_array) {
                     for c in codes {
                         println!("  {}", c.as_str().unwrap_or_default());

@@ -64,12 +64,17 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
         }
         Command::ResetPassword { name } => {
             let v = client
-                .post(&format!("/v1/users/{}/password-reset", seg(&name)), json!({}))
+                .post(
+                    &format!("/v1/users/{}/password-reset", seg(&name)),
+                    json!({}),
+                )
                 .await?;
             match client.format {
                 Format::Json => output::json(&v),
                 Format::Human => {
-                    println!("one-time password for `{name}` (shown once; their sessions were ended):");
+                    println!(
+                        "one-time password for `{name}` (shown once; their sessions were ended):"
+                    );
                     println!("{}", output::cell(&v, "initial_password"));
                 }
             }
@@ -79,7 +84,9 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
                 .post(&format!("/v1/users/{}/totp-reset", seg(&name)), json!({}))
                 .await?;
             output::show(client.format, &v, |_| {
-                println!("removed the authenticator of `{name}`; they enrol a new one with `breakglass totp enroll`");
+                println!(
+                    "removed the authenticator of `{name}`; they enrol a new one with `breakglass totp enroll`"
+                );
             });
         }
         Command::Disable { name } => {

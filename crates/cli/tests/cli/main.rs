@@ -446,6 +446,7 @@ fn kill_9_across_expiry_still_expires_the_grant() {
     assert_eq!(introspect(&w.bg, &w.bob, &jwt)["active"], false);
 }
 
+mod access;
 mod alerts;
 mod audit;
 mod bad_input;

@@ -65,9 +65,7 @@ impl ApiError {
                 ErrorCategory::NotFound => StatusCode::NOT_FOUND,
                 ErrorCategory::Conflict => StatusCode::CONFLICT,
             },
-            Self::Access(a) => {
-                StatusCode::from_u16(a.status()).unwrap_or(StatusCode::FORBIDDEN)
-            }
+            Self::Access(a) => StatusCode::from_u16(a.status()).unwrap_or(StatusCode::FORBIDDEN),
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -44,7 +44,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/totp/enroll", post(signin::totp_enroll))
         .route("/v1/totp/confirm", post(signin::totp_confirm))
         .route("/v1/password", post(signin::change_password))
-        .route("/v1/users/{name}/password-reset", post(signin::reset_password))
+        .route(
+            "/v1/users/{name}/password-reset",
+            post(signin::reset_password),
+        )
         .route("/v1/users/{name}/totp-reset", post(signin::reset_totp))
         .route("/v1/users/{name}/disable", post(signin::disable))
         .route("/v1/users/{name}/enable", post(signin::enable))

@@ -127,7 +127,9 @@ pub(crate) async fn logout(
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "auth.logout", async {
         b.sign_out(&caller).await?;
-        Ok(Json(json!({ "token_id": caller.token_id, "status": "revoked" })))
+        Ok(Json(
+            json!({ "token_id": caller.token_id, "status": "revoked" }),
+        ))
     })
     .await
 }
@@ -279,10 +281,7 @@ pub(crate) async fn explain(
                     "unknown action `{}`",
                     q.action.chars().take(40).collect::<String>()
                 ),
-                format!(
-                    "use one of: {}",
-                    Action::ALL.map(Action::as_str).join(", ")
-                ),
+                format!("use one of: {}", Action::ALL.map(Action::as_str).join(", ")),
             )
         })?;
         let p = b.principal(&q.principal).await?;

@@ -187,9 +187,9 @@ impl SqliteStore {
                     .fetch_one(&mut *tx)
                     .await?;
                     let failures = u32::try_from(failures).unwrap_or(u32::MAX);
-                    let locked_until = policy
-                        .lock_ms(failures)
-                        .map(|ms| Timestamp::from_unix_millis(now.unix_millis().saturating_add(ms)));
+                    let locked_until = policy.lock_ms(failures).map(|ms| {
+                        Timestamp::from_unix_millis(now.unix_millis().saturating_add(ms))
+                    });
                     if let Some(until) = locked_until {
                         sqlx::query("UPDATE auth_throttle SET locked_until = ? WHERE subject = ?")
                             .bind(until.unix_millis())

@@ -160,16 +160,22 @@ pub(crate) async fn failures_lock_with_backoff_and_are_audited(store: &dyn Store
     let last = tail[0].to_json().unwrap();
     assert_eq!(last["type"], "auth.locked");
     assert_eq!(last["subject"], "account alice");
-    let st = store.throttles(&["account alice".into(), "source x".into()]).await.unwrap();
+    let st = store
+        .throttles(&["account alice".into(), "source x".into()])
+        .await
+        .unwrap();
     assert_eq!(st.len(), 1);
     assert_eq!(st[0].failures, 6);
     store.clear_auth_failures("account alice").await.unwrap();
-    assert!(store.throttles(&["account alice".into()]).await.unwrap().is_empty());
+    assert!(
+        store
+            .throttles(&["account alice".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Failures an hour apart do not add up.
-    store
-        .record_auth_failure(&subj, &[], t(100))
-        .await
-        .unwrap();
+    store.record_auth_failure(&subj, &[], t(100)).await.unwrap();
     let st = store
         .record_auth_failure(&subj, &[], t(100 + 3601))
         .await
