@@ -52,6 +52,10 @@ pub(crate) enum Format {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing the serve flags buys nothing"
+)]
 enum Command {
     /// Create a data directory, its keys and the first admin; prints the admin API token once.
     Init(cmd::init::Args),
