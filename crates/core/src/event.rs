@@ -337,7 +337,7 @@ impl EventDraft {
             obj.insert("emergency".into(), Value::Bool(true));
         }
         strip_nulls(&mut obj);
-        let bytes = serde_json::to_vec(&Value::Object(obj)).unwrap_or_default();
+        let bytes = serde_json::to_vec(&sorted(Value::Object(obj))).unwrap_or_default();
         Encoded { type_name, bytes }
     }
 }
@@ -347,6 +347,21 @@ impl EventDraft {
 pub struct Encoded {
     pub type_name: String,
     pub bytes: Vec<u8>,
+}
+
+/// `v` with every object's keys in byte order, whatever order `serde_json`'s map keeps (a
+/// dependency may turn on its `preserve_order` feature for the whole build; canonical bytes must
+/// not depend on that).
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// Optional fields that are absent are left out rather than written as `null`, so adding an
