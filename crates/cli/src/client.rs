@@ -125,7 +125,7 @@ impl Client {
             // The broker wants a fresh second factor: take it from `--totp`, or ask at a
             // terminal, then try once more.
             Err(e) if e.code == "step_up_required" => {
-                let Some(code) = self.totp.clone().or_else(|| prompt_code(&e.message)) else {
+                let Some(code) = self.totp.clone().or_else(|| prompt_code(Some(&e.message))) else {
                     return Err(e);
                 };
                 self.step_up(&code).await?;
@@ -213,13 +213,17 @@ impl Client {
     }
 }
 
-/// Asks for a TOTP code at a terminal; `None` when there is no terminal to ask at.
-fn prompt_code(why: &str) -> Option<String> {
+/// Asks for a TOTP code (or a recovery code) at a terminal, saying `why` first if given; `None`
+/// when there is no terminal to ask at, or nothing was typed.
+pub(crate) fn prompt_code(why: Option<&str>) -> Option<String> {
     use std::io::{BufRead as _, IsTerminal as _, Write as _};
     if !std::io::stdin().is_terminal() {
         return None;
     }
-    eprint!("{why}.\nCode from your authenticator app (or a recovery code): ");
+    if let Some(why) = why {
+        eprintln!("{why}.");
+    }
+    eprint!("Code from your authenticator app (or a recovery code): ");
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).ok()?;

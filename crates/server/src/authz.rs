@@ -26,7 +26,6 @@ pub fn build(roles: &RoleSet, dir: Option<&Path>) -> Result<Policies, PolicyErro
 pub async fn record(
     store: &dyn breakglass_store::Store,
     policies: &Policies,
-    dir: Option<&Path>,
     now: breakglass_core::Timestamp,
 ) -> Result<bool, breakglass_store::StoreError> {
     let old = store
@@ -36,7 +35,6 @@ pub async fn record(
     if old.as_deref() == Some(policies.hash()) {
         return Ok(false);
     }
-    let _ = dir;
     let event = EventDraft::new(
         Actor::System("policy"),
         None,
@@ -58,14 +56,14 @@ pub async fn record(
 impl Broker {
     /// The policies in force now.
     pub fn policies(&self) -> Arc<Policies> {
-        match self.policies_lock().read() {
+        match self.policies.read() {
             Ok(p) => Arc::clone(&p),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
         }
     }
 
     pub(crate) fn set_policies(&self, p: Policies) {
-        match self.policies_lock().write() {
+        match self.policies.write() {
             Ok(mut g) => *g = Arc::new(p),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(p),
         }

@@ -118,7 +118,7 @@ pub struct Broker {
     /// Session length and step-up window.
     pub(crate) auth: crate::signin::AuthSettings,
     /// The authorization policy in force (generated from the roles plus `policies/*.cedar`).
-    policies: RwLock<Arc<crate::policy::Policies>>,
+    pub(crate) policies: RwLock<Arc<crate::policy::Policies>>,
     policies_dir: Option<PathBuf>,
 }
 
@@ -215,14 +215,7 @@ impl Broker {
         crate::alerting::check_role_alerts(&set, &self.alerting.channel_names())?;
         let policies = crate::authz::build(&set, self.policies_dir.as_deref())?;
         let changed = roles::record(self.store.as_ref(), &set, self.clock.now()).await?;
-        if crate::authz::record(
-            self.store.as_ref(),
-            &policies,
-            self.policies_dir.as_deref(),
-            self.clock.now(),
-        )
-        .await?
-        {
+        if crate::authz::record(self.store.as_ref(), &policies, self.clock.now()).await? {
             tracing::info!(hash = %policies.hash(), policies = policies.len(), "policy changed");
         }
         match self.roles.write() {
@@ -231,10 +224,6 @@ impl Broker {
         }
         self.set_policies(policies);
         Ok(changed)
-    }
-
-    pub(crate) fn policies_lock(&self) -> &RwLock<Arc<crate::policy::Policies>> {
-        &self.policies
     }
 
     pub(crate) fn sealer(&self) -> &Sealer {
@@ -374,13 +363,7 @@ impl Broker {
             }
             .into());
         }
-        let p = self
-            .store
-            .principal(user)
-            .await?
-            .ok_or_else(|| DomainError::UnknownPrincipal {
-                name: user.chars().take(80).collect(),
-            })?;
+        let p = self.principal(user).await?;
         let scopes = match (&p.kind, scopes) {
             (_, Some(s)) => Some(crate::access::parse_scopes(&s)?),
             (PrincipalKind::Service, None) => {

@@ -5,14 +5,14 @@
 use breakglass_core::grant::RequestInput;
 use breakglass_core::{
     Actor, DomainError, Duration, EventDraft, EventKind, Grant, GrantId, GrantState, Principal,
-    Timestamp, Transition,
+    RoleSet, Timestamp, Transition,
 };
 use breakglass_providers::{GrantSpec, Secret};
 use breakglass_store::{NewCredential, StoreError, StoredGrant};
 
 use crate::access::AccessError;
 use crate::broker::{Broker, BrokerError, Caller, RetryState};
-use crate::policy::Action;
+use crate::policy::{Action, Policies, Query};
 
 /// A grant left `revoking` this long with no retry scheduled in this process is taken over.
 const STUCK_REVOKING_MS: i64 = 10_000;
@@ -25,6 +25,17 @@ const RETRY_CAP_MS: i64 = 60_000;
 const MAX_ATTEMPTS: usize = 8;
 /// The most grants one `grants list` returns.
 pub(crate) const LIST_LIMIT: u32 = 500;
+
+/// The core's visibility rule, narrowed by policy (a `forbid` on `read` hides grants).
+fn visible(g: &Grant, roles: &RoleSet, policies: &Policies, p: &Principal) -> bool {
+    g.visible_to(roles.get(g.role.as_str()), p)
+        && policies.is_allowed(&Query {
+            principal: p,
+            action: Action::Read,
+            role: Some(g.role.as_str()),
+            own: g.requester == p.name,
+        })
+}
 
 /// A credential handed to its holder, with the end it carries.
 #[derive(Debug)]
@@ -151,7 +162,7 @@ impl Broker {
         let (g, own) = self.grant_and_owner(caller, id).await?;
         self.authorize_approver(caller, &g, own)?;
         self.require_step_up(caller, "approve", self.roles().get(g.role.as_str()))?;
-        self.still_allowed(caller, id).await?;
+        self.still_allowed(caller, &g).await?;
         let roles = self.roles();
         let actor = Actor::User(caller.principal.name.clone());
         let (sg, _) = self
@@ -255,7 +266,7 @@ impl Broker {
         let (g, own) = self.grant_and_owner(caller, id).await?;
         self.authorize(caller, Action::Request, Some(g.role.as_str()), own)?;
         self.require_step_up(caller, "extend", self.roles().get(g.role.as_str()))?;
-        self.still_allowed(caller, id).await?;
+        self.still_allowed(caller, &g).await?;
         let roles = self.roles();
         let (sg, _) = self
             .decide(id, |g, now| {
@@ -299,7 +310,7 @@ impl Broker {
     pub async fn grant_for(&self, caller: &Caller, id: GrantId) -> Result<Grant, BrokerError> {
         let sg = self.load(id).await?;
         let roles = self.roles();
-        if !self.visible(&sg.grant, &roles, &caller.principal) {
+        if !visible(&sg.grant, &roles, &self.policies(), &caller.principal) {
             return Err(DomainError::NotAllowed {
                 principal: caller.principal.name.to_string(),
                 action: "see",
@@ -328,26 +339,15 @@ impl Broker {
             }
             .into());
         }
-        let roles = self.roles();
+        let (roles, policies) = (self.roles(), self.policies());
         Ok(self
             .store
             .grants(state, LIST_LIMIT)
             .await?
             .into_iter()
             .map(|sg| sg.grant)
-            .filter(|g| self.visible(g, &roles, &caller.principal))
+            .filter(|g| visible(g, &roles, &policies, &caller.principal))
             .collect())
-    }
-
-    /// The core's visibility rule, narrowed by policy (a `forbid` on `read` hides grants).
-    fn visible(&self, g: &Grant, roles: &breakglass_core::RoleSet, p: &Principal) -> bool {
-        g.visible_to(roles.get(g.role.as_str()), p)
-            && self.allowed(
-                p,
-                Action::Read,
-                Some(g.role.as_str()),
-                g.requester == p.name,
-            )
     }
 
     /// The reaper's pass: expire every active grant whose window has closed, and time out
@@ -523,16 +523,13 @@ impl Broker {
                 tracing::warn!(%handle, error = %e, "could not remove an orphaned privilege; will retry");
                 continue;
             }
-            let event = EventDraft::new(
+            self.record_removed(
                 Actor::System("reconciler"),
+                provider.kind(),
+                &handle,
                 for_grant,
-                EventKind::TargetOrphanRemoved {
-                    target: provider.kind().to_owned(),
-                    handle: handle.clone(),
-                    for_grant: for_grant.map(|g| g.to_string()),
-                },
-            );
-            self.store.append(&[event], self.clock.now()).await?;
+            )
+            .await?;
             tracing::warn!(%handle, target = provider.kind(), "removed an orphaned privilege at the target");
             removed += 1;
         }
@@ -569,7 +566,11 @@ impl Broker {
         let actor = Actor::System("reconciler");
         let open = self
             .store
-            .grants_in_states(&["approved", "activating", "revoking", "active"])
+            // Revocations are the reaper's alone: it retries those a target refused on their
+            // backoff and takes over any left `revoking` with no schedule (a crash, a stopped
+            // replica). A second attempt from here could race it, and drop the privilege
+            // unrecorded after it gave up.
+            .grants_in_states(&["approved", "activating", "active"])
             .await?;
         let mut repaired = 0;
         for sg in open {
@@ -578,19 +579,6 @@ impl Broker {
             let res = match sg.grant.state {
                 GrantState::Approved { .. } => self.activate(sg, actor.clone()).await,
                 GrantState::Activating { .. } => self.finish_activation(sg, actor.clone()).await,
-                // A revocation this process is already retrying on its backoff is the reaper's:
-                // a second attempt alongside it could still be in flight when the first gives
-                // up, and drop the privilege unrecorded.
-                GrantState::Revoking { .. } if self.retry_state(id).is_some() => continue,
-                // One moved to `revoking` moments ago is in flight with whoever moved it (an API
-                // call, the reaper, another replica); the reaper takes it over if it stays stuck.
-                GrantState::Revoking { .. }
-                    if self.clock.now().unix_millis() - sg.grant.updated_at.unix_millis()
-                        < STUCK_REVOKING_MS =>
-                {
-                    continue;
-                }
-                GrantState::Revoking { .. } => self.finish_revoking(sg, actor.clone()).await,
                 GrantState::Active { .. } if sg.grant.credential_due => {
                     self.reissue(sg, actor.clone()).await
                 }
@@ -638,8 +626,8 @@ impl Broker {
     /// Before anything moves a grant forward (an approval, an extension): its requester must
     /// still be allowed to request the role and be enabled, and the role must still grant what it
     /// granted when the request was made.
-    async fn still_allowed(&self, caller: &Caller, id: GrantId) -> Result<(), BrokerError> {
-        let g = self.load(id).await?.grant;
+    async fn still_allowed(&self, caller: &Caller, g: &Grant) -> Result<(), BrokerError> {
+        let id = g.id;
         let roles = self.roles();
         let role = roles.require(g.role.as_str())?;
         // Only someone who could act on the grant learns why it cannot go on; everyone else, and
@@ -930,18 +918,31 @@ impl Broker {
         if !matches!(now_g.grant.state, GrantState::Failed { .. }) {
             return Ok(());
         }
-        let provider = self.provider(&g.target);
+        self.record_removed(actor, g.target.kind(), handle, Some(g.id))
+            .await?;
+        tracing::warn!(grant = %g.id, %handle, "a late revocation removed the privilege of a grant already marked failed");
+        Ok(())
+    }
+
+    /// Audits that the privilege `handle` (made for `for_grant`, if any) is gone from a `target`
+    /// with no live grant behind it (`target.orphan_removed`).
+    async fn record_removed(
+        &self,
+        actor: Actor,
+        target: &str,
+        handle: &str,
+        for_grant: Option<GrantId>,
+    ) -> Result<(), BrokerError> {
         let event = EventDraft::new(
             actor,
-            Some(g.id),
+            for_grant,
             EventKind::TargetOrphanRemoved {
-                target: provider.kind().to_owned(),
-                handle: handle.clone(),
-                for_grant: Some(g.id.to_string()),
+                target: target.to_owned(),
+                handle: handle.to_owned(),
+                for_grant: for_grant.map(|g| g.to_string()),
             },
         );
         self.store.append(&[event], self.clock.now()).await?;
-        tracing::warn!(grant = %g.id, %handle, "a late revocation removed the privilege of a grant already marked failed");
         Ok(())
     }
 

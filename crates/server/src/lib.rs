@@ -90,14 +90,7 @@ impl Server {
         let policies_dir = config.policies_dir();
         let policies = authz::build(&roles, Some(&policies_dir))?;
         let changed = roles::record(data.store.as_ref(), &roles, clock.now()).await?;
-        if authz::record(
-            data.store.as_ref(),
-            &policies,
-            Some(&policies_dir),
-            clock.now(),
-        )
-        .await?
-        {
+        if authz::record(data.store.as_ref(), &policies, clock.now()).await? {
             tracing::info!(hash = %policies.hash(), dir = %policies_dir.display(), "policy changed since last recorded");
         }
         let checkpoint_log = config.checkpoint_log();

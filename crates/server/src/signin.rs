@@ -185,12 +185,8 @@ impl Broker {
 
     /// Checks `code` (a TOTP code or a recovery code) against `f` and returns the factors with
     /// the code used up, and the method name.
-    fn accept_code(
-        &self,
-        user: &str,
-        f: &Factors,
-        code: &str,
-    ) -> Result<(Factors, &'static str), AccessError> {
+    fn accept_code(&self, p: &Principal, f: &Factors, code: &str) -> Result<Accepted, AccessError> {
+        let user = p.name.as_str();
         let Some(t) = &f.totp else {
             return Err(AccessError::TotpNotEnrolled {
                 user: user.to_owned(),
@@ -204,7 +200,19 @@ impl Broker {
                 });
             };
             next.recovery.remove(i);
-            return Ok((next, "recovery_code"));
+            let used = EventDraft::new(
+                Actor::User(p.name.clone()),
+                None,
+                EventKind::UserRecoveryCodeUsed {
+                    principal: user.to_owned(),
+                    remaining: u32::try_from(next.recovery.len()).unwrap_or(0),
+                },
+            );
+            return Ok(Accepted {
+                factors: next,
+                method: "recovery_code",
+                events: vec![used],
+            });
         }
         let secret = self
             .open_totp(user, &t.secret)
@@ -225,7 +233,30 @@ impl Broker {
             secret: t.secret.clone(),
             last_step: Some(step),
         });
-        Ok((next, "totp"))
+        Ok(Accepted {
+            factors: next,
+            method: "totp",
+            events: Vec::new(),
+        })
+    }
+
+    /// Writes the factors with a code used up over `version`: `false` if a concurrent request
+    /// used the same code first (the compare-and-set that makes a code work once).
+    async fn use_code(
+        &self,
+        user: &str,
+        next: &Factors,
+        version: i64,
+        events: &[EventDraft],
+    ) -> Result<bool, BrokerError> {
+        match self
+            .put_factors(user, next, Some(version), false, events)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(BrokerError::Store(StoreError::Conflict)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// `breakglass login`: user + password (+ code) for a session token.
@@ -238,33 +269,26 @@ impl Broker {
             Ok(n) => self.store.principal(n.as_str()).await?,
             Err(_) => None,
         };
-        let factors = match &principal {
-            Some(p) => self.factors(p.name.as_str()).await?,
+        let known = match principal {
+            Some(p) => self
+                .factors(p.name.as_str())
+                .await?
+                .and_then(|(f, v)| f.password.clone().map(|phc| (p, f, v, phc))),
             None => None,
         };
-        let (Some(p), Some((f, version))) = (principal, factors) else {
+        let Some((p, f, version, phc)) = known else {
+            // As slow as a wrong password, so the answer does not tell which names exist.
             password::verify_dummy(&req.password).await;
             return Err(self
                 .sign_in_failed(
                     Some(&req.user),
                     &source,
-                    "no such user, or no password",
+                    "no such user, or no password set",
                     AccessError::SignInFailed,
                 )
                 .await);
         };
         let user = p.name.to_string();
-        let Some(phc) = f.password.clone() else {
-            password::verify_dummy(&req.password).await;
-            return Err(self
-                .sign_in_failed(
-                    Some(&user),
-                    &source,
-                    "no password set",
-                    AccessError::SignInFailed,
-                )
-                .await);
-        };
         if !password::verify(&req.password, &phc).await {
             return Err(self
                 .sign_in_failed(
@@ -292,22 +316,15 @@ impl Broker {
             let Some(code) = &req.code else {
                 return Err(AccessError::CodeRequired.into());
             };
-            match self.accept_code(&user, &f, code.expose()) {
-                Ok((n, how)) => {
-                    if how == "recovery_code" {
-                        events.push(EventDraft::new(
-                            Actor::User(p.name.clone()),
-                            None,
-                            EventKind::UserRecoveryCodeUsed {
-                                principal: user.clone(),
-                                remaining: u32::try_from(n.recovery.len()).unwrap_or(0),
-                            },
-                        ));
-                        method = "password+recovery_code";
+            match self.accept_code(&p, &f, code.expose()) {
+                Ok(a) => {
+                    method = if a.method == "recovery_code" {
+                        "password+recovery_code"
                     } else {
-                        method = "password+totp";
-                    }
-                    next = n;
+                        "password+totp"
+                    };
+                    events = a.events;
+                    next = a.factors;
                 }
                 Err(e) => {
                     let reason = match &e {
@@ -349,26 +366,19 @@ impl Broker {
         }
         // The code is used up (and the password changed) before the session exists: a race
         // with the same code loses here with a conflict.
-        if !events.is_empty() || stepped_up {
-            match self
-                .put_factors(&user, &next, Some(version), false, &events)
-                .await
-            {
-                Ok(()) => {}
-                Err(BrokerError::Store(StoreError::Conflict)) => {
-                    return Err(self
-                        .sign_in_failed(
-                            Some(&user),
-                            &source,
-                            "code rejected: used by a concurrent sign-in",
-                            AccessError::CodeRejected {
-                                why: "it was already used",
-                            },
-                        )
-                        .await);
-                }
-                Err(e) => return Err(e),
-            }
+        if (!events.is_empty() || stepped_up)
+            && !self.use_code(&user, &next, version, &events).await?
+        {
+            return Err(self
+                .sign_in_failed(
+                    Some(&user),
+                    &source,
+                    "code rejected: used by a concurrent sign-in",
+                    AccessError::CodeRejected {
+                        why: "it was already used",
+                    },
+                )
+                .await);
         }
         let event = EventDraft::new(
             Actor::User(p.name.clone()),
@@ -428,39 +438,21 @@ impl Broker {
         let Some((f, version)) = self.factors(&user).await? else {
             return Err(AccessError::TotpNotEnrolled { user }.into());
         };
-        let (next, how) = match self.accept_code(&user, &f, code.expose()) {
-            Ok(x) => x,
+        let a = match self.accept_code(&caller.principal, &f, code.expose()) {
+            Ok(a) => a,
             Err(e @ AccessError::TotpNotEnrolled { .. }) => return Err(e.into()),
             Err(e) => {
                 let reason = format!("step-up: {e}");
                 return Err(self.sign_in_failed(Some(&user), source, &reason, e).await);
             }
         };
-        let mut events = Vec::new();
-        if how == "recovery_code" {
-            events.push(EventDraft::new(
-                Actor::User(caller.principal.name.clone()),
-                None,
-                EventKind::UserRecoveryCodeUsed {
-                    principal: user.clone(),
-                    remaining: u32::try_from(next.recovery.len()).unwrap_or(0),
-                },
-            ));
-        }
-        match self
-            .put_factors(&user, &next, Some(version), false, &events)
-            .await
-        {
-            Ok(()) => {}
-            Err(BrokerError::Store(StoreError::Conflict)) => {
-                return Err(AccessError::CodeRejected {
-                    why: "it was already used",
-                }
-                .into());
+        if !self.use_code(&user, &a.factors, version, &a.events).await? {
+            return Err(AccessError::CodeRejected {
+                why: "it was already used",
             }
-            Err(e) => return Err(e),
+            .into());
         }
-        self.mark_stepped_up(caller, how).await
+        self.mark_stepped_up(caller, a.method).await
     }
 
     async fn mark_stepped_up(&self, caller: &Caller, how: &str) -> Result<Timestamp, BrokerError> {
@@ -493,10 +485,9 @@ impl Broker {
         }
         let secret = totp::new_secret().map_err(internal)?;
         let sealed = self.sealer().seal(&secret, &totp_context(&user))?;
-        let (mut f, version) = existing.unwrap_or_default();
+        let (mut f, version) = split(existing);
         f.pending_totp = Some(B64.encode(sealed));
-        self.put_factors(&user, &f, (version > 0).then_some(version), false, &[])
-            .await?;
+        self.put_factors(&user, &f, version, false, &[]).await?;
         Ok(Enrolment {
             secret_base32: Secret::new(totp::base32(&secret)),
             uri: Secret::new(totp::uri(&secret, &user, TOTP_ISSUER)),
@@ -594,8 +585,7 @@ impl Broker {
         let p = self.person(user).await?;
         let initial = password::generate_initial().map_err(internal)?;
         let phc = password::hash(&initial).await.map_err(internal)?;
-        let existing = self.factors(p.name.as_str()).await?;
-        let (mut f, version) = existing.unwrap_or_default();
+        let (mut f, version) = split(self.factors(p.name.as_str()).await?);
         f.password = Some(phc);
         f.must_change = true;
         let event = EventDraft::new(
@@ -606,14 +596,8 @@ impl Broker {
                 must_change: true,
             },
         );
-        self.put_factors(
-            p.name.as_str(),
-            &f,
-            (version > 0).then_some(version),
-            true,
-            &[event],
-        )
-        .await?;
+        self.put_factors(p.name.as_str(), &f, version, true, &[event])
+            .await?;
         Ok(initial)
     }
 
@@ -653,11 +637,7 @@ impl Broker {
         user: &str,
         disabled: bool,
     ) -> Result<Principal, BrokerError> {
-        let p = self.store.principal(user).await?.ok_or_else(|| {
-            breakglass_core::DomainError::UnknownPrincipal {
-                name: user.chars().take(80).collect(),
-            }
-        })?;
+        let p = self.principal(user).await?;
         if disabled && p.name == caller.principal.name {
             return Err(breakglass_core::DomainError::InvalidField {
                 field: "user",
@@ -689,11 +669,7 @@ impl Broker {
     }
 
     async fn person(&self, user: &str) -> Result<Principal, BrokerError> {
-        let p = self.store.principal(user).await?.ok_or_else(|| {
-            breakglass_core::DomainError::UnknownPrincipal {
-                name: user.chars().take(80).collect(),
-            }
-        })?;
+        let p = self.principal(user).await?;
         if p.kind == PrincipalKind::Service {
             return Err(breakglass_core::DomainError::InvalidField {
                 field: "user",
@@ -742,6 +718,19 @@ impl Broker {
             })
         }
     }
+}
+
+/// A code accepted: the factors with it used up, how (`totp`, `recovery_code`), and the events
+/// that owes (a recovery code's use).
+struct Accepted {
+    factors: Factors,
+    method: &'static str,
+    events: Vec<EventDraft>,
+}
+
+/// Stored factors and their version, or fresh ones to insert.
+fn split(stored: Option<(Factors, i64)>) -> (Factors, Option<i64>) {
+    stored.map_or((Factors::default(), None), |(f, v)| (f, Some(v)))
 }
 
 fn internal(e: impl std::fmt::Display) -> BrokerError {

@@ -537,4 +537,20 @@ mod tests {
         assert_eq!(cut.len(), MAX_DELIVERY_ERROR - 1);
         assert!(long.starts_with(cut));
     }
+
+    #[test]
+    fn locks_double_from_the_first_failure_past_the_free_ones_up_to_the_cap() {
+        let p = ThrottlePolicy {
+            free: 5,
+            base_ms: 1_000,
+            cap_ms: 900_000,
+        };
+        assert_eq!(p.lock_ms(0), None);
+        assert_eq!(p.lock_ms(5), None);
+        assert_eq!(p.lock_ms(6), Some(1_000));
+        assert_eq!(p.lock_ms(7), Some(2_000));
+        assert_eq!(p.lock_ms(15), Some(512_000));
+        assert_eq!(p.lock_ms(16), Some(900_000));
+        assert_eq!(p.lock_ms(u32::MAX), Some(900_000), "no overflow");
+    }
 }

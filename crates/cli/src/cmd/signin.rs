@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::client::{CliError, Client, EXIT_USAGE};
+use crate::client::{CliError, Client, EXIT_USAGE, prompt_code};
 use crate::session::{self, Saved};
 use crate::{Format, output};
 
@@ -86,18 +86,6 @@ fn ask_new() -> Result<String, CliError> {
     Ok(first)
 }
 
-fn ask_code() -> Option<String> {
-    use std::io::{BufRead as _, Write as _};
-    if !std::io::stdin().is_terminal() {
-        return None;
-    }
-    eprint!("Code from your authenticator app (or a recovery code): ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).ok()?;
-    Some(line.trim().to_owned()).filter(|c| !c.is_empty())
-}
-
 pub(crate) async fn login(
     a: LoginArgs,
     totp: Option<String>,
@@ -121,7 +109,7 @@ pub(crate) async fn login(
                 v = ok;
                 break;
             }
-            Err(e) if e.code == "totp_required" && code.is_none() => match ask_code() {
+            Err(e) if e.code == "totp_required" && code.is_none() => match prompt_code(None) {
                 Some(c) => code = Some(c),
                 None => return Err(e),
             },
@@ -191,7 +179,7 @@ pub(crate) async fn logout(client: &Client) -> Result<(), CliError> {
 }
 
 pub(crate) async fn step_up(totp: Option<String>, client: &Client) -> Result<(), CliError> {
-    let Some(code) = totp.or_else(ask_code) else {
+    let Some(code) = totp.or_else(|| prompt_code(None)) else {
         return Err(CliError::with_help(
             EXIT_USAGE,
             "usage",

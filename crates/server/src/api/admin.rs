@@ -81,7 +81,15 @@ pub(crate) async fn add_user(
     State(b): State<AppState>,
     caller: Caller,
     body: RawBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<
+    (
+        StatusCode,
+        [(axum::http::HeaderName, &'static str); 1],
+        Json<Value>,
+    ),
+    ApiError,
+> {
+    // The one-time password is in this response and nowhere else.
     audited(&b, &caller, "user.add", async {
         let req: AddUser = body.json(r#"{"name": "alice", "groups": ["sre"], "kind": "human"}"#)?;
         let kind = match req.kind.as_deref() {
@@ -102,7 +110,11 @@ pub(crate) async fn add_user(
         if let (Some(o), Some(pw)) = (v.as_object_mut(), initial) {
             o.insert("initial_password".into(), json!(pw.expose()));
         }
-        Ok((StatusCode::CREATED, Json(v)))
+        Ok((
+            StatusCode::CREATED,
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            Json(v),
+        ))
     })
     .await
 }

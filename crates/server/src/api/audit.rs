@@ -39,8 +39,15 @@ pub(crate) struct ExportQuery {
     limit: Option<String>,
 }
 
-fn may_read(caller: &Caller) -> Result<(), ApiError> {
-    if caller.principal.may_read_everything() {
+/// Policy's `read_audit` decides (by default admins and auditors); a refusal keeps the core's
+/// wording.
+fn may_read(b: &Broker, caller: &Caller) -> Result<(), ApiError> {
+    if b.allowed(
+        &caller.principal,
+        crate::policy::Action::ReadAudit,
+        None,
+        false,
+    ) {
         Ok(())
     } else {
         Err(DomainError::AdminOnly {
@@ -94,7 +101,7 @@ pub(crate) async fn tail(
     Query(q): Query<TailQuery>,
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "audit.read", async {
-        may_read(&caller)?;
+        may_read(&b, &caller)?;
         let n = u32::try_from(number("n", q.n.as_deref(), 20)?.min(u64::from(MAX_TAIL)))
             .unwrap_or(MAX_TAIL);
         let events = b.store.audit_tail(n).await.map_err(BrokerError::from)?;
@@ -114,7 +121,7 @@ pub(crate) async fn key(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "audit.key", async {
-        may_read(&caller)?;
+        may_read(&b, &caller)?;
         Ok(Json(
             json!({ "origin": b.checkpoints.origin(), "key": b.checkpoints.verifier_key() }),
         ))
@@ -127,7 +134,7 @@ pub(crate) async fn checkpoint(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "audit.checkpoint", async {
-        may_read(&caller)?;
+        may_read(&b, &caller)?;
         let cp = b.checkpoint().await?;
         let parsed = parse_checkpoint(&cp.note)?;
         Ok(Json(json!({
@@ -145,7 +152,7 @@ pub(crate) async fn prove(
     Path(seq): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "audit.prove", async {
-        may_read(&caller)?;
+        may_read(&b, &caller)?;
         let index = number("seq", Some(&seq), 0)?;
         let cp = b.checkpoint().await?;
         let parsed = parse_checkpoint(&cp.note)?;
@@ -182,7 +189,7 @@ pub(crate) async fn consistency(
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
     audited(&b, &caller, "audit.consistency", async {
-        may_read(&caller)?;
+        may_read(&b, &caller)?;
         let cp = b.checkpoint().await?;
         let from = number("from", q.from.as_deref(), 0)?;
         let to = number("to", q.to.as_deref(), cp.size)?;
@@ -207,7 +214,7 @@ pub(crate) async fn export(
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
     audited(&b, &caller, "audit.export", async {
-        may_read(&caller)?;
+        may_read(&b, &caller)?;
         let from = number("from", q.from.as_deref(), 0)?;
         let limit = u32::try_from(
             number("limit", q.limit.as_deref(), u64::from(EXPORT_PAGE))?

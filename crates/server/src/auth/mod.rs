@@ -1,12 +1,12 @@
-//! Local sign-in: passwords, TOTP, recovery codes and failed-attempt throttling.
+//! Local sign-in: passwords, TOTP and recovery codes (failed-attempt throttling is the store's
+//! `record_auth_failure`, under a `ThrottlePolicy`).
 //!
 //! Pure primitives with no database and no HTTP: the broker stores what they return (a PHC string,
-//! a sealed TOTP secret with the last accepted step, recovery-code hashes, failure counts) and
+//! a sealed TOTP secret with the last accepted step, recovery-code hashes) and
 //! passes the current time in. Nothing here logs a password, a code or a secret.
 
 pub mod password;
 pub mod recovery;
-pub mod throttle;
 pub mod totp;
 
 /// The rare ways a sign-in primitive fails for reasons other than a wrong credential.

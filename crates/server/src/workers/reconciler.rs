@@ -1,6 +1,6 @@
-//! The reconciler: at start and periodically, finishes or undoes every open intent
-//! (`approved`, `activating`, `revoking`) so a crash between intent and outcome is repaired
-//! (invariant 3).
+//! The reconciler: at start and periodically, finishes or undoes every open `approved` and
+//! `activating` intent so a crash between intent and outcome is repaired (invariant 3); open
+//! `revoking` intents are the reaper's.
 
 use std::sync::Arc;
 use std::time::Duration;
