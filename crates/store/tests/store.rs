@@ -642,6 +642,7 @@ async fn a_failing_audit_write_rolls_back_the_state_change() {
     let store = SqliteStore::open(&path).await.unwrap();
     initialized(&store).await;
     let (g, v) = activate(&store, 6).await;
+    sign_in_state(&store).await;
     let size = store.audit_size().await.unwrap();
 
     // Sabotage the audit table from outside, as a full disk or a broken schema would.
@@ -661,6 +662,18 @@ async fn a_failing_audit_write_rolls_back_the_state_change() {
         .await
         .unwrap();
     nothing_was_kept(&store, &g, size).await;
+}
+
+/// A person with sign-in factors and a token, for `writes_fail_whole` to try to change.
+async fn sign_in_state(store: &dyn Store) {
+    store
+        .put_login("alice", "{}", None, false, &[], t(10))
+        .await
+        .unwrap();
+    store
+        .create_token(&token("t9", "alice"), &[], t(10))
+        .await
+        .unwrap();
 }
 
 /// With the audit log refusing inserts, every state-changing write fails and changes nothing.
@@ -696,11 +709,58 @@ async fn writes_fail_whole(store: &dyn Store, g: &Grant, v: i64) {
             .await
             .is_err()
     );
+
+    // Sign-in state is audited state too: a used-up code, a step-up, a lock, a disabled user.
+    let ev = || {
+        EventDraft::new(
+            Actor::System("t"),
+            None,
+            EventKind::GrantCancelled { by: "x".into() },
+        )
+    };
+    assert!(
+        store
+            .put_login("alice", "{\"used\":1}", Some(1), true, &[ev()], t(24))
+            .await
+            .is_err()
+    );
+    assert!(store.step_up("t9", &[ev()], t(24)).await.is_err());
+    assert!(
+        store
+            .set_disabled("alice", true, &[ev()], t(24))
+            .await
+            .is_err()
+    );
+    let policy = breakglass_store::ThrottlePolicy {
+        free: 0,
+        base_ms: 1000,
+        cap_ms: 1000,
+    };
+    assert!(
+        store
+            .record_auth_failure(&[("account alice".into(), policy)], &[ev()], t(24))
+            .await
+            .is_err()
+    );
 }
 
 /// Once the audit log takes inserts again: the log did not grow and the credential is still there.
 async fn nothing_was_kept(store: &dyn Store, g: &Grant, size: u64) {
     assert_eq!(store.audit_size().await.unwrap(), size);
+    let login = store.login("alice").await.unwrap().unwrap();
+    assert_eq!((login.body.as_str(), login.version), ("{}", 1));
+    assert_eq!(
+        store.token("t9").await.unwrap().unwrap().stepped_up_at,
+        None
+    );
+    assert!(!store.principal("alice").await.unwrap().unwrap().disabled);
+    assert!(
+        store
+            .throttles(&["account alice".into()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(
         store.deliver_credential(g.id, "alice", t(23)).await.is_ok(),
         "the failed delivery did not consume the credential"

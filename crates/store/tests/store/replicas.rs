@@ -10,8 +10,8 @@ use breakglass_core::{AuditEvent, EventKind, Role};
 use breakglass_store::{PostgresStore, Store, StoreError};
 
 use super::{
-    ROLE, activate, created, initialized, note, nothing_was_kept, request, t, token, tree_of, user,
-    writes_fail_whole,
+    ROLE, activate, created, initialized, note, nothing_was_kept, request, sign_in_state, t, token,
+    tree_of, user, writes_fail_whole,
 };
 use crate::pgdb::{Proxy, TestDb, server_addr, via_proxy};
 
@@ -257,6 +257,7 @@ async fn a_failing_audit_write_rolls_back_the_state_change() {
     let store = PostgresStore::open(&db.url).await.unwrap();
     initialized(&store).await;
     let (g, v) = activate(&store, 6).await;
+    sign_in_state(&store).await;
     let size = store.audit_size().await.unwrap();
 
     // Sabotage the audit table from outside, as a full disk or a broken schema would.
