@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 use breakglass_core::SystemClock;
 use breakglass_server::{ServeConfig, Server, datadir};
 use serde_json::{Value, json};
+
+#[path = "common/mod.rs"]
+mod common;
 use sqlx::ConnectOptions as _;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
@@ -133,44 +136,10 @@ async fn main() {
     let http = reqwest::Client::new();
     let admin = admin.admin_token.expose().to_owned();
     let post = reqwest::Method::POST;
-    call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/users"),
-        &admin,
-        Some(json!({"name": "alice", "groups": ["sre"]})),
-    )
-    .await;
-    call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/users"),
-        &admin,
-        Some(json!({"name": "bob", "groups": ["leads"]})),
-    )
-    .await;
-    let alice = call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/tokens"),
-        &admin,
-        Some(json!({"user": "alice"})),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let bob = call(
-        &http,
-        post.clone(),
-        format!("{base}/v1/tokens"),
-        &admin,
-        Some(json!({"user": "bob"})),
-    )
-    .await["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    // Approving and collecting a credential need a second factor: everyone enrols one.
+    common::enroll(&http, &base, &admin).await;
+    let (alice, _) = common::person(&http, &base, &admin, "alice", &["sre"], true).await;
+    let (bob, _) = common::person(&http, &base, &admin, "bob", &["leads"], true).await;
 
     // Floor 1: an HTTP round trip to this server.
     let mut hello = Vec::with_capacity(n);
