@@ -124,6 +124,15 @@ pub enum DomainError {
     CredentialAlreadyDelivered { grant: String },
     #[error("grant `{grant}` is `{state}`, so it has no credential to deliver")]
     CredentialNotAvailable { grant: String, state: &'static str },
+    #[error(
+        "an emergency use of role `{role}` by `{principal}` (grant {grant}) has owed a review since {due}"
+    )]
+    EmergencyReviewOverdue {
+        role: String,
+        principal: String,
+        grant: String,
+        due: crate::Timestamp,
+    },
 }
 
 impl DomainError {
@@ -202,6 +211,7 @@ impl DomainError {
             Self::CredentialNotAvailable { grant, .. } => {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
+            Self::EmergencyReviewOverdue { .. } => "ask for a review of that use first, or request the role the normal way (`breakglass request ROLE` without --emergency) so approvers decide".into(),
         }
     }
 
@@ -228,7 +238,8 @@ impl DomainError {
             | Self::EmergencyNotAllowed { .. }
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. }
-            | Self::RequesterNoLongerAllowed { .. } => ErrorCategory::Forbidden,
+            | Self::RequesterNoLongerAllowed { .. }
+            | Self::EmergencyReviewOverdue { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -279,6 +290,7 @@ impl DomainError {
             Self::ExtensionPending { .. } => "extension_pending",
             Self::CredentialAlreadyDelivered { .. } => "credential_already_delivered",
             Self::CredentialNotAvailable { .. } => "credential_not_available",
+            Self::EmergencyReviewOverdue { .. } => "review_overdue",
         }
     }
 }

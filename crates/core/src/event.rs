@@ -48,6 +48,8 @@ impl Serialize for Actor {
 pub enum EndCauseKind {
     Expiry,
     Revoke,
+    /// The requester's account was disabled.
+    PrincipalDisabled,
 }
 
 /// Every kind of audit event with its fields. The `type` names are part of the public format.
@@ -337,7 +339,9 @@ impl EventDraft {
             obj.insert("emergency".into(), Value::Bool(true));
         }
         strip_nulls(&mut obj);
-        let bytes = serde_json::to_vec(&sorted(Value::Object(obj))).unwrap_or_default();
+        // INVARIANT(6): a whole API token typed into the wrong field (a grant id, a user name) is
+        // cut down to its id before it can reach the append-only log.
+        let bytes = serde_json::to_vec(&sorted(redacted(Value::Object(obj)))).unwrap_or_default();
         Encoded { type_name, bytes }
     }
 }
@@ -360,6 +364,19 @@ fn sorted(v: Value) -> Value {
             Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
         }
         Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// `v` with every whole API token in its strings cut down to its id.
+fn redacted(v: Value) -> Value {
+    match v {
+        Value::String(s) => match crate::text::redact_tokens(&s) {
+            std::borrow::Cow::Borrowed(_) => Value::String(s),
+            std::borrow::Cow::Owned(r) => Value::String(r),
+        },
+        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k, redacted(v))).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(redacted).collect()),
         other => other,
     }
 }
@@ -408,6 +425,24 @@ mod tests {
             String::from_utf8(bytes).unwrap(),
             r#"{"actor":"user:alice","duration":"30m","grant":"01010101-0101-4101-8101-010101010101","reason":"db down \"now\"\n","requester":"alice","role":"prod-db-admin","role_hash":"ab","seq":7,"time":"2026-11-24T15:32:16.123Z","type":"grant.requested","v":1}"#
         );
+    }
+
+    #[test]
+    fn a_token_typed_into_any_field_never_reaches_the_log() {
+        let token = "bgt_0123456789ab_abcdefghijklmnopqrstuvwxyzABCDEFGHIJ-_0123456";
+        let draft = EventDraft::new(
+            Actor::System("auth"),
+            None,
+            EventKind::AuthFailed {
+                principal: Some(token.into()),
+                source: "127.0.0.1".into(),
+                reason: format!("unknown grant `{token}`"),
+            },
+        );
+        let bytes =
+            String::from_utf8(draft.canonical_bytes(0, Timestamp::from_unix_millis(0))).unwrap();
+        assert!(!bytes.contains("abcdefghij"), "{bytes}");
+        assert!(bytes.contains("bgt_0123456789ab_[redacted]"), "{bytes}");
     }
 
     #[test]

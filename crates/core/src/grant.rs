@@ -18,14 +18,20 @@
 use serde::{Deserialize, Serialize};
 
 use crate::event::EndCauseKind;
+use crate::text::free_text;
 use crate::{
     Actor, DomainError, Duration, EventDraft, EventKind, GrantId, Name, Principal, Role, Target,
     Timestamp,
 };
 
+mod credential;
 mod request;
+mod requester;
+mod review;
 
+pub use credential::CredentialFacts;
 pub use request::RequestInput;
+pub use review::overdue_emergency_review;
 
 const MAX_REASON_CHARS: usize = 1000;
 const MAX_INCIDENT_CHARS: usize = 200;
@@ -62,6 +68,11 @@ pub struct PendingExtension {
 pub enum EndCause {
     Expiry,
     Revoke {
+        revoked_by: String,
+        revoke_reason: String,
+    },
+    /// Its requester was disabled: the grant ends with their account.
+    PrincipalDisabled {
         revoked_by: String,
         revoke_reason: String,
     },
@@ -119,48 +130,114 @@ pub enum GrantState {
     },
 }
 
-impl GrantState {
-    /// The lowercase name used in the API, the CLI and `--state` filters.
-    pub fn name(&self) -> &'static str {
+/// A grant state without its data: what lists and workers filter on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StateKind {
+    Requested,
+    Approved,
+    Activating,
+    Active,
+    Revoking,
+    Expired,
+    Revoked,
+    Denied,
+    Cancelled,
+    TimedOut,
+    Failed,
+}
+
+impl StateKind {
+    pub const ALL: [StateKind; 11] = [
+        StateKind::Requested,
+        StateKind::Approved,
+        StateKind::Activating,
+        StateKind::Active,
+        StateKind::Revoking,
+        StateKind::Expired,
+        StateKind::Revoked,
+        StateKind::Denied,
+        StateKind::Cancelled,
+        StateKind::TimedOut,
+        StateKind::Failed,
+    ];
+
+    /// The lowercase name used in the API, the CLI, `--state` filters and the store.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Requested => "requested",
-            Self::Approved { .. } => "approved",
-            Self::Activating { .. } => "activating",
-            Self::Active { .. } => "active",
-            Self::Revoking { .. } => "revoking",
-            Self::Expired { .. } => "expired",
-            Self::Revoked { .. } => "revoked",
-            Self::Denied { .. } => "denied",
-            Self::Cancelled { .. } => "cancelled",
-            Self::TimedOut { .. } => "timed_out",
-            Self::Failed { .. } => "failed",
+            Self::Approved => "approved",
+            Self::Activating => "activating",
+            Self::Active => "active",
+            Self::Revoking => "revoking",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Denied => "denied",
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+            Self::Failed => "failed",
         }
     }
 
-    pub const NAMES: [&'static str; 11] = [
-        "requested",
-        "approved",
-        "activating",
-        "active",
-        "revoking",
-        "expired",
-        "revoked",
-        "denied",
-        "cancelled",
-        "timed_out",
-        "failed",
-    ];
+    /// The state named `s`, or a refusal listing the names there are.
+    pub fn parse(s: &str) -> Result<StateKind, DomainError> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| DomainError::InvalidField {
+                field: "state",
+                problem: format!(
+                    "`{}` is not one of {}",
+                    crate::text::shown(s, 40),
+                    Self::ALL.map(Self::as_str).join(", ")
+                ),
+            })
+    }
+
+    pub fn is_ended(self) -> bool {
+        match self {
+            Self::Expired
+            | Self::Revoked
+            | Self::Denied
+            | Self::Cancelled
+            | Self::TimedOut
+            | Self::Failed => true,
+            Self::Requested | Self::Approved | Self::Activating | Self::Active | Self::Revoking => {
+                false
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for StateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl GrantState {
+    pub fn kind(&self) -> StateKind {
+        match self {
+            Self::Requested => StateKind::Requested,
+            Self::Approved { .. } => StateKind::Approved,
+            Self::Activating { .. } => StateKind::Activating,
+            Self::Active { .. } => StateKind::Active,
+            Self::Revoking { .. } => StateKind::Revoking,
+            Self::Expired { .. } => StateKind::Expired,
+            Self::Revoked { .. } => StateKind::Revoked,
+            Self::Denied { .. } => StateKind::Denied,
+            Self::Cancelled { .. } => StateKind::Cancelled,
+            Self::TimedOut { .. } => StateKind::TimedOut,
+            Self::Failed { .. } => StateKind::Failed,
+        }
+    }
+
+    /// The lowercase name used in the API, the CLI and `--state` filters.
+    pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
 
     pub fn is_ended(&self) -> bool {
-        matches!(
-            self,
-            Self::Expired { .. }
-                | Self::Revoked { .. }
-                | Self::Denied { .. }
-                | Self::Cancelled { .. }
-                | Self::TimedOut { .. }
-                | Self::Failed { .. }
-        )
+        self.kind().is_ended()
     }
 }
 
@@ -227,7 +304,7 @@ impl Grant {
     ) -> Result<Transition, DomainError> {
         let comment = match comment.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(c) => Some(text_field("comment", c, MAX_REASON_CHARS, true)?),
+            Some(c) => Some(free_text("comment", c, MAX_REASON_CHARS, true)?),
         };
         let extending =
             self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
@@ -336,7 +413,7 @@ impl Grant {
         reason: &str,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
-        let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
+        let reason = free_text("reason", reason, MAX_REASON_CHARS, true)?;
         let extending =
             self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
         if extending && self.past_end(now) {
@@ -595,7 +672,7 @@ impl Grant {
                 grant: self.id.to_string(),
             });
         }
-        let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
+        let reason = free_text("reason", reason, MAX_REASON_CHARS, true)?;
         let (activated_at, expires_at) = match self.state {
             GrantState::Active {
                 activated_at,
@@ -724,6 +801,10 @@ impl Grant {
             EndCause::Revoke {
                 revoked_by: by,
                 revoke_reason: reason,
+            }
+            | EndCause::PrincipalDisabled {
+                revoked_by: by,
+                revoke_reason: reason,
             } => {
                 next.state = GrantState::Revoked {
                     activated_at,
@@ -759,7 +840,7 @@ impl Grant {
                 grant: self.id.to_string(),
             });
         }
-        let reason = text_field("reason", reason, MAX_REASON_CHARS, true)?;
+        let reason = free_text("reason", reason, MAX_REASON_CHARS, true)?;
         if !matches!(self.state, GrantState::Active { .. }) {
             return Err(self.wrong_state("active", "extended"));
         }
@@ -811,34 +892,6 @@ impl Grant {
         })
     }
 
-    /// Checks that `by` may receive this grant's credential now.
-    pub fn check_reveal(&self, by: &Principal, now: Timestamp) -> Result<(), DomainError> {
-        if by.name != self.requester {
-            return Err(DomainError::NotAllowed {
-                principal: by.name.to_string(),
-                action: "receive the credential of",
-                grant: self.id.to_string(),
-            });
-        }
-        if !matches!(self.state, GrantState::Active { .. }) {
-            return Err(DomainError::CredentialNotAvailable {
-                grant: self.id.to_string(),
-                state: self.state.name(),
-            });
-        }
-        if self.past_end(now) {
-            return Err(DomainError::ReachedItsEnd {
-                grant: self.id.to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    /// An emergency grant whose review is due before `now` and has not been done.
-    pub fn review_overdue(&self, now: Timestamp) -> bool {
-        self.emergency && self.reviewed_at.is_none() && self.review_due.is_some_and(|d| d < now)
-    }
-
     /// An active grant whose window has closed is over, even before the reaper records it.
     pub fn past_end(&self, now: Timestamp) -> bool {
         matches!(self.state, GrantState::Active { expires_at, .. } if now >= expires_at)
@@ -872,11 +925,11 @@ impl Grant {
 
     /// Every event about this grant is made here, so an emergency grant's events are all flagged
     /// without any transition having to remember it.
-    fn event(&self, actor: Actor, kind: EventKind) -> EventDraft {
+    pub(crate) fn event(&self, actor: Actor, kind: EventKind) -> EventDraft {
         EventDraft::new(actor, Some(self.id), kind).flagged(self.emergency)
     }
 
-    fn wrong_state(&self, expected: &'static str, action: &'static str) -> DomainError {
+    pub(crate) fn wrong_state(&self, expected: &'static str, action: &'static str) -> DomainError {
         if self.state.is_ended() {
             return DomainError::AlreadyEnded {
                 grant: self.id.to_string(),
@@ -890,36 +943,6 @@ impl Grant {
             action,
         }
     }
-}
-
-/// A required or optional free-text field: trimmed, non-empty, bounded, no control characters
-/// other than newline and tab.
-fn text_field(
-    field: &'static str,
-    s: &str,
-    max: usize,
-    required: bool,
-) -> Result<String, DomainError> {
-    let t = s.trim();
-    if required && t.is_empty() {
-        return Err(DomainError::InvalidField {
-            field,
-            problem: "it must not be empty".into(),
-        });
-    }
-    if t.chars().count() > max {
-        return Err(DomainError::InvalidField {
-            field,
-            problem: format!("it is longer than {max} characters"),
-        });
-    }
-    if t.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(DomainError::InvalidField {
-            field,
-            problem: "it contains control characters".into(),
-        });
-    }
-    Ok(t.to_owned())
 }
 
 #[cfg(test)]

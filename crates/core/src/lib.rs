@@ -5,6 +5,7 @@
 //! (state, command, now, role) to (new state, events) or a [`DomainError`]; the server feeds it
 //! time through a [`Clock`] and persists what it returns.
 
+pub mod action;
 pub mod clock;
 pub mod duration;
 pub mod error;
@@ -13,12 +14,18 @@ pub mod grant;
 pub mod id;
 pub mod principal;
 pub mod role;
+pub mod stepup;
+pub mod text;
 
+pub use action::{Action, PolicyAction, Scope};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use duration::Duration;
 pub use error::DomainError;
 pub use event::{Actor, AuditEvent, EventDraft, EventKind};
-pub use grant::{Approval, EndCause, Extension, Grant, GrantState, PendingExtension, Transition};
+pub use grant::{
+    Approval, CredentialFacts, EndCause, Extension, Grant, GrantState, PendingExtension, StateKind,
+    Transition,
+};
 pub use id::{GrantId, Name, Subject};
 pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};
 pub use role::{

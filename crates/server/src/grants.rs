@@ -293,7 +293,7 @@ impl Broker {
         )?;
         let sealed = self
             .store
-            .deliver_credential(id, caller.principal.name.as_str(), self.clock.now())
+            .deliver_credential(id, &caller.principal, self.clock.now())
             .await?;
         let plain = self
             .sealer()
@@ -326,18 +326,8 @@ impl Broker {
         caller: &Caller,
         state: Option<&str>,
     ) -> Result<Vec<Grant>, BrokerError> {
-        if let Some(s) = state
-            && !GrantState::NAMES.contains(&s)
-        {
-            return Err(DomainError::InvalidField {
-                field: "state",
-                problem: format!(
-                    "`{}` is not one of {}",
-                    s.chars().take(40).collect::<String>(),
-                    GrantState::NAMES.join(", ")
-                ),
-            }
-            .into());
+        if let Some(s) = state {
+            breakglass_core::StateKind::parse(s)?;
         }
         let (roles, policies) = (self.roles(), self.policies());
         Ok(self

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use breakglass_core::{GrantState, Timestamp};
+use breakglass_core::{GrantState, StateKind, Timestamp};
 use breakglass_store::ChannelBacklog;
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
@@ -162,10 +162,10 @@ impl Broker {
         )?;
         let now = self.clock.now();
         let mut grants: BTreeMap<&'static str, u64> =
-            GrantState::NAMES.iter().map(|s| (*s, 0)).collect();
+            StateKind::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         for (state, n) in &counts {
-            if let Some(name) = GrantState::NAMES.iter().find(|s| **s == state.as_str()) {
-                grants.insert(name, *n);
+            if let Ok(kind) = StateKind::parse(state) {
+                grants.insert(kind.as_str(), *n);
             }
         }
         let seen: BTreeSet<String> = backlog.iter().map(|b| b.channel.clone()).collect();
@@ -313,7 +313,7 @@ mod tests {
         m.alert_failed("oncall");
         m.alert_failed("oncall");
         let snapshot = Snapshot {
-            grants: GrantState::NAMES.iter().map(|s| (*s, 0)).collect(),
+            grants: StateKind::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
             backlog: vec![backlog("oncall", 1)],
             audit_events: 7,
             checkpoint: None,

@@ -164,14 +164,6 @@ impl ThrottlePolicy {
     }
 }
 
-/// Whether a stored grant body is an emergency grant (whose every event is flagged).
-fn is_emergency(body: &str) -> bool {
-    serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get("emergency").and_then(serde_json::Value::as_bool))
-        .unwrap_or(false)
-}
-
 /// The `auth.locked` event for a subject a failure just locked.
 fn locked_event(st: &ThrottleState) -> Option<EventDraft> {
     let until = st.locked_until?;
@@ -346,7 +338,7 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a principal's sign-in factors: `expected` `None` inserts (a conflict if a row
     /// exists), `Some(v)` replaces version `v` (a conflict if the row moved on). With `revoke_sessions`
     /// every session the principal holds is revoked in the same transaction (a password or
-    /// authenticator reset).
+    /// authenticator reset): every token it holds, sessions and API tokens alike.
     async fn put_login(
         &self,
         principal: &str,
@@ -412,12 +404,14 @@ pub trait Store: Send + Sync + 'static {
     /// Pending requests made at or before `cutoff`, oldest first (candidates for time-out).
     async fn requested_before(&self, cutoff: Timestamp) -> Result<Vec<StoredGrant>>;
 
-    /// Hands over the latest undelivered credential of an active grant exactly once: erases the
-    /// ciphertext and records who took it (`credential.delivered`) in one transaction.
+    /// Hands over the latest undelivered credential of grant `id` to `to` exactly once: reads the
+    /// grant and its credential under the grant's lock, lets the core decide
+    /// ([`Grant::deliver_credential`]), then erases the ciphertext and records the core's
+    /// `credential.delivered` event in the same transaction.
     async fn deliver_credential(
         &self,
         id: GrantId,
-        to: &str,
+        to: &Principal,
         now: Timestamp,
     ) -> Result<SealedCredential>;
 

@@ -32,8 +32,8 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use breakglass_audit::{Frontier, Hash, NodeId, leaf_hash};
 use breakglass_core::{
-    Actor, AuditEvent, DomainError, EventDraft, EventKind, Grant, GrantId, Principal,
-    PrincipalKind, Timestamp,
+    AuditEvent, CredentialFacts, DomainError, EventDraft, Grant, GrantId, Principal, PrincipalKind,
+    Timestamp,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Row as _};
@@ -773,45 +773,24 @@ impl Store for PostgresStore {
     async fn deliver_credential(
         &self,
         id: GrantId,
-        to: &str,
+        to: &Principal,
         now: Timestamp,
     ) -> Result<SealedCredential> {
         let grant_id = &id.to_string();
         self.write(|mut tx| async move {
             // Locking the grant row first makes delivery exactly-once across replicas: a second
             // delivery waits here, then finds the ciphertext gone.
-            let row =
-                sqlx::query("SELECT state, expires_at, body FROM grants WHERE id = $1 FOR UPDATE")
-                    .bind(grant_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+            let row = sqlx::query("SELECT body, version FROM grants WHERE id = $1 FOR UPDATE")
+                .bind(grant_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             let Some(row) = row else {
                 return Err(DomainError::UnknownGrant {
                     grant: grant_id.clone(),
                 }
                 .into());
             };
-            let state: String = row.try_get("state")?;
-            let expires_at: Option<i64> = row.try_get("expires_at")?;
-            let emergency = crate::is_emergency(&row.try_get::<String, _>("body")?);
-            if state != "active" {
-                let state = breakglass_core::GrantState::NAMES
-                    .into_iter()
-                    .find(|s| *s == state)
-                    .unwrap_or("unknown");
-                return Err(DomainError::CredentialNotAvailable {
-                    grant: grant_id.clone(),
-                    state,
-                }
-                .into());
-            }
-            if expires_at.is_some_and(|end| end <= now.unix_millis()) {
-                // Past its end the grant is over, even if the reaper has not recorded it yet.
-                return Err(DomainError::ReachedItsEnd {
-                    grant: grant_id.clone(),
-                }
-                .into());
-            }
+            let grant = grant_from_row(&row)?.grant;
             let row = sqlx::query(
                 "SELECT serial, fingerprint, ciphertext FROM credentials
                  WHERE grant_id = $1 ORDER BY serial DESC LIMIT 1",
@@ -819,51 +798,43 @@ impl Store for PostgresStore {
             .bind(grant_id)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(row) = row else {
-                return Err(DomainError::CredentialNotAvailable {
-                    grant: grant_id.clone(),
-                    state: "active",
-                }
-                .into());
+            let latest = match &row {
+                Some(r) => Some((
+                    r.try_get::<i64, _>("serial")?,
+                    r.try_get::<String, _>("fingerprint")?,
+                    r.try_get::<Option<Vec<u8>>, _>("ciphertext")?,
+                )),
+                None => None,
             };
-            let serial: i64 = row.try_get("serial")?;
-            let fingerprint: String = row.try_get("fingerprint")?;
-            let Some(ciphertext) = row.try_get::<Option<Vec<u8>>, _>("ciphertext")? else {
-                // INVARIANT(6): shown once; the ciphertext was erased when it was delivered.
-                return Err(DomainError::CredentialAlreadyDelivered {
-                    grant: grant_id.clone(),
-                }
-                .into());
+            let facts = latest
+                .as_ref()
+                .map(|(_, fingerprint, ciphertext)| CredentialFacts {
+                    fingerprint: fingerprint.clone(),
+                    delivered: ciphertext.is_none(),
+                });
+            // The core decides; this transaction applies its decision.
+            let event = grant.deliver_credential(to, facts.as_ref(), now)?;
+            let Some((serial, fingerprint, Some(ciphertext))) = latest else {
+                return Err(StoreError::Corrupt(
+                    "credential vanished while delivered".into(),
+                ));
             };
             sqlx::query(
                 "UPDATE credentials SET ciphertext = NULL, delivered_at = $1, delivered_to = $2
                  WHERE grant_id = $3 AND serial = $4",
             )
             .bind(now.unix_millis())
-            .bind(to)
+            .bind(to.name.as_str())
             .bind(grant_id)
             .bind(serial)
             .execute(&mut *tx)
             .await?;
-            let actor = Actor::User(
-                to.parse()
-                    .map_err(|_| StoreError::Corrupt("bad principal name".into()))?,
-            );
-            let event = EventDraft::new(
-                actor,
-                Some(id),
-                EventKind::CredentialDelivered {
-                    to: to.to_owned(),
-                    fingerprint: fingerprint.clone(),
-                },
-            )
-            .flagged(emergency);
             append_in(&mut tx, &[event], now).await?;
             let sealed = SealedCredential {
                 fingerprint,
                 ciphertext,
                 // Read under the row lock: the end this credential carries.
-                expires_at: expires_at.map(Timestamp::from_unix_millis),
+                expires_at: grant.expires_at(),
             };
             Ok((tx, sealed))
         })

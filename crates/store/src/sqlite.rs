@@ -17,8 +17,8 @@ use std::time::Duration as StdDuration;
 use async_trait::async_trait;
 use breakglass_audit::{Frontier, Hash, NodeId, leaf_hash};
 use breakglass_core::{
-    Actor, AuditEvent, DomainError, EventDraft, EventKind, Grant, GrantId, Principal,
-    PrincipalKind, Timestamp,
+    AuditEvent, CredentialFacts, DomainError, EventDraft, Grant, GrantId, Principal, PrincipalKind,
+    Timestamp,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -903,101 +903,61 @@ impl Store for SqliteStore {
     async fn deliver_credential(
         &self,
         id: GrantId,
-        to: &str,
+        to: &Principal,
         now: Timestamp,
     ) -> Result<SealedCredential> {
-        let to = to.to_owned();
+        let to = to.clone();
         self.write(move |tx| {
             Box::pin(async move {
-                let to = to.as_str();
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM grants WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(state) = state else {
-            return Err(DomainError::UnknownGrant {
-                grant: id.to_string(),
-            }
-            .into());
-        };
-        if state != "active" {
-            let state = breakglass_core::GrantState::NAMES
-                .into_iter()
-                .find(|s| *s == state)
-                .unwrap_or("unknown");
-            return Err(DomainError::CredentialNotAvailable {
-                grant: id.to_string(),
-                state,
-            }
-            .into());
-        }
-        let ended: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM grants WHERE id = ? AND expires_at <= ?")
-            .bind(id.to_string())
-            .bind(now.unix_millis())
-            .fetch_one(&mut *tx)
-            .await?;
-        if ended > 0 {
-            // Past its end the grant is over, even if the reaper has not recorded it yet.
-            return Err(DomainError::ReachedItsEnd { grant: id.to_string() }.into());
-        }
-        let row = sqlx::query(
-            "SELECT serial, fingerprint, ciphertext FROM credentials WHERE grant_id = ? ORDER BY serial DESC LIMIT 1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(DomainError::CredentialNotAvailable {
-                grant: id.to_string(),
-                state: "active",
-            }
-            .into());
-        };
-        let serial: i64 = row.try_get("serial")?;
-        let fingerprint: String = row.try_get("fingerprint")?;
-        let Some(ciphertext) = row.try_get::<Option<Vec<u8>>, _>("ciphertext")? else {
-            // INVARIANT(6): shown once; the ciphertext was erased when it was delivered.
-            return Err(DomainError::CredentialAlreadyDelivered {
-                grant: id.to_string(),
-            }
-            .into());
-        };
-        sqlx::query(
-            "UPDATE credentials SET ciphertext = NULL, delivered_at = ?, delivered_to = ? WHERE grant_id = ? AND serial = ?",
-        )
-        .bind(now.unix_millis())
-        .bind(to)
-        .bind(id.to_string())
-        .bind(serial)
-        .execute(&mut *tx)
-        .await?;
-        let actor = Actor::User(
-            to.parse()
-                .map_err(|_| StoreError::Corrupt("bad principal name".into()))?,
-        );
-        let body: String = sqlx::query_scalar("SELECT body FROM grants WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        let event = EventDraft::new(
-            actor,
-            Some(id),
-            EventKind::CredentialDelivered {
-                to: to.to_owned(),
-                fingerprint: fingerprint.clone(),
-            },
-        )
-        .flagged(crate::is_emergency(&body));
-        append_in(tx, &[event], now).await?;
-        let expires_at: Option<i64> = sqlx::query_scalar("SELECT expires_at FROM grants WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_one(&mut *tx)
-            .await?;
-        Ok(SealedCredential {
-            fingerprint,
-            ciphertext,
-            expires_at: expires_at.map(Timestamp::from_unix_millis),
-        })
+                let row = sqlx::query("SELECT body, version FROM grants WHERE id = ?")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some(row) = row else {
+                    return Err(DomainError::UnknownGrant {
+                        grant: id.to_string(),
+                    }
+                    .into());
+                };
+                let grant = grant_from_row(&row)?.grant;
+                let row = sqlx::query(
+                    "SELECT serial, fingerprint, ciphertext FROM credentials WHERE grant_id = ? ORDER BY serial DESC LIMIT 1",
+                )
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let latest = match &row {
+                    Some(r) => Some((
+                        r.try_get::<i64, _>("serial")?,
+                        r.try_get::<String, _>("fingerprint")?,
+                        r.try_get::<Option<Vec<u8>>, _>("ciphertext")?,
+                    )),
+                    None => None,
+                };
+                let facts = latest.as_ref().map(|(_, fingerprint, ciphertext)| CredentialFacts {
+                    fingerprint: fingerprint.clone(),
+                    delivered: ciphertext.is_none(),
+                });
+                // The core decides; this transaction applies its decision.
+                let event = grant.deliver_credential(&to, facts.as_ref(), now)?;
+                let Some((serial, fingerprint, Some(ciphertext))) = latest else {
+                    return Err(StoreError::Corrupt("credential vanished while delivered".into()));
+                };
+                sqlx::query(
+                    "UPDATE credentials SET ciphertext = NULL, delivered_at = ?, delivered_to = ? WHERE grant_id = ? AND serial = ?",
+                )
+                .bind(now.unix_millis())
+                .bind(to.name.as_str())
+                .bind(id.to_string())
+                .bind(serial)
+                .execute(&mut *tx)
+                .await?;
+                append_in(tx, &[event], now).await?;
+                Ok(SealedCredential {
+                    fingerprint,
+                    ciphertext,
+                    expires_at: grant.expires_at(),
+                })
             })
         })
         .await

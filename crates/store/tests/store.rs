@@ -248,10 +248,13 @@ async fn stale_versions_conflict(store: &dyn Store) {
 async fn credential_is_delivered_once(store: &dyn Store) {
     initialized(store).await;
     let (g, _) = activate(store, 3).await;
-    let c = store.deliver_credential(g.id, "alice", t(6)).await.unwrap();
+    let c = store
+        .deliver_credential(g.id, &user("alice", &["sre"]), t(6))
+        .await
+        .unwrap();
     assert_eq!(c.ciphertext, vec![9; 40]);
     let err = store
-        .deliver_credential(g.id, "alice", t(7))
+        .deliver_credential(g.id, &user("alice", &["sre"]), t(7))
         .await
         .unwrap_err();
     assert_eq!(
@@ -279,7 +282,7 @@ async fn ending_a_grant_erases_an_uncollected_credential(store: &dyn Store) {
         .await
         .unwrap();
     let err = store
-        .deliver_credential(g.id, "alice", t(10_001))
+        .deliver_credential(g.id, &user("alice", &["sre"]), t(10_001))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("is `revoking`"), "{err}");
@@ -705,7 +708,7 @@ async fn writes_fail_whole(store: &dyn Store, g: &Grant, v: i64) {
 
     assert!(
         store
-            .deliver_credential(g.id, "alice", t(22))
+            .deliver_credential(g.id, &user("alice", &["sre"]), t(22))
             .await
             .is_err()
     );
@@ -762,7 +765,10 @@ async fn nothing_was_kept(store: &dyn Store, g: &Grant, size: u64) {
             .is_empty()
     );
     assert!(
-        store.deliver_credential(g.id, "alice", t(23)).await.is_ok(),
+        store
+            .deliver_credential(g.id, &user("alice", &["sre"]), t(23))
+            .await
+            .is_ok(),
         "the failed delivery did not consume the credential"
     );
 }

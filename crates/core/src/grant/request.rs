@@ -1,6 +1,7 @@
 //! New grants: the ordinary request that waits for approval, and emergency self-activation.
 
-use super::{MAX_INCIDENT_CHARS, MAX_REASON_CHARS, text_field};
+use super::{MAX_INCIDENT_CHARS, MAX_REASON_CHARS};
+use crate::text::free_text;
 use crate::{
     Actor, DomainError, Duration, EventDraft, EventKind, Grant, GrantId, GrantState, Principal,
     Role, Timestamp, Transition,
@@ -103,10 +104,10 @@ impl CheckedRequest {
                 role: role.id.to_string(),
             });
         }
-        let reason = text_field("reason", &input.reason, MAX_REASON_CHARS, true)?;
+        let reason = free_text("reason", &input.reason, MAX_REASON_CHARS, true)?;
         let incident = match input.incident.as_deref().map(str::trim) {
             None | Some("") => None,
-            Some(i) => Some(text_field("incident", i, MAX_INCIDENT_CHARS, true)?),
+            Some(i) => Some(free_text("incident", i, MAX_INCIDENT_CHARS, true)?),
         };
         match (&incident, &role.incident_pattern) {
             (None, Some(p)) if role.require_incident => {

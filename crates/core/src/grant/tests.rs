@@ -845,3 +845,147 @@ fn emergency_fields_round_trip_and_old_grants_still_read() {
     assert_eq!(back.reviewed_at, None);
     assert_eq!(back, active());
 }
+
+#[test]
+fn a_credential_is_delivered_once_to_the_requester_while_active() {
+    let g = active(); // active from t(31) for 30 minutes
+    let fresh = CredentialFacts {
+        fingerprint: "sha256:ab".into(),
+        delivered: false,
+    };
+    let e = g.deliver_credential(&alice(), Some(&fresh), t(40)).unwrap();
+    assert_eq!(e.kind.type_name(), "credential.delivered");
+    assert_eq!(e.actor, Actor::User(alice().name));
+    let taken = CredentialFacts {
+        delivered: true,
+        ..fresh.clone()
+    };
+    assert_eq!(
+        g.deliver_credential(&alice(), Some(&taken), t(40))
+            .unwrap_err()
+            .code(),
+        "credential_already_delivered"
+    );
+    assert_eq!(
+        g.deliver_credential(&bob(), Some(&fresh), t(40))
+            .unwrap_err()
+            .code(),
+        "not_allowed"
+    );
+    assert_eq!(
+        g.deliver_credential(&alice(), None, t(40))
+            .unwrap_err()
+            .code(),
+        "credential_not_available"
+    );
+    assert_eq!(
+        g.deliver_credential(&alice(), Some(&fresh), t(31 + 1800))
+            .unwrap_err()
+            .code(),
+        "reached_its_end"
+    );
+    assert_eq!(
+        requested()
+            .deliver_credential(&alice(), Some(&fresh), t(5))
+            .unwrap_err()
+            .code(),
+        "credential_not_available"
+    );
+}
+
+#[test]
+fn an_overdue_emergency_review_blocks_the_next_emergency_use_unless_repeats_are_allowed() {
+    let role = emergency_role();
+    let earlier = vec![emergency_active()]; // review due at t(86_400)
+    assert!(overdue_emergency_review(&role, &alice(), &earlier, t(86_400)).is_ok());
+    let e = overdue_emergency_review(&role, &alice(), &earlier, t(86_401)).unwrap_err();
+    assert_eq!(e.code(), "review_overdue");
+    assert!(e.to_string().contains("has owed a review since"), "{e}");
+    // Another person's overdue use does not block alice.
+    assert!(overdue_emergency_review(&role, &bob(), &earlier, t(86_401)).is_ok());
+    let repeats = Role::parse(
+        "prod-db-admin.toml",
+        &ROLE.replace(
+            "[request]",
+            &format!("{EMERGENCY}repeat_while_review_overdue = true\n[request]"),
+        ),
+    )
+    .unwrap();
+    assert!(overdue_emergency_review(&repeats, &alice(), &earlier, t(86_401)).is_ok());
+}
+
+#[test]
+fn a_grant_goes_on_only_while_its_requester_may_still_request_it() {
+    let g = requested();
+    let r = role();
+    assert!(g.check_still_allowed(&r, &bob(), Some(&alice())).is_ok());
+    let mut disabled = alice();
+    disabled.disabled = true;
+    assert_eq!(
+        g.check_still_allowed(&r, &bob(), Some(&disabled))
+            .unwrap_err()
+            .code(),
+        "requester_no_longer_allowed"
+    );
+    assert_eq!(
+        g.check_still_allowed(&r, &bob(), None).unwrap_err().code(),
+        "requester_no_longer_allowed"
+    );
+    let moved = user("alice", &["payments"]);
+    assert!(g.check_still_allowed(&r, &bob(), Some(&moved)).is_err());
+    // Someone uninvolved learns nothing here: the transition's own refusal speaks.
+    let stranger = user("mallory", &["other"]);
+    assert!(
+        g.check_still_allowed(&r, &stranger, Some(&disabled))
+            .is_ok()
+    );
+    let changed = Role::parse(
+        "prod-db-admin.toml",
+        &ROLE.replace("audience = \"prod-db\"", "audience = \"other\""),
+    )
+    .unwrap();
+    assert_eq!(
+        g.check_still_allowed(&changed, &bob(), Some(&alice()))
+            .unwrap_err()
+            .code(),
+        "role_changed_since_request"
+    );
+}
+
+#[test]
+fn disabling_the_requester_revokes_an_active_grant_and_cancels_a_waiting_one() {
+    let admin = user("root", &["admins"]);
+    let tr = active().end_for_disabled_requester(&admin, t(100)).unwrap();
+    assert_eq!(tr.grant.state.name(), "revoking");
+    let ev = serde_json::to_value(&tr.events[0].kind).unwrap();
+    assert_eq!(ev["type"], "grant.revoking");
+    assert_eq!(ev["cause"], "principal_disabled");
+    assert_eq!(ev["by"], "root");
+    let done = tr
+        .grant
+        .finish_revoke(Actor::System("test"), t(101))
+        .unwrap();
+    match &done.grant.state {
+        GrantState::Revoked {
+            revoked_by,
+            revoke_reason,
+            ..
+        } => {
+            assert_eq!(revoked_by, "root");
+            assert_eq!(revoke_reason, "user `alice` was disabled");
+        }
+        other => panic!("{other:?}"),
+    }
+    let waiting = requested()
+        .end_for_disabled_requester(&admin, t(5))
+        .unwrap();
+    assert_eq!(waiting.grant.state.name(), "cancelled");
+    assert!(
+        done.grant
+            .end_for_disabled_requester(&admin, t(200))
+            .is_none()
+    );
+    // The state round-trips through the stored JSON.
+    let json = serde_json::to_string(&tr.grant).unwrap();
+    assert_eq!(serde_json::from_str::<Grant>(&json).unwrap(), tr.grant);
+}

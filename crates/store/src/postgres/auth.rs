@@ -122,7 +122,7 @@ impl PostgresStore {
             if revoke_sessions {
                 sqlx::query(
                     "UPDATE api_tokens SET revoked_at = $1
-                     WHERE principal = $2 AND kind = 'session' AND revoked_at IS NULL",
+                     WHERE principal = $2 AND revoked_at IS NULL",
                 )
                 .bind(now.unix_millis())
                 .bind(principal)

@@ -129,7 +129,7 @@ impl SqliteStore {
                 if revoke_sessions {
                     sqlx::query(
                         "UPDATE api_tokens SET revoked_at = ?
-                         WHERE principal = ? AND kind = 'session' AND revoked_at IS NULL",
+                         WHERE principal = ? AND revoked_at IS NULL",
                     )
                     .bind(now.unix_millis())
                     .bind(&principal)

@@ -73,7 +73,7 @@ pub(crate) async fn factors_change_by_compare_and_set(store: &dyn Store) {
     ));
     assert_eq!(store.audit_size().await.unwrap(), size);
     assert_eq!(store.login("alice").await.unwrap().unwrap().version, 2);
-    // A reset ends the person's sessions, and only sessions.
+    // A reset ends every token the person holds: a stolen API token must not survive it.
     let mut s = token("s2", "alice");
     s.kind = TokenKind::Session;
     store.create_token(&s, &[], t(7)).await.unwrap();
@@ -89,7 +89,10 @@ pub(crate) async fn factors_change_by_compare_and_set(store: &dyn Store) {
         store.token("s2").await.unwrap().unwrap().revoked_at,
         Some(t(8))
     );
-    assert_eq!(store.token("a2").await.unwrap().unwrap().revoked_at, None);
+    assert_eq!(
+        store.token("a2").await.unwrap().unwrap().revoked_at,
+        Some(t(8))
+    );
 }
 
 pub(crate) async fn disabling_ends_every_token_once(store: &dyn Store) {

@@ -138,11 +138,17 @@ async fn racing_deliveries_from_two_replicas_hand_over_once() {
     let holder = hold_grant(&db, g.id).await;
     let ta = tokio::spawn({
         let a = a.clone();
-        async move { a.deliver_credential(g.id, "alice", t(6)).await }
+        async move {
+            a.deliver_credential(g.id, &user("alice", &["sre"]), t(6))
+                .await
+        }
     });
     let tb = tokio::spawn({
         let b = b.clone();
-        async move { b.deliver_credential(g.id, "alice", t(6)).await }
+        async move {
+            b.deliver_credential(g.id, &user("alice", &["sre"]), t(6))
+                .await
+        }
     });
     db.wait_for_lock_waiters(2).await;
     release(holder).await;

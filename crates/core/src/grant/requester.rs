@@ -1,0 +1,105 @@
+//! The requester behind a grant: whether they may still have it moved forward, and what happens
+//! to it when their account is disabled.
+
+use crate::event::EndCauseKind;
+use crate::{
+    Actor, DomainError, EndCause, EventKind, Grant, GrantState, Principal, Role, Timestamp,
+    Transition,
+};
+
+impl Grant {
+    /// Before anything moves a grant forward (an approval, an extension): its requester must still
+    /// be allowed to request `role` and be enabled, and the role must still grant what it granted
+    /// when the request was made. `requester` is the requester as stored now (`None` if gone).
+    ///
+    /// Only someone who could act on the grant (`caller` approves the role or is the requester)
+    /// learns why it cannot go on; for everyone else, and for every ended grant, this passes and
+    /// the transition's own refusal speaks.
+    pub fn check_still_allowed(
+        &self,
+        role: &Role,
+        caller: &Principal,
+        requester: Option<&Principal>,
+    ) -> Result<(), DomainError> {
+        let involved = role.may_approve(caller) || caller.name == self.requester;
+        if !involved || self.state.is_ended() {
+            return Ok(());
+        }
+        if !requester.is_some_and(|p| role.may_request(p) && !p.disabled) {
+            return Err(DomainError::RequesterNoLongerAllowed {
+                principal: self.requester.to_string(),
+                role: role.id.to_string(),
+                grant: self.id.to_string(),
+            });
+        }
+        if role.target != self.target {
+            return Err(DomainError::RoleChangedSinceRequest {
+                role: role.id.to_string(),
+                grant: self.id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The requester's account was disabled by `by`: a grant with privilege at its target (or
+    /// about to have it) starts revoking with cause `principal_disabled`, and one still waiting is
+    /// cancelled. `None` for a grant already ending or ended.
+    pub fn end_for_disabled_requester(&self, by: &Principal, now: Timestamp) -> Option<Transition> {
+        let reason = format!("user `{}` was disabled", self.requester);
+        let actor = Actor::User(by.name.clone());
+        let mut next = self.clone();
+        next.updated_at = now;
+        let (activated_at, expires_at) = match self.state {
+            GrantState::Requested | GrantState::Approved { .. } => {
+                next.state = GrantState::Cancelled {
+                    cancelled_at: now,
+                    cancelled_by: by.name.to_string(),
+                };
+                let event = self.event(
+                    actor,
+                    EventKind::GrantCancelled {
+                        by: by.name.to_string(),
+                    },
+                );
+                return Some(Transition {
+                    grant: next,
+                    events: vec![event],
+                });
+            }
+            GrantState::Active {
+                activated_at,
+                expires_at,
+            } => (Some(activated_at), expires_at),
+            GrantState::Activating { expires_at, .. } => (None, expires_at),
+            GrantState::Revoking { .. }
+            | GrantState::Expired { .. }
+            | GrantState::Revoked { .. }
+            | GrantState::Denied { .. }
+            | GrantState::Cancelled { .. }
+            | GrantState::TimedOut { .. }
+            | GrantState::Failed { .. } => return None,
+        };
+        next.pending_extension = None;
+        next.credential_due = false;
+        next.state = GrantState::Revoking {
+            activated_at,
+            expires_at,
+            end: EndCause::PrincipalDisabled {
+                revoked_by: by.name.to_string(),
+                revoke_reason: reason.clone(),
+            },
+        };
+        let event = self.event(
+            actor,
+            EventKind::GrantRevoking {
+                cause: EndCauseKind::PrincipalDisabled,
+                by: Some(by.name.to_string()),
+                reason: Some(reason),
+            },
+        );
+        Some(Transition {
+            grant: next,
+            events: vec![event],
+        })
+    }
+}
