@@ -4,8 +4,17 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
+use breakglass_core::text::escape_deceptive;
+
 use crate::Format;
 use crate::client::CliError;
+
+/// Text from the broker as a person should see it: control, text-direction and invisible
+/// characters written as visible `\u{…}` escapes, so a reason cannot read differently from what
+/// was typed (text stored before the broker refused such characters included).
+pub(crate) fn safe(s: &str) -> String {
+    escape_deceptive(s).into_owned()
+}
 
 pub(crate) fn json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
@@ -19,26 +28,27 @@ pub(crate) fn error(e: &CliError, format: Format) {
             let _ = writeln!(err, "{v}");
         }
         Format::Human => {
-            let _ = writeln!(err, "error: {}", e.message);
+            let _ = writeln!(err, "error: {}", safe(&e.message));
             if !e.help.is_empty() {
-                let _ = writeln!(err, "  help: {}", e.help);
+                let _ = writeln!(err, "  help: {}", safe(&e.help));
             }
         }
     }
 }
 
-fn s<'a>(v: &'a Value, k: &str) -> &'a str {
-    v.get(k).and_then(Value::as_str).unwrap_or("-")
+fn s(v: &Value, k: &str) -> String {
+    safe(v.get(k).and_then(Value::as_str).unwrap_or("-"))
 }
 
 /// One grant, as `key: value` lines.
 pub(crate) fn grant(v: &Value) {
-    let approvals: Vec<&str> = v
+    let approvals: Vec<String> = v
         .get("approvals")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(|x| x.get("approver").and_then(Value::as_str))
+                .map(safe)
                 .collect()
         })
         .unwrap_or_default();
@@ -52,7 +62,7 @@ pub(crate) fn grant(v: &Value) {
     println!("state:      {}", s(v, "state"));
     println!("reason:     {}", s(v, "reason"));
     if let Some(i) = v.get("incident").and_then(Value::as_str) {
-        println!("incident:   {i}");
+        println!("incident:   {}", safe(i));
     }
     println!("duration:   {}", s(v, "duration"));
     if approvals.is_empty() {
@@ -65,7 +75,7 @@ pub(crate) fn grant(v: &Value) {
         );
     }
     if let Some(e) = v.get("expires_at").and_then(Value::as_str) {
-        println!("expires at: {e}");
+        println!("expires at: {}", safe(e));
     }
     if let Some(p) = v.get("pending_extension").filter(|p| !p.is_null()) {
         println!(
@@ -86,7 +96,7 @@ pub(crate) fn grant(v: &Value) {
         ("failure", "failure:   "),
     ] {
         if let Some(x) = v.get(key).and_then(Value::as_str) {
-            println!("{label} {x}");
+            println!("{label} {}", safe(x));
         }
     }
 }
@@ -135,11 +145,11 @@ pub(crate) fn show(format: Format, v: &Value, human: impl FnOnce(&Value)) {
 
 pub(crate) fn cell(v: &Value, k: &str) -> String {
     match v.get(k) {
-        Some(Value::String(s)) => s.clone(),
+        Some(Value::String(s)) => safe(s),
         Some(Value::Null) | None => "-".into(),
         Some(Value::Array(a)) => a
             .iter()
-            .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+            .map(|x| x.as_str().map_or_else(|| x.to_string(), safe))
             .collect::<Vec<_>>()
             .join(","),
         Some(other) => other.to_string(),

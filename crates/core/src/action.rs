@@ -453,6 +453,38 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The stronger action this one becomes on someone else's grant or token, where that needs
+    /// more (a step-up, administration); itself otherwise.
+    pub fn on_others(self) -> Action {
+        match self {
+            Self::GrantCancel => Self::GrantCancelOther,
+            Self::GrantRevoke => Self::GrantRevokeOther,
+            Self::TokenRevoke => Self::TokenRevokeOther,
+            Self::TokenCreate => Self::TokenCreateService,
+            // Every other action is the same whoever's grant or token it is about.
+            other => other,
+        }
+    }
+
+    /// The stronger action this one becomes when it replaces a factor that exists; itself
+    /// otherwise.
+    pub fn replacing(self) -> Action {
+        match self {
+            Self::TotpEnroll => Self::TotpReplace,
+            other => other,
+        }
+    }
+
+    /// The emergency form of a request; itself otherwise.
+    pub fn emergency(self) -> Action {
+        match self {
+            Self::GrantRequest => Self::GrantEmergency,
+            other => other,
+        }
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.audit_name())

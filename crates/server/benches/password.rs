@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use breakglass_providers::Secret;
-use breakglass_server::auth::{password, recovery, totp};
+use breakglass_server::signin::crypto::{password, recovery, totp};
 use sha2::{Digest as _, Sha256};
 
 const NOW: u64 = 1_700_000_015;

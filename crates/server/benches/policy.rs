@@ -21,7 +21,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use breakglass_core::{Principal, PrincipalKind, Role, Timestamp};
-use breakglass_server::policy::{Action, Policies, Query, RoleFacts};
+use breakglass_server::policy::{Policies, PolicyAction, Query, RoleFacts};
 use sha2::{Digest, Sha256};
 
 const SIZES: [usize; 3] = [10, 100, 1_000];
@@ -111,7 +111,7 @@ fn principals(rng: &mut Rng) -> Vec<Principal> {
 
 struct Ask {
     principal: usize,
-    action: Action,
+    action: PolicyAction,
     role: Option<String>,
     own: bool,
 }
@@ -127,12 +127,12 @@ fn asks(rng: &mut Rng, people: &[Principal], roles: usize, n: usize) -> Vec<Ask>
     }
     (0..n)
         .map(|_| {
-            let action = Action::ALL[rng.below(Action::ALL.len())];
+            let action = PolicyAction::ALL[rng.below(PolicyAction::ALL.len())];
             let r = rng.below(roles);
             let (role, group) = match action {
-                Action::ReadAudit | Action::Administer => (None, None),
+                PolicyAction::ReadAudit | PolicyAction::Administer => (None, None),
                 _ if rng.below(50) == 0 => (Some("gone".to_owned()), None),
-                Action::Approve | Action::Revoke | Action::Review => (
+                PolicyAction::Approve | PolicyAction::Revoke | PolicyAction::Review => (
                     Some(format!("role-{r}")),
                     Some(format!("lead-{}", r % LEADS)),
                 ),

@@ -1,132 +1,88 @@
-//! Errors that stop the broker from starting, each with what to do about it.
-
-use std::path::{Path, PathBuf};
+//! The error every service returns, and why a presented API token was not accepted. The API turns
+//! both into its one `ApiError`; neither ever carries a secret.
 
 use breakglass_core::DomainError;
+use breakglass_providers::ProviderError;
 use breakglass_store::StoreError;
 
+use crate::policy::AccessError;
+use crate::startup::sealing::SealError;
+
 #[derive(Debug, thiserror::Error)]
-pub enum StartupError {
-    #[error("data directory `{path}` is not writable: {reason}")]
-    DataDirNotWritable { path: PathBuf, reason: String },
-    #[error("data directory `{path}` is in use by another breakglass process")]
-    DataDirLocked { path: PathBuf },
-    #[error("data directory `{path}` is already initialised")]
-    AlreadyInitialized { path: PathBuf },
-    #[error("data directory `{path}` exists and is not empty")]
-    DataDirNotEmpty { path: PathBuf },
-    #[error("data directory `{path}` is not initialised")]
-    NotInitialized { path: PathBuf },
-    #[error("database `{url}` is not initialised")]
-    DatabaseNotInitialized { url: String },
-    #[error("database `{url}` is already initialised")]
-    DatabaseAlreadyInitialized { url: String },
-    #[error("cannot reach database `{url}`: {reason}")]
-    DatabaseUnavailable { url: String, reason: String },
-    #[error("key file `{path}` already exists")]
-    KeyFileExists { path: PathBuf },
-    #[error("{0}")]
-    Usage(String),
-    #[error("config file `{path}`: {message}")]
-    Config { path: PathBuf, message: String },
-    #[error("key file `{path}` is missing or unreadable")]
-    MasterKeyMissing { path: PathBuf },
-    #[error("key file `{path}` is not 64 hex characters")]
-    MasterKeyInvalid { path: PathBuf },
-    #[error("key file `{path}` does not open this store's keys")]
-    MasterKeyMismatch { path: PathBuf },
-    #[error("cannot listen on `{addr}`: {reason}")]
-    Bind { addr: String, reason: String },
+pub enum ServiceError {
     #[error(transparent)]
-    Roles(#[from] DomainError),
-    #[error("cannot read roles directory `{path}`: {reason}")]
-    RolesDir { path: PathBuf, reason: String },
+    Domain(#[from] DomainError),
     #[error("store: {0}")]
-    Store(#[from] StoreError),
-    #[error("data directory is damaged: {0}")]
-    Corrupt(String),
-    #[error("cannot recover admin access: {0}")]
-    Recovery(String),
-    #[error("cannot verify the audit log: {0}")]
-    Verify(String),
-    #[error("policy: {0}")]
-    Policy(#[from] crate::policy::PolicyError),
+    Store(StoreError),
+    #[error("provider: {0}")]
+    Provider(#[from] ProviderError),
+    #[error("sealing: {0}")]
+    Seal(#[from] SealError),
+    /// Retried on concurrent changes and still lost the race.
+    #[error("the grant kept changing while this request was applied")]
+    Busy,
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// Something that should not fail did (randomness, a hashing task); logged, never shown.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
-impl StartupError {
-    pub(crate) fn not_writable(path: &Path, e: &std::io::Error) -> Self {
-        Self::DataDirNotWritable {
-            path: path.to_owned(),
-            reason: e.to_string().to_lowercase(),
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Domain(d) => Self::Domain(d),
+            other => Self::Store(other),
         }
     }
+}
 
-    /// Whether the store could not be reached (worth retrying once it is back), as opposed to a
-    /// mistake in what was asked.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            Self::DatabaseUnavailable { .. } => true,
-            Self::Store(e) => e.is_unavailable(),
-            _ => false,
-        }
+impl ServiceError {
+    /// Whether this is the store's "the row changed meanwhile".
+    pub(crate) fn is_conflict(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Conflict))
     }
+}
 
-    pub fn help(&self) -> String {
+/// Why a presented API token was not accepted. Messages never contain the token's secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("no API token was presented")]
+    Missing,
+    #[error("the presented API token is not a breakglass token")]
+    Malformed,
+    #[error("API token `{0}` is not valid")]
+    Unknown(String),
+    #[error("API token `{0}` has expired")]
+    Expired(String),
+    #[error("API token `{0}` was revoked")]
+    Revoked(String),
+    #[error("user `{0}` is disabled")]
+    Disabled(String),
+}
+
+impl AuthError {
+    pub fn help(&self) -> &'static str {
         match self {
-            Self::DataDirNotWritable { .. } => {
-                "give the broker's user write access to the directory, or pass another `--data-dir`".into()
+            Self::Missing => {
+                "pass `Authorization: Bearer <token>`; the CLI reads it from `BREAKGLASS_TOKEN`"
             }
-            Self::DataDirLocked { .. } => {
-                "stop the other process first; two brokers must not share one SQLite data directory".into()
+            Self::Malformed | Self::Unknown(_) => {
+                "check `BREAKGLASS_TOKEN`; an admin can create a new token with `breakglass tokens create`"
             }
-            Self::AlreadyInitialized { path } => format!(
-                "run `breakglass serve --data-dir {}` to use it; an existing broker is never re-initialised",
-                path.display()
-            ),
-            Self::DataDirNotEmpty { .. } => {
-                "pass a new or empty directory; `init` never mixes its files with others".into()
+            Self::Expired(_) | Self::Revoked(_) => {
+                "ask an admin for a new token with `breakglass tokens create`"
             }
-            Self::NotInitialized { path } => format!(
-                "run `breakglass init --data-dir {}` first; if an earlier init was interrupted, remove the directory (it holds no grants yet) and run init again",
-                path.display()
-            ),
-            Self::MasterKeyMissing { .. } | Self::MasterKeyInvalid { .. } | Self::MasterKeyMismatch { .. } => {
-                "use the key file `init` created for this store (`<data-dir>/master.key`, or the `--key-file` every PostgreSQL replica shares) and restore it from backup if it is lost; without it the stored keys cannot be opened, and breakglass never makes a new one silently"
-                    .into()
-            }
-            Self::DatabaseNotInitialized { url } => format!(
-                "run `breakglass init --database {url} --key-file PATH` once, then start every replica with the same `--key-file`"
-            ),
-            Self::DatabaseAlreadyInitialized { url } => format!(
-                "run `breakglass serve --database {url} --key-file PATH` with the key file made when it was initialised; an existing broker is never re-initialised"
-            ),
-            Self::DatabaseUnavailable { .. } => {
-                "check that PostgreSQL is running and reachable from this host, and the URL's host, port, database, user and password (or `sslmode`)".into()
-            }
-            Self::KeyFileExists { path } => format!(
-                "`init` writes a new key and never overwrites one: pass a path that does not exist yet, or, if `{}` belongs to an initialised database, serve that database with it",
-                path.display()
-            ),
-            Self::Usage(_) => "see `breakglass serve --help`".into(),
-            Self::Config { .. } => {
-                "fix the config file; docs/alerts.md describes every key (secrets go in environment variables or files it names, never in the file itself)".into()
-            }
-            Self::Bind { .. } => "pick a free address with `--listen HOST:PORT`".into(),
-            Self::Roles(e) => e.help(),
-            Self::RolesDir { .. } => "create the directory or point `--roles` at the one holding your role files".into(),
-            Self::Verify(_) => {
-                "check the paths and flags; `breakglass audit verify --help` lists them".into()
-            }
-            Self::Recovery(_) => {
-                "name a user in the `admins` group; `breakglass users list` needs a token, so look in the audit log or the first admin `admin`"
-                    .into()
-            }
-            Self::Policy(_) => {
-                "fix the policy file at that line (`breakglass policy check` checks without starting); docs/policy.md describes the entities, actions and context; the policy in force is unchanged".into()
-            }
-            Self::Store(_) | Self::Corrupt(_) => {
-                "check the disk and the data directory; restore from backup if the database is damaged".into()
-            }
+            Self::Disabled(_) => "ask an admin why the account was disabled",
         }
     }
+}
+
+/// Either a bad token or a failure while checking one.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Service(#[from] ServiceError),
 }

@@ -1,26 +1,26 @@
-//! The breakglass server: the HTTP API, the broker that applies core decisions through the store
-//! and the providers, the data directory, and the background workers.
+//! The breakglass server, in rooms by domain noun: `grant` (commands and the activate/revoke
+//! lifecycle), `signin` (passwords, TOTP, sessions, API tokens, throttling, accounts), `policy`
+//! (Cedar, scopes, step-up: who may do what), `alert` (routing and rendering), `audit`
+//! (checkpoints, offline verify), `startup` (configuration, the data directory, sealing, role
+//! files), `workers` (one file per background worker, owning its loop and its logic) and `api`
+//! (thin JSON handlers). One [`App`] holds the per-domain services.
 
-pub mod access;
-pub mod alerting;
+pub mod alert;
 pub mod api;
-mod apitoken;
-pub mod auth;
-pub mod authz;
+pub mod app;
+pub mod audit;
 mod backoff;
-pub mod broker;
-mod checkpoint;
-pub mod config;
-pub mod datadir;
-mod error;
-mod grants;
+pub mod error;
+pub mod grant;
 pub mod metrics;
 pub mod policy;
-pub mod roles;
-mod sealing;
 pub mod signin;
-pub mod verify;
+pub mod startup;
 pub mod workers;
+
+pub use app::App;
+pub use audit::verify;
+pub use startup::{StartupError, config, datadir, roles};
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::sync::Arc;
@@ -29,13 +29,11 @@ use breakglass_core::Clock;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use broker::Broker;
 pub use config::ServeConfig;
-pub use error::StartupError;
 
 /// A broker bound to its address, ready to run.
 pub struct Server {
-    broker: Arc<Broker>,
+    app: Arc<App>,
     listener: TcpListener,
     config: ServeConfig,
 }
@@ -72,46 +70,46 @@ impl Server {
             .unwrap_or_else(|| format!("http://{addr}"));
         let alerting = match &config.config_file {
             Some(path) => {
-                let (file, hash) = alerting::FileConfig::load(path)?;
-                let built = alerting::Alerting::build(&file, path)?;
-                if alerting::record_config(data.store.as_ref(), path, &hash, clock.now()).await? {
+                let (file, hash) = alert::FileConfig::load(path)?;
+                let built = alert::Alerting::build(&file, path)?;
+                if alert::record_config(data.store.as_ref(), path, &hash, clock.now()).await? {
                     tracing::info!(file = %path.display(), hash = %hash, "config file changed since last recorded");
                 }
                 built
             }
-            None => alerting::Alerting::disabled(),
+            None => alert::Alerting::disabled(),
         };
         let roles_dir = config.roles_dir();
         let roles = roles::load(&roles_dir)?;
-        alerting::check_role_alerts(&roles, &alerting.channel_names())?;
+        alert::check_role_alerts(&roles, &alerting.channel_names())?;
         if roles.is_empty() {
             tracing::warn!(dir = %roles_dir.display(), "no roles loaded; add role files and send SIGHUP");
         }
         let policies_dir = config.policies_dir();
-        let policies = authz::build(&roles, Some(&policies_dir))?;
+        let policies = policy::build(&roles, Some(&policies_dir))?;
         let changed = roles::record(data.store.as_ref(), &roles, clock.now()).await?;
-        if authz::record(data.store.as_ref(), &policies, clock.now()).await? {
+        if policy::record(data.store.as_ref(), &policies, clock.now()).await? {
             tracing::info!(hash = %policies.hash(), dir = %policies_dir.display(), "policy changed since last recorded");
         }
         let checkpoint_log = config.checkpoint_log();
-        let broker = Arc::new(Broker::new(
+        let app = Arc::new(App::new(
             data,
             clock,
-            roles,
-            roles_dir.clone(),
-            broker::Settings {
+            app::Settings {
                 issuer: &issuer,
                 checkpoint_log,
                 revoke_give_up: config.revoke_give_up,
                 alerting: Arc::new(alerting),
                 auth: config.auth,
+                roles,
+                roles_dir: roles_dir.clone(),
                 policies,
                 policies_dir: Some(policies_dir),
             },
         ));
-        tracing::info!(roles = broker.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
+        tracing::info!(roles = app.catalog.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
         // INVARIANT(3): open intents left by a crash are finished before serving anything.
-        match broker.reconcile().await {
+        match workers::reconciler::pass(&app.grants).await {
             Ok(n) => tracing::info!(open_intents = n, "start-up reconciliation done"),
             Err(e) => {
                 tracing::warn!(error = %e, "start-up reconciliation incomplete; the reconciler will retry")
@@ -119,11 +117,11 @@ impl Server {
         }
         // INVARIANT(1): grants whose end passed while the broker was down are expired before anything
         // is served, so no request sees them as live.
-        if let Err(e) = broker.reap().await {
+        if let Err(e) = workers::reaper::pass(&app.grants).await {
             tracing::warn!(error = %e, "start-up expiry pass incomplete; the reaper will retry");
         }
         Ok(Self {
-            broker,
+            app,
             listener,
             config,
         })
@@ -133,8 +131,8 @@ impl Server {
         self.listener.local_addr().ok()
     }
 
-    pub fn broker(&self) -> Arc<Broker> {
-        Arc::clone(&self.broker)
+    pub fn app(&self) -> Arc<App> {
+        Arc::clone(&self.app)
     }
 
     /// Serves until `shutdown` resolves, with the workers running beside the API.
@@ -145,36 +143,36 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
         workers.spawn(workers::reaper::run(
-            self.broker(),
+            self.app(),
             self.config.reaper_interval,
             stop_rx.clone(),
         ));
         workers.spawn(workers::reconciler::run(
-            self.broker(),
+            self.app(),
             self.config.reconcile_interval,
             stop_rx.clone(),
         ));
         workers.spawn(workers::checkpoint::run(
-            self.broker(),
+            self.app(),
             self.config.checkpoint_interval,
             stop_rx.clone(),
         ));
         workers.spawn(workers::alerts::run(
-            self.broker(),
+            self.app(),
             self.config.dispatch_interval,
             stop_rx.clone(),
         ));
-        workers.spawn(workers::roles::run(self.broker(), stop_rx));
+        workers.spawn(workers::roles::run(self.app(), stop_rx));
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%addr, issuer = %self.broker.tokens.issuer(), store = %self.config.location.describe(), "breakglass serving");
-        let app = api::router(Arc::clone(&self.broker));
+        tracing::info!(%addr, issuer = %self.app.tokens.issuer(), store = %self.config.location.describe(), "breakglass serving");
+        let app = api::router(Arc::clone(&self.app));
         let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         let res = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = stop_tx.send(true);
         while workers.join_next().await.is_some() {}
-        self.broker.data.store.close().await;
+        self.app.close().await;
         res
     }
 }

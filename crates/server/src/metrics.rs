@@ -23,7 +23,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::broker::{Broker, BrokerError};
+use breakglass_core::Clock;
+use breakglass_store::Store;
+
+use crate::error::ServiceError;
 
 /// The `Content-Type` of `/metrics`.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -150,49 +153,47 @@ pub(crate) struct Snapshot {
     pub(crate) now: Timestamp,
 }
 
-impl Broker {
-    /// The store's side of a scrape, read now. A store failure is returned (the scrape answers
-    /// 503), never a partial page.
-    pub(crate) async fn metrics_snapshot(&self) -> Result<Snapshot, BrokerError> {
-        let (counts, mut backlog, audit_events, checkpoint) = tokio::try_join!(
-            self.store.grant_counts(),
-            self.store.alert_backlog(),
-            self.store.audit_size(),
-            self.store.latest_checkpoint(),
-        )?;
-        let now = self.clock.now();
-        let mut grants: BTreeMap<&'static str, u64> =
-            StateKind::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for (state, n) in &counts {
-            if let Ok(kind) = StateKind::parse(state) {
-                grants.insert(kind.as_str(), *n);
-            }
+/// The store's side of a scrape, read now, with a zero row for every configured `channel` that
+/// has had no delivery yet. A store failure is returned (the scrape answers 503), never a partial
+/// page.
+pub(crate) async fn snapshot(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    channels: &BTreeSet<String>,
+) -> Result<Snapshot, ServiceError> {
+    let (counts, mut backlog, audit_events, checkpoint) = tokio::try_join!(
+        store.grant_counts(),
+        store.alert_backlog(),
+        store.audit_size(),
+        store.latest_checkpoint(),
+    )?;
+    let now = clock.now();
+    let mut grants: BTreeMap<&'static str, u64> =
+        StateKind::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for (state, n) in &counts {
+        if let Ok(kind) = StateKind::parse(state) {
+            grants.insert(kind.as_str(), *n);
         }
-        let seen: BTreeSet<String> = backlog.iter().map(|b| b.channel.clone()).collect();
-        for channel in self.alerting.channel_names().difference(&seen) {
-            backlog.push(ChannelBacklog {
-                channel: channel.clone(),
-                pending: 0,
-                oldest_pending: None,
-                dead: 0,
-                delivered: 0,
-                failing: 0,
-            });
-        }
-        backlog.sort_by(|a, b| a.channel.cmp(&b.channel));
-        Ok(Snapshot {
-            grants,
-            backlog,
-            audit_events,
-            checkpoint: checkpoint.map(|c| (c.size, age_secs(c.signed_at, now))),
-            now,
-        })
     }
-
-    /// The channels `/readyz` reports as failing (see [`failing_channels`]), read from the store.
-    pub(crate) async fn failing_channels(&self) -> Result<Vec<String>, BrokerError> {
-        Ok(failing_channels(&self.store.alert_backlog().await?))
+    let seen: BTreeSet<String> = backlog.iter().map(|b| b.channel.clone()).collect();
+    for channel in channels.difference(&seen) {
+        backlog.push(ChannelBacklog {
+            channel: channel.clone(),
+            pending: 0,
+            oldest_pending: None,
+            dead: 0,
+            delivered: 0,
+            failing: 0,
+        });
     }
+    backlog.sort_by(|a, b| a.channel.cmp(&b.channel));
+    Ok(Snapshot {
+        grants,
+        backlog,
+        audit_events,
+        checkpoint: checkpoint.map(|c| (c.size, age_secs(c.signed_at, now))),
+        now,
+    })
 }
 
 impl Snapshot {

@@ -52,7 +52,7 @@ pub(crate) fn check(c: &Command, format: Format) -> Result<(), CliError> {
         .unwrap_or_else(|| data_dir.join("policies"));
     let set = breakglass_server::roles::load(&roles_dir)
         .map_err(|e| CliError::with_help(EXIT_REFUSED, "invalid", e.to_string(), &e.help()))?;
-    let p = breakglass_server::authz::build(&set, Some(&policies_dir)).map_err(|e| {
+    let p = breakglass_server::policy::build(&set, Some(&policies_dir)).map_err(|e| {
         CliError::with_help(
             EXIT_REFUSED,
             "invalid_policy",

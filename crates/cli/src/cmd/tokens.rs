@@ -16,7 +16,9 @@ pub(crate) enum Command {
         #[arg(long, default_value = "30d")]
         ttl: String,
         /// What the token may do, comma-separated: read, request, credential, approve, revoke,
-        /// admin (required for service principals).
+        /// admin, factors (required for service principals; `factors`, changing one's own
+        /// password or authenticator and revoking one's own tokens, is for a person's own tokens
+        /// only).
         #[arg(long, value_delimiter = ',')]
         scopes: Option<Vec<String>>,
     },

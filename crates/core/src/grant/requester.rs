@@ -41,26 +41,26 @@ impl Grant {
         Ok(())
     }
 
-    /// The requester's account was disabled by `by`: a grant with privilege at its target (or
+    /// The requester's account was disabled (`by` acts on it: the administrator, or the
+    /// reconciler finding it later): a grant with privilege at its target (or
     /// about to have it) starts revoking with cause `principal_disabled`, and one still waiting is
     /// cancelled. `None` for a grant already ending or ended.
-    pub fn end_for_disabled_requester(&self, by: &Principal, now: Timestamp) -> Option<Transition> {
+    pub fn end_for_disabled_requester(&self, by: &Actor, now: Timestamp) -> Option<Transition> {
         let reason = format!("user `{}` was disabled", self.requester);
-        let actor = Actor::User(by.name.clone());
+        let actor = by.clone();
+        let who = match by {
+            Actor::User(n) => n.to_string(),
+            Actor::System(_) => by.to_string(),
+        };
         let mut next = self.clone();
         next.updated_at = now;
         let (activated_at, expires_at) = match self.state {
             GrantState::Requested | GrantState::Approved { .. } => {
                 next.state = GrantState::Cancelled {
                     cancelled_at: now,
-                    cancelled_by: by.name.to_string(),
+                    cancelled_by: who.clone(),
                 };
-                let event = self.event(
-                    actor,
-                    EventKind::GrantCancelled {
-                        by: by.name.to_string(),
-                    },
-                );
+                let event = self.event(actor, EventKind::GrantCancelled { by: who });
                 return Some(Transition {
                     grant: next,
                     events: vec![event],
@@ -85,7 +85,7 @@ impl Grant {
             activated_at,
             expires_at,
             end: EndCause::PrincipalDisabled {
-                revoked_by: by.name.to_string(),
+                revoked_by: who.clone(),
                 revoke_reason: reason.clone(),
             },
         };
@@ -93,7 +93,7 @@ impl Grant {
             actor,
             EventKind::GrantRevoking {
                 cause: EndCauseKind::PrincipalDisabled,
-                by: Some(by.name.to_string()),
+                by: Some(who),
                 reason: Some(reason),
             },
         );

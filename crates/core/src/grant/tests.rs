@@ -954,7 +954,7 @@ fn a_grant_goes_on_only_while_its_requester_may_still_request_it() {
 
 #[test]
 fn disabling_the_requester_revokes_an_active_grant_and_cancels_a_waiting_one() {
-    let admin = user("root", &["admins"]);
+    let admin = Actor::User("root".parse().unwrap());
     let tr = active().end_for_disabled_requester(&admin, t(100)).unwrap();
     assert_eq!(tr.grant.state.name(), "revoking");
     let ev = serde_json::to_value(&tr.events[0].kind).unwrap();

@@ -26,7 +26,7 @@ pub(crate) async fn post(
 pub(crate) fn code(secret_b32: &str) -> String {
     let secret = totp_rs::Secret::try_from_base32(secret_b32).unwrap();
     let now = std::time::UNIX_EPOCH.elapsed().unwrap().as_secs();
-    breakglass_server::auth::totp::code_at(secret.as_bytes(), now)
+    breakglass_server::signin::crypto::totp::code_at(secret.as_bytes(), now)
 }
 
 /// Enrols an authenticator for the holder of `token`, which also steps the token up.

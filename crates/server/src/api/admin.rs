@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::extract::RawBody;
 use crate::api::{ApiError, AppState, audited};
-use crate::broker::Caller;
+use crate::signin::Caller;
 
 /// Tokens live this long unless `ttl` says otherwise.
 const DEFAULT_TOKEN_TTL: &str = "30d";
@@ -67,18 +67,18 @@ pub(crate) async fn whoami(caller: Caller) -> Json<Value> {
 }
 
 pub(crate) async fn list_users(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "user.list", async {
-        let users = b.users(&caller).await?;
+    audited(&app, &caller, None, async {
+        let users = app.signin.users(&caller).await?;
         Ok(Json(Value::Array(users.iter().map(user_view).collect())))
     })
     .await
 }
 
 pub(crate) async fn add_user(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     body: RawBody,
 ) -> Result<
@@ -90,7 +90,7 @@ pub(crate) async fn add_user(
     ApiError,
 > {
     // The one-time password is in this response and nowhere else.
-    audited(&b, &caller, "user.add", async {
+    audited(&app, &caller, None, async {
         let req: AddUser = body.json(r#"{"name": "alice", "groups": ["sre"], "kind": "human"}"#)?;
         let kind = match req.kind.as_deref() {
             None | Some("human") => PrincipalKind::Human,
@@ -99,13 +99,16 @@ pub(crate) async fn add_user(
                 return Err(ApiError::bad_request(
                     format!(
                         "unknown principal kind `{}`",
-                        other.chars().take(40).collect::<String>()
+                        breakglass_core::text::shown(other, 40)
                     ),
                     "use `human` (a person, who signs in) or `service` (automation, with scoped tokens)",
                 ));
             }
         };
-        let (p, initial) = b.add_user(&caller, &req.name, kind, &req.groups).await?;
+        let (p, initial) = app
+            .signin
+            .add_user(&caller, &req.name, kind, &req.groups)
+            .await?;
         let mut v = user_view(&p);
         if let (Some(o), Some(pw)) = (v.as_object_mut(), initial) {
             o.insert("initial_password".into(), json!(pw.expose()));
@@ -120,12 +123,12 @@ pub(crate) async fn add_user(
 }
 
 pub(crate) async fn list_tokens(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "token.list", async {
-        let now = b.clock.now();
-        let tokens = b.tokens_list(&caller).await?;
+    audited(&app, &caller, None, async {
+        let now = app.clock.now();
+        let tokens = app.signin.tokens(&caller).await?;
         Ok(Json(Value::Array(
             tokens.iter().map(|t| token_view(t, now)).collect(),
         )))
@@ -135,7 +138,7 @@ pub(crate) async fn list_tokens(
 
 /// The new token's secret is in this response and nowhere else, ever.
 pub(crate) async fn create_token(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     body: RawBody,
 ) -> Result<
@@ -146,12 +149,15 @@ pub(crate) async fn create_token(
     ),
     ApiError,
 > {
-    audited(&b, &caller, "token.create", async {
+    audited(&app, &caller, None, async {
         let req: CreateToken =
             body.json(r#"{"user": "rotator", "ttl": "1h", "scopes": ["request", "credential"]}"#)?;
         let ttl: Duration = req.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL).parse()?;
-        let t = b.create_token(&caller, &req.user, ttl, req.scopes).await?;
-        let mut v = token_view(&t.record, b.clock.now());
+        let t = app
+            .signin
+            .create_token(&caller, &req.user, ttl, req.scopes)
+            .await?;
+        let mut v = token_view(&t.record, app.clock.now());
         if let Some(o) = v.as_object_mut() {
             o.insert("token".into(), json!(t.secret.expose()));
         }
@@ -165,13 +171,13 @@ pub(crate) async fn create_token(
 }
 
 pub(crate) async fn revoke_token(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "token.revoke", async {
-        let t = b.revoke_token(&caller, &id).await?;
-        Ok(Json(token_view(&t, b.clock.now())))
+    audited(&app, &caller, None, async {
+        let t = app.signin.revoke_token(&caller, &id).await?;
+        Ok(Json(token_view(&t, app.clock.now())))
     })
     .await
 }

@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, AppState, audited};
-use crate::broker::{Broker, BrokerError, Caller};
+use crate::app::App;
+use crate::error::ServiceError;
+use crate::signin::Caller;
 
 const MAX_TAIL: u32 = 10_000;
 /// Events per export page.
@@ -39,15 +41,14 @@ pub(crate) struct ExportQuery {
     limit: Option<String>,
 }
 
-/// Policy's `read_audit` decides (by default admins and auditors); a refusal keeps the core's
-/// wording.
-fn may_read(b: &Broker, caller: &Caller) -> Result<(), ApiError> {
-    if b.allowed(
-        &caller.principal,
-        crate::policy::Action::ReadAudit,
-        None,
-        false,
-    ) {
+/// Policy decides what the caller's action needs (`read_audit`: by default admins and
+/// auditors); a refusal keeps the core's wording.
+fn may_read(app: &App, caller: &Caller) -> Result<(), ApiError> {
+    if app
+        .access
+        .policy(caller, caller.action, None, false)
+        .is_ok()
+    {
         Ok(())
     } else {
         Err(DomainError::AdminOnly {
@@ -58,18 +59,25 @@ fn may_read(b: &Broker, caller: &Caller) -> Result<(), ApiError> {
     }
 }
 
+/// The largest position or count the log can hold (the store keeps them as signed 64-bit).
+const MAX_NUMBER: u64 = i64::MAX as u64;
+
+/// A count or position from the query: a whole number the log could hold, or a 400 that says so.
 fn number(name: &str, v: Option<&str>, default: u64) -> Result<u64, ApiError> {
-    match v {
-        None => Ok(default),
-        Some(s) => s.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(
-                format!(
-                    "invalid `{name}`: `{}` is not a count",
-                    s.chars().take(20).collect::<String>()
-                ),
-                "pass a whole number",
-            )
-        }),
+    let Some(s) = v else {
+        return Ok(default);
+    };
+    let shown = breakglass_core::text::shown(s, 20);
+    match s.parse::<u64>() {
+        Ok(n) if n <= MAX_NUMBER => Ok(n),
+        Ok(_) => Err(ApiError::bad_request(
+            format!("invalid `{name}`: `{shown}` is larger than the log can ever be"),
+            format!("pass a whole number no larger than {MAX_NUMBER}"),
+        )),
+        Err(_) => Err(ApiError::bad_request(
+            format!("invalid `{name}`: `{shown}` is not a count"),
+            "pass a whole number",
+        )),
     }
 }
 
@@ -79,13 +87,14 @@ fn b64(hashes: &[Hash]) -> Vec<String> {
 
 /// Fetches exactly the stored hashes a proof reads, then builds it.
 async fn fetch(
-    b: &Broker,
+    app: &App,
     ids: std::collections::BTreeSet<NodeId>,
 ) -> Result<std::collections::BTreeMap<NodeId, Hash>, ApiError> {
-    Ok(b.store
+    Ok(app
+        .store
         .audit_hashes(&ids)
         .await
-        .map_err(BrokerError::from)?)
+        .map_err(ServiceError::from)?)
 }
 
 fn parse_checkpoint(note: &str) -> Result<Checkpoint, ApiError> {
@@ -96,15 +105,15 @@ fn parse_checkpoint(note: &str) -> Result<Checkpoint, ApiError> {
 }
 
 pub(crate) async fn tail(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<TailQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "audit.read", async {
-        may_read(&b, &caller)?;
+    audited(&app, &caller, None, async {
+        may_read(&app, &caller)?;
         let n = u32::try_from(number("n", q.n.as_deref(), 20)?.min(u64::from(MAX_TAIL)))
             .unwrap_or(MAX_TAIL);
-        let events = b.store.audit_tail(n).await.map_err(BrokerError::from)?;
+        let events = app.store.audit_tail(n).await.map_err(ServiceError::from)?;
         let mut out = Vec::with_capacity(events.len());
         for e in &events {
             out.push(e.to_json().ok_or_else(|| {
@@ -117,25 +126,25 @@ pub(crate) async fn tail(
 }
 
 pub(crate) async fn key(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "audit.key", async {
-        may_read(&b, &caller)?;
+    audited(&app, &caller, None, async {
+        may_read(&app, &caller)?;
         Ok(Json(
-            json!({ "origin": b.checkpoints.origin(), "key": b.checkpoints.verifier_key() }),
+            json!({ "origin": app.checkpoints.origin(), "key": app.checkpoints.verifier_key() }),
         ))
     })
     .await
 }
 
 pub(crate) async fn checkpoint(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "audit.checkpoint", async {
-        may_read(&b, &caller)?;
-        let cp = b.checkpoint().await?;
+    audited(&app, &caller, None, async {
+        may_read(&app, &caller)?;
+        let cp = app.checkpoint().await?;
         let parsed = parse_checkpoint(&cp.note)?;
         Ok(Json(json!({
             "origin": parsed.origin, "size": cp.size, "root_hash": parsed.root.to_base64(),
@@ -147,14 +156,14 @@ pub(crate) async fn checkpoint(
 
 /// Inclusion proof of one event against the latest checkpoint.
 pub(crate) async fn prove(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(seq): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "audit.prove", async {
-        may_read(&b, &caller)?;
+    audited(&app, &caller, None, async {
+        may_read(&app, &caller)?;
         let index = number("seq", Some(&seq), 0)?;
-        let cp = b.checkpoint().await?;
+        let cp = app.checkpoint().await?;
         let parsed = parse_checkpoint(&cp.note)?;
         if index >= cp.size {
             return Err(ApiError::bad_request(
@@ -169,7 +178,7 @@ pub(crate) async fn prove(
         let leaf_id = NodeId { level: 0, index };
         let mut all = ids.clone();
         all.insert(leaf_id);
-        let hashes = fetch(&b, all).await?;
+        let hashes = fetch(&app, all).await?;
         let proof = inclusion_proof(index, cp.size, &mut |id| hashes.get(&id).copied())
             .map_err(|e| ApiError::internal(&e))?;
         let leaf = hashes
@@ -184,13 +193,13 @@ pub(crate) async fn prove(
 }
 
 pub(crate) async fn consistency(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<ConsistencyQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "audit.consistency", async {
-        may_read(&b, &caller)?;
-        let cp = b.checkpoint().await?;
+    audited(&app, &caller, None, async {
+        may_read(&app, &caller)?;
+        let cp = app.checkpoint().await?;
         let from = number("from", q.from.as_deref(), 0)?;
         let to = number("to", q.to.as_deref(), cp.size)?;
         if to > cp.size || from > to {
@@ -200,7 +209,7 @@ pub(crate) async fn consistency(
             ));
         }
         let ids = needed_for_consistency(from, to).map_err(|e| ApiError::internal(&e))?;
-        let hashes = fetch(&b, ids).await?;
+        let hashes = fetch(&app, ids).await?;
         let proof = consistency_proof(from, to, &mut |id| hashes.get(&id).copied()).map_err(|e| ApiError::internal(&e))?;
         Ok(Json(json!({ "from": from, "to": to, "proof": b64(&proof) })))
     })
@@ -209,23 +218,23 @@ pub(crate) async fn consistency(
 
 /// JSON lines: `seq`, `leaf` (base64 of the exact stored bytes) and the decoded event fields.
 pub(crate) async fn export(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<ExportQuery>,
 ) -> Result<Response, ApiError> {
-    audited(&b, &caller, "audit.export", async {
-        may_read(&b, &caller)?;
+    audited(&app, &caller, None, async {
+        may_read(&app, &caller)?;
         let from = number("from", q.from.as_deref(), 0)?;
         let limit = u32::try_from(
             number("limit", q.limit.as_deref(), u64::from(EXPORT_PAGE))?
                 .min(u64::from(EXPORT_PAGE)),
         )
         .unwrap_or(EXPORT_PAGE);
-        let events = b
+        let events = app
             .store
             .audit_events(from, limit)
             .await
-            .map_err(BrokerError::from)?;
+            .map_err(ServiceError::from)?;
         let mut body = String::new();
         for e in &events {
             let mut v = e.to_json().unwrap_or_else(|| json!({}));

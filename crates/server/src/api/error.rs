@@ -9,8 +9,8 @@ use breakglass_core::error::ErrorCategory;
 use breakglass_store::StoreError;
 use serde_json::json;
 
-use crate::access::AccessError;
-use crate::broker::{AuthError, BrokerError, BrokerErrorOrAuth};
+use crate::error::{AuthError, AuthFailure, ServiceError};
+use crate::policy::AccessError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -155,13 +155,13 @@ impl From<DomainError> for ApiError {
     }
 }
 
-impl From<BrokerError> for ApiError {
-    fn from(e: BrokerError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            BrokerError::Domain(d) => Self::Domain(d),
-            BrokerError::Access(a) => Self::Access(a),
-            BrokerError::Busy | BrokerError::Store(StoreError::Conflict) => Self::Busy,
-            BrokerError::Store(ref s) if s.is_unavailable() => {
+            ServiceError::Domain(d) => Self::Domain(d),
+            ServiceError::Access(a) => Self::Access(a),
+            ServiceError::Busy | ServiceError::Store(StoreError::Conflict) => Self::Busy,
+            ServiceError::Store(ref s) if s.is_unavailable() => {
                 let id = error_id();
                 tracing::error!(error_id = %id, error = %e, "database unavailable");
                 Self::Unavailable { id }
@@ -171,11 +171,11 @@ impl From<BrokerError> for ApiError {
     }
 }
 
-impl From<BrokerErrorOrAuth> for ApiError {
-    fn from(e: BrokerErrorOrAuth) -> Self {
+impl From<AuthFailure> for ApiError {
+    fn from(e: AuthFailure) -> Self {
         match e {
-            BrokerErrorOrAuth::Auth(a) => Self::Unauthenticated(a),
-            BrokerErrorOrAuth::Broker(b) => b.into(),
+            AuthFailure::Auth(a) => Self::Unauthenticated(a),
+            AuthFailure::Service(b) => b.into(),
         }
     }
 }

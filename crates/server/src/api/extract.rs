@@ -1,5 +1,6 @@
-//! Request extractors: the authenticated [`Caller`] and a body that is read only after the caller
-//! is known, so that even a malformed body from an authenticated caller is an audited refusal.
+//! Request extractors: the authenticated [`Caller`] (its token checked, and its scope against the
+//! route's action), and a body that is read only after the caller is known, so that even a
+//! malformed body from an authenticated caller is an audited refusal.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -7,8 +8,9 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
-use crate::api::{ApiError, AppState};
-use crate::broker::{AuthError, Caller};
+use crate::api::{ApiError, AppState, RouteAction};
+use crate::error::AuthError;
+use crate::signin::Caller;
 
 /// The largest request body accepted anywhere.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -17,6 +19,13 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // INVARIANT: every route that takes a `Caller` names its action in the route table.
+        let Some(RouteAction(action)) = parts.extensions.get::<RouteAction>().copied() else {
+            return Err(ApiError::internal(&format!(
+                "route `{}` names no action",
+                crate::api::shown_path(parts.uri.path())
+            )));
+        };
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
             return Err(ApiError::Unauthenticated(AuthError::Missing));
         };
@@ -31,7 +40,20 @@ impl FromRequestParts<AppState> for Caller {
             })
             .map(str::trim)
             .ok_or(ApiError::Unauthenticated(AuthError::Malformed))?;
-        let caller = state.authenticate(token).await?;
+        let caller = state.signin.authenticate(token, action).await?;
+        // The scope is the first thing checked, before any body is read or anything is loaded.
+        if let Err(e) = state.access.scope(&caller, action) {
+            let err = ApiError::Access(e);
+            state
+                .record_denial(
+                    &caller,
+                    grant_in(parts.uri.path()),
+                    err.code(),
+                    &err.message(),
+                )
+                .await;
+            return Err(err);
+        }
         Ok(caller)
     }
 }
@@ -60,13 +82,20 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 }
 
 impl RawBody {
-    /// Parses the body as a JSON object of `T`; an empty body is `{}`.
+    /// Parses the body as a JSON object of `T`; an empty body is `{}`. Anything but an object
+    /// (an array, a string, a number) is refused, however `T` would read it.
     pub(super) fn json<T: DeserializeOwned>(self, example: &str) -> Result<T, ApiError> {
         let bytes = self.0?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let bytes: &[u8] = match first {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "malformed JSON body: it must be a JSON object",
+                    format!("send a JSON object like {example}"),
+                ));
+            }
         };
         serde_json::from_slice(bytes).map_err(|e| {
             ApiError::bad_request(
@@ -86,4 +115,13 @@ impl RawBody {
             )
         })
     }
+}
+
+/// The grant a path is about (`/v1/grants/{id}/…`), if its id is a valid grant id.
+fn grant_in(path: &str) -> Option<breakglass_core::GrantId> {
+    path.strip_prefix("/v1/grants/")?
+        .split('/')
+        .next()?
+        .parse()
+        .ok()
 }

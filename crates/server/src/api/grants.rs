@@ -9,8 +9,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::extract::RawBody;
-use crate::api::{ApiError, AppState, audited, audited_on};
-use crate::broker::{Broker, Caller};
+use crate::api::{ApiError, AppState, audited};
+use crate::app::App;
+use crate::signin::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,8 +68,8 @@ pub(crate) fn view(g: &Grant, role: Option<&Role>) -> Value {
     v
 }
 
-fn view_in(b: &Broker, g: &Grant) -> Value {
-    view(g, b.roles().get(g.role.as_str()))
+fn view_in(app: &App, g: &Grant) -> Value {
+    view(g, app.catalog.roles().get(g.role.as_str()))
 }
 
 fn parse_id(id: &str) -> Result<GrantId, ApiError> {
@@ -80,11 +81,11 @@ fn parse_duration(s: Option<&str>) -> Result<Option<Duration>, ApiError> {
 }
 
 pub(crate) async fn request(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     body: RawBody,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    audited(&b, &caller, "grant.request", async {
+    audited(&app, &caller, None, async {
         let req: RequestBody = body.json(
             r#"{"role": "prod-db-admin", "reason": "...", "incident": "INC-1", "duration": "30m"}"#,
         )?;
@@ -94,128 +95,130 @@ pub(crate) async fn request(
             duration: parse_duration(req.duration.as_deref())?,
         };
         let g = if req.emergency {
-            b.request_emergency(&caller, &req.role, input).await?
+            app.grants
+                .request_emergency(&caller, &req.role, input)
+                .await?
         } else {
-            b.request(&caller, &req.role, input).await?
+            app.grants.request(&caller, &req.role, input).await?
         };
-        Ok((StatusCode::CREATED, Json(view_in(&b, &g))))
+        Ok((StatusCode::CREATED, Json(view_in(&app, &g))))
     })
     .await
 }
 
 pub(crate) async fn list(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "grant.list", async {
-        let grants = b.grants_for(&caller, q.state.as_deref()).await?;
+    audited(&app, &caller, None, async {
+        let grants = app.grants.list(&caller, q.state.as_deref()).await?;
         Ok(Json(Value::Array(
-            grants.iter().map(|g| view_in(&b, g)).collect(),
+            grants.iter().map(|g| view_in(&app, g)).collect(),
         )))
     })
     .await
 }
 
 pub(crate) async fn show(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited_on(&b, &caller, "grant.show", Some(&id), async {
-        let g = b.grant_for(&caller, parse_id(&id)?).await?;
-        Ok(Json(view_in(&b, &g)))
+    audited(&app, &caller, Some(&id), async {
+        let g = app.grants.show(&caller, parse_id(&id)?).await?;
+        Ok(Json(view_in(&app, &g)))
     })
     .await
 }
 
 pub(crate) async fn approve(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited_on(&b, &caller, "grant.approve", Some(&id), async {
+    audited(&app, &caller, Some(&id), async {
         let id = parse_id(&id)?;
         let req: ApproveBody = body.json(r#"{"comment": "..."}"#)?;
-        let g = b.approve(&caller, id, req.comment).await?;
-        Ok(Json(view_in(&b, &g)))
+        let g = app.grants.approve(&caller, id, req.comment).await?;
+        Ok(Json(view_in(&app, &g)))
     })
     .await
 }
 
 pub(crate) async fn deny(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited_on(&b, &caller, "grant.deny", Some(&id), async {
+    audited(&app, &caller, Some(&id), async {
         let id = parse_id(&id)?;
         let req: ReasonBody = body.json(r#"{"reason": "..."}"#)?;
-        let g = b.deny(&caller, id, &req.reason).await?;
-        Ok(Json(view_in(&b, &g)))
+        let g = app.grants.deny(&caller, id, &req.reason).await?;
+        Ok(Json(view_in(&app, &g)))
     })
     .await
 }
 
 pub(crate) async fn cancel(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited_on(&b, &caller, "grant.cancel", Some(&id), async {
+    audited(&app, &caller, Some(&id), async {
         let id = parse_id(&id)?;
         let _: EmptyBody = body.json("{}")?;
-        let g = b.cancel(&caller, id).await?;
-        Ok(Json(view_in(&b, &g)))
+        let g = app.grants.cancel(&caller, id).await?;
+        Ok(Json(view_in(&app, &g)))
     })
     .await
 }
 
 pub(crate) async fn revoke(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited_on(&b, &caller, "grant.revoke", Some(&id), async {
+    audited(&app, &caller, Some(&id), async {
         let id = parse_id(&id)?;
         let req: ReasonBody = body.json(r#"{"reason": "..."}"#)?;
-        let g = b.revoke(&caller, id, &req.reason).await?;
-        Ok(Json(view_in(&b, &g)))
+        let g = app.grants.revoke(&caller, id, &req.reason).await?;
+        Ok(Json(view_in(&app, &g)))
     })
     .await
 }
 
 pub(crate) async fn extend(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited_on(&b, &caller, "grant.extend", Some(&id), async {
+    audited(&app, &caller, Some(&id), async {
         let id = parse_id(&id)?;
         let req: ExtendBody = body.json(r#"{"duration": "15m", "reason": "..."}"#)?;
         let d: Duration = req.duration.parse()?;
-        let g = b.extend(&caller, id, d, &req.reason).await?;
-        Ok(Json(view_in(&b, &g)))
+        let g = app.grants.extend(&caller, id, d, &req.reason).await?;
+        Ok(Json(view_in(&app, &g)))
     })
     .await
 }
 
 /// The credential, once. `Cache-Control: no-store` so no proxy keeps a copy.
 pub(crate) async fn credential(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<Value>), ApiError> {
-    audited_on(&b, &caller, "credential.reveal", Some(&id), async {
+    audited(&app, &caller, Some(&id), async {
         let id = parse_id(&id)?;
         // Nothing is read after delivery: once the credential is handed over nothing may fail,
         // and the end shown is the one read in the delivery's own transaction.
-        let d = b.reveal(&caller, id).await?;
+        let d = app.grants.reveal(&caller, id).await?;
         Ok((
             [(axum::http::header::CACHE_CONTROL, "no-store")],
             Json(json!({

@@ -17,13 +17,18 @@ pub(crate) async fn healthz() -> Json<Value> {
 
 /// Ready while the database answers. A failing alert channel makes it `degraded`, still 200: the
 /// broker serves grants without its alerts, and a load balancer must not take it out for that.
-pub(crate) async fn readyz(State(b): State<AppState>) -> (StatusCode, Json<Value>) {
-    let checked = async { Ok((b.store.audit_size().await?, b.failing_channels().await?)) };
-    let res: Result<_, crate::broker::BrokerError> = checked.await;
+pub(crate) async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
+    let checked = async {
+        let size = app.store.audit_size().await?;
+        let backlog = app.store.alert_backlog().await?;
+        Ok((size, metrics::failing_channels(&backlog)))
+    };
+    let res: Result<_, breakglass_store::StoreError> = checked.await;
+    let roles = app.catalog.roles().len();
     match res {
         Ok((n, failing)) if failing.is_empty() => (
             StatusCode::OK,
-            Json(json!({ "status": "ready", "audit_events": n, "roles": b.roles().len() })),
+            Json(json!({ "status": "ready", "audit_events": n, "roles": roles })),
         ),
         Ok((n, failing)) => (
             StatusCode::OK,
@@ -31,7 +36,7 @@ pub(crate) async fn readyz(State(b): State<AppState>) -> (StatusCode, Json<Value
                 "status": "degraded",
                 "failing_channels": failing,
                 "audit_events": n,
-                "roles": b.roles().len(),
+                "roles": roles,
             })),
         ),
         Err(e) => {
@@ -44,8 +49,13 @@ pub(crate) async fn readyz(State(b): State<AppState>) -> (StatusCode, Json<Value
     }
 }
 
-pub(crate) async fn metrics(State(b): State<AppState>) -> Result<Response, ApiError> {
-    let snapshot = b.metrics_snapshot().await?;
-    let body = metrics::encode(&b.metrics, &snapshot).map_err(|e| ApiError::internal(&e))?;
+pub(crate) async fn metrics(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let snapshot = metrics::snapshot(
+        app.store.as_ref(),
+        app.clock.as_ref(),
+        &app.alerts.channel_names(),
+    )
+    .await?;
+    let body = metrics::encode(&app.metrics, &snapshot).map_err(|e| ApiError::internal(&e))?;
     Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response())
 }

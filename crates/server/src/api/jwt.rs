@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::api::extract::RawBody;
 use crate::api::{ApiError, AppState, audited};
-use crate::broker::Caller;
+use crate::signin::Caller;
 
 #[derive(Deserialize)]
 struct IntrospectForm {
@@ -23,35 +23,35 @@ struct IntrospectForm {
 }
 
 pub(crate) async fn jwks(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
 ) -> ([(header::HeaderName, &'static str); 1], Json<Value>) {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(b.tokens.jwks()),
+        Json(app.tokens.jwks()),
     )
 }
 
 /// RFC 7662: `active` is true only if the token is ours, unexpired, and its grant is active now.
 pub(crate) async fn introspect(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "token.introspect", async {
+    audited(&app, &caller, None, async {
         let form: IntrospectForm = body.form("token=eyJ...")?;
         let inactive = Json(json!({ "active": false }));
-        let now = b.clock.now();
-        let Ok(claims) = b.tokens.verify(&form.token, now) else {
+        let now = app.clock.now();
+        let Ok(claims) = app.tokens.verify(&form.token, now) else {
             return Ok(inactive);
         };
         let Ok(id) = claims.jti.parse::<GrantId>() else {
             return Ok(inactive);
         };
-        let Some(sg) = b
+        let Some(sg) = app
             .store
             .grant(id)
             .await
-            .map_err(crate::broker::BrokerError::from)?
+            .map_err(crate::error::ServiceError::from)?
         else {
             return Ok(inactive);
         };

@@ -1,5 +1,11 @@
 //! The HTTP API: JSON under `/v1`, the token key set, introspection, health and metrics. See
 //! `docs/api.md`.
+//!
+//! Every route is one row of [`routes`]: its method, its path and the [`Action`] it performs (none
+//! for the few that need no token). The router is built from that table and attaches each route's
+//! action to its requests; the [`Caller`] extractor authenticates the token and checks the
+//! action's scope before a handler runs, and the services check the rest (policy, step-up) from the
+//! same action. Handlers only parse, call one service and shape the answer.
 
 mod admin;
 mod audit;
@@ -15,65 +21,272 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
+use axum::{Extension, Router};
+use breakglass_core::Action;
+use breakglass_core::text::redact_tokens;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 pub use error::ApiError;
 pub use extract::BODY_LIMIT;
 
-use crate::broker::{Broker, Caller};
+use crate::app::App;
+use crate::signin::Caller;
 
-pub type AppState = Arc<Broker>;
+pub type AppState = Arc<App>;
+
+/// One route: what it is, and what it does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// The action the route performs; `None` for the routes that need no token.
+    pub action: Option<Action>,
+}
+
+/// The action a route performs, attached to each of its requests.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RouteAction(pub(crate) Action);
+
+type Handler = MethodRouter<AppState>;
+
+/// Every route with its handler.
+fn table() -> Vec<(Route, Handler)> {
+    use Action as A;
+    let r = |method: Method, path: &'static str, action: Option<Action>, h: Handler| {
+        (
+            Route {
+                method,
+                path,
+                action,
+            },
+            h,
+        )
+    };
+    let (g, p) = (Method::GET, Method::POST);
+    vec![
+        r(g.clone(), "/healthz", None, get(health::healthz)),
+        r(g.clone(), "/readyz", None, get(health::readyz)),
+        r(g.clone(), "/metrics", None, get(health::metrics)),
+        r(g.clone(), "/.well-known/jwks.json", None, get(jwt::jwks)),
+        r(p.clone(), "/v1/login", None, post(signin::login)),
+        r(
+            p.clone(),
+            "/v1/introspect",
+            Some(A::Introspect),
+            post(jwt::introspect),
+        ),
+        r(g.clone(), "/v1/whoami", Some(A::WhoAmI), get(admin::whoami)),
+        r(
+            p.clone(),
+            "/v1/logout",
+            Some(A::Logout),
+            post(signin::logout),
+        ),
+        r(
+            p.clone(),
+            "/v1/step-up",
+            Some(A::StepUp),
+            post(signin::step_up),
+        ),
+        r(
+            p.clone(),
+            "/v1/totp/enroll",
+            Some(A::TotpEnroll),
+            post(signin::totp_enroll),
+        ),
+        r(
+            p.clone(),
+            "/v1/totp/confirm",
+            Some(A::TotpConfirm),
+            post(signin::totp_confirm),
+        ),
+        r(
+            p.clone(),
+            "/v1/password",
+            Some(A::PasswordChange),
+            post(signin::change_password),
+        ),
+        r(
+            p.clone(),
+            "/v1/users/{name}/password-reset",
+            Some(A::UserPasswordReset),
+            post(signin::reset_password),
+        ),
+        r(
+            p.clone(),
+            "/v1/users/{name}/totp-reset",
+            Some(A::UserTotpReset),
+            post(signin::reset_totp),
+        ),
+        r(
+            p.clone(),
+            "/v1/users/{name}/disable",
+            Some(A::UserDisable),
+            post(signin::disable),
+        ),
+        r(
+            p.clone(),
+            "/v1/users/{name}/enable",
+            Some(A::UserEnable),
+            post(signin::enable),
+        ),
+        r(
+            g.clone(),
+            "/v1/policy/explain",
+            Some(A::PolicyExplain),
+            get(signin::explain),
+        ),
+        r(
+            g.clone(),
+            "/v1/users",
+            Some(A::UserList),
+            get(admin::list_users),
+        ),
+        r(
+            p.clone(),
+            "/v1/users",
+            Some(A::UserAdd),
+            post(admin::add_user),
+        ),
+        r(
+            g.clone(),
+            "/v1/tokens",
+            Some(A::TokenList),
+            get(admin::list_tokens),
+        ),
+        r(
+            p.clone(),
+            "/v1/tokens",
+            Some(A::TokenCreate),
+            post(admin::create_token),
+        ),
+        r(
+            p.clone(),
+            "/v1/tokens/{id}/revoke",
+            Some(A::TokenRevoke),
+            post(admin::revoke_token),
+        ),
+        r(g.clone(), "/v1/roles", Some(A::RoleList), get(roles::list)),
+        r(
+            g.clone(),
+            "/v1/roles/{id}",
+            Some(A::RoleShow),
+            get(roles::show),
+        ),
+        r(
+            g.clone(),
+            "/v1/grants",
+            Some(A::GrantList),
+            get(grants::list),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants",
+            Some(A::GrantRequest),
+            post(grants::request),
+        ),
+        r(
+            g.clone(),
+            "/v1/grants/{id}",
+            Some(A::GrantShow),
+            get(grants::show),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants/{id}/approve",
+            Some(A::GrantApprove),
+            post(grants::approve),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants/{id}/deny",
+            Some(A::GrantDeny),
+            post(grants::deny),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants/{id}/cancel",
+            Some(A::GrantCancel),
+            post(grants::cancel),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants/{id}/revoke",
+            Some(A::GrantRevoke),
+            post(grants::revoke),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants/{id}/extend",
+            Some(A::GrantExtend),
+            post(grants::extend),
+        ),
+        r(
+            p.clone(),
+            "/v1/grants/{id}/credential",
+            Some(A::CredentialReveal),
+            post(grants::credential),
+        ),
+        r(
+            g.clone(),
+            "/v1/audit/tail",
+            Some(A::AuditTail),
+            get(audit::tail),
+        ),
+        r(
+            g.clone(),
+            "/v1/audit/key",
+            Some(A::AuditKey),
+            get(audit::key),
+        ),
+        r(
+            g.clone(),
+            "/v1/audit/checkpoint",
+            Some(A::AuditCheckpoint),
+            get(audit::checkpoint),
+        ),
+        r(
+            g.clone(),
+            "/v1/audit/prove/{seq}",
+            Some(A::AuditProve),
+            get(audit::prove),
+        ),
+        r(
+            g.clone(),
+            "/v1/audit/consistency",
+            Some(A::AuditConsistency),
+            get(audit::consistency),
+        ),
+        r(
+            g,
+            "/v1/audit/export",
+            Some(A::AuditExport),
+            get(audit::export),
+        ),
+    ]
+}
+
+/// Every route the router serves, with its action: what the route table test walks.
+pub fn routes() -> Vec<Route> {
+    table().into_iter().map(|(r, _)| r).collect()
+}
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .route("/.well-known/jwks.json", get(jwt::jwks))
-        .route("/v1/introspect", post(jwt::introspect))
-        .route("/v1/whoami", get(admin::whoami))
-        .route("/v1/login", post(signin::login))
-        .route("/v1/logout", post(signin::logout))
-        .route("/v1/step-up", post(signin::step_up))
-        .route("/v1/totp/enroll", post(signin::totp_enroll))
-        .route("/v1/totp/confirm", post(signin::totp_confirm))
-        .route("/v1/password", post(signin::change_password))
-        .route(
-            "/v1/users/{name}/password-reset",
-            post(signin::reset_password),
-        )
-        .route("/v1/users/{name}/totp-reset", post(signin::reset_totp))
-        .route("/v1/users/{name}/disable", post(signin::disable))
-        .route("/v1/users/{name}/enable", post(signin::enable))
-        .route("/v1/policy/explain", get(signin::explain))
-        .route("/v1/users", get(admin::list_users).post(admin::add_user))
-        .route(
-            "/v1/tokens",
-            get(admin::list_tokens).post(admin::create_token),
-        )
-        .route("/v1/tokens/{id}/revoke", post(admin::revoke_token))
-        .route("/v1/roles", get(roles::list))
-        .route("/v1/roles/{id}", get(roles::show))
-        .route("/v1/grants", get(grants::list).post(grants::request))
-        .route("/v1/grants/{id}", get(grants::show))
-        .route("/v1/grants/{id}/approve", post(grants::approve))
-        .route("/v1/grants/{id}/deny", post(grants::deny))
-        .route("/v1/grants/{id}/cancel", post(grants::cancel))
-        .route("/v1/grants/{id}/revoke", post(grants::revoke))
-        .route("/v1/grants/{id}/extend", post(grants::extend))
-        .route("/v1/grants/{id}/credential", post(grants::credential))
-        .route("/v1/audit/tail", get(audit::tail))
-        .route("/v1/audit/key", get(audit::key))
-        .route("/v1/audit/checkpoint", get(audit::checkpoint))
-        .route("/v1/audit/prove/{seq}", get(audit::prove))
-        .route("/v1/audit/consistency", get(audit::consistency))
-        .route("/v1/audit/export", get(audit::export))
+    let mut router = Router::new();
+    for (route, handler) in table() {
+        let handler = match route.action {
+            Some(action) => handler.layer(Extension(RouteAction(action))),
+            None => handler,
+        };
+        router = router.route(route.path, handler);
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -85,21 +298,20 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A path as it may be shown or logged: cut, with any whole API token cut down to its id.
+pub(crate) fn shown_path(path: &str) -> String {
+    redact_tokens(&path.chars().take(200).collect::<String>()).into_owned()
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound {
-        message: format!(
-            "no such endpoint `{}`",
-            crate::apitoken::redact_path(&uri.path().chars().take(200).collect::<String>())
-        ),
+        message: format!("no such endpoint `{}`", shown_path(uri.path())),
     }
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::MethodNotAllowed {
-        message: format!(
-            "`{method}` is not allowed on `{}`",
-            uri.path().chars().take(200).collect::<String>()
-        ),
+        message: format!("`{method}` is not allowed on `{}`", shown_path(uri.path())),
     }
 }
 
@@ -114,8 +326,7 @@ fn on_panic(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 async fn log_request(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     // A token pasted into a path (revoking a leaked token) must not reach the log.
-    let path =
-        crate::apitoken::redact_path(&req.uri().path().chars().take(200).collect::<String>());
+    let path = shown_path(req.uri().path());
     let start = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16();
@@ -128,50 +339,20 @@ async fn log_request(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Refuses a scoped token an action outside its scopes.
-fn check_scope(caller: &Caller, action: &str) -> Result<(), crate::access::AccessError> {
-    let (Some(scopes), Some(needed)) = (&caller.scopes, crate::access::scope_of(action)) else {
-        return Ok(());
-    };
-    if scopes.iter().any(|s| s == needed) {
-        return Ok(());
-    }
-    Err(crate::access::AccessError::ScopeMissing {
-        token: caller.token_id.clone(),
-        scope: needed,
-        scopes: scopes.join(", "),
-    })
-}
-
-/// Runs a handler body; if it refuses the authenticated caller, records `auth.denied`.
+/// Runs a handler body for an authenticated caller; if it refuses them, records `auth.denied`
+/// under the caller's action (naming the grant, when `grant` is a valid grant id).
 pub(crate) async fn audited<T>(
-    broker: &Broker,
+    app: &App,
     caller: &Caller,
-    action: &str,
-    fut: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
-    audited_on(broker, caller, action, None, fut).await
-}
-
-/// [`audited`] for a request about one grant: the `auth.denied` event names it (when the id in
-/// the path is a valid grant id).
-pub(crate) async fn audited_on<T>(
-    broker: &Broker,
-    caller: &Caller,
-    action: &str,
     grant: Option<&str>,
     fut: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {
-    let res = match check_scope(caller, action) {
-        Ok(()) => fut.await,
-        Err(e) => Err(e.into()),
-    };
+    let res = fut.await;
     if let Err(e) = &res
         && e.is_refusal()
     {
         let grant = grant.and_then(|g| g.parse::<breakglass_core::GrantId>().ok());
-        broker
-            .record_denial(caller, action, grant, e.code(), &e.message())
+        app.record_denial(caller, grant, e.code(), &e.message())
             .await;
     }
     res

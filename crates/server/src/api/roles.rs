@@ -6,7 +6,7 @@ use breakglass_core::{DomainError, Role};
 use serde_json::{Value, json};
 
 use crate::api::{ApiError, AppState, audited};
-use crate::broker::Caller;
+use crate::signin::Caller;
 
 pub(crate) fn view(r: &Role) -> Value {
     json!({
@@ -20,19 +20,19 @@ pub(crate) fn view(r: &Role) -> Value {
     })
 }
 
-pub(crate) async fn list(State(b): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(b.roles().iter().map(view).collect()))
+pub(crate) async fn list(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
+    Json(Value::Array(app.catalog.roles().iter().map(view).collect()))
 }
 
 pub(crate) async fn show(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "role.show", async {
-        let roles = b.roles();
+    audited(&app, &caller, None, async {
+        let roles = app.catalog.roles();
         let r = roles.get(&id).ok_or_else(|| DomainError::UnknownRole {
-            role: id.chars().take(80).collect(),
+            role: breakglass_core::text::shown(&id, 80),
         })?;
         Ok(Json(view(r)))
     })

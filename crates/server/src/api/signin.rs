@@ -15,11 +15,12 @@ use breakglass_providers::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use breakglass_core::{Actor, PolicyAction};
+
 use crate::api::extract::RawBody;
 use crate::api::{ApiError, AppState, audited};
-use crate::broker::Caller;
-use crate::policy::{Action, Query as PolicyQuery};
-use crate::signin::SignIn;
+use crate::policy::Query as PolicyQuery;
+use crate::signin::{Caller, SignInRequest};
 
 type NoStore = [(HeaderName, &'static str); 1];
 const NO_STORE: NoStore = [(header::CACHE_CONTROL, "no-store")];
@@ -88,13 +89,14 @@ fn bounded(field: &'static str, s: String) -> Result<Secret, ApiError> {
 }
 
 pub(crate) async fn login(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     Source(source): Source,
     body: RawBody,
 ) -> Result<(StatusCode, NoStore, Json<Value>), ApiError> {
     let req: LoginBody = body.json(r#"{"user": "alice", "password": "...", "code": "123456"}"#)?;
-    let session = b
-        .sign_in(SignIn {
+    let session = app
+        .signin
+        .sign_in(SignInRequest {
             user: req.user.chars().take(200).collect(),
             password: bounded("password", req.password)?,
             code: req.code.map(|c| bounded("code", c)).transpose()?,
@@ -122,11 +124,11 @@ pub(crate) async fn login(
 }
 
 pub(crate) async fn logout(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "auth.logout", async {
-        b.sign_out(&caller).await?;
+    audited(&app, &caller, None, async {
+        app.signin.sign_out(&caller).await?;
         Ok(Json(
             json!({ "token_id": caller.token_id, "status": "revoked" }),
         ))
@@ -135,31 +137,32 @@ pub(crate) async fn logout(
 }
 
 pub(crate) async fn step_up(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Source(source): Source,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "auth.step_up", async {
+    audited(&app, &caller, None, async {
         let req: CodeBody = body.json(r#"{"code": "123456"}"#)?;
-        let at = b
+        let at = app
+            .signin
             .step_up(&caller, &bounded("code", req.code)?, &source)
             .await?;
         Ok(Json(json!({
             "token_id": caller.token_id,
             "stepped_up_at": at,
-            "valid_for": b.auth.step_up_window.to_string(),
+            "valid_for": app.access.step_up_window().to_string(),
         })))
     })
     .await
 }
 
 pub(crate) async fn totp_enroll(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
 ) -> Result<(NoStore, Json<Value>), ApiError> {
-    audited(&b, &caller, "totp.enroll", async {
-        let e = b.totp_enroll(&caller).await?;
+    audited(&app, &caller, None, async {
+        let e = app.signin.totp_enroll(&caller).await?;
         Ok((
             NO_STORE,
             Json(json!({
@@ -173,13 +176,16 @@ pub(crate) async fn totp_enroll(
 }
 
 pub(crate) async fn totp_confirm(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     body: RawBody,
 ) -> Result<(NoStore, Json<Value>), ApiError> {
-    audited(&b, &caller, "totp.confirm", async {
+    audited(&app, &caller, None, async {
         let req: CodeBody = body.json(r#"{"code": "123456"}"#)?;
-        let codes = b.totp_confirm(&caller, &bounded("code", req.code)?).await?;
+        let codes = app
+            .signin
+            .totp_confirm(&caller, &bounded("code", req.code)?)
+            .await?;
         Ok((
             NO_STORE,
             Json(json!({
@@ -192,18 +198,21 @@ pub(crate) async fn totp_confirm(
 }
 
 pub(crate) async fn change_password(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
+    Source(source): Source,
     body: RawBody,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "user.password", async {
+    audited(&app, &caller, None, async {
         let req: PasswordBody = body.json(r#"{"current": "...", "new": "..."}"#)?;
-        b.change_password(
-            &caller,
-            &bounded("current", req.current)?,
-            &bounded("new", req.new)?,
-        )
-        .await?;
+        app.signin
+            .change_password(
+                &caller,
+                &bounded("current", req.current)?,
+                &bounded("new", req.new)?,
+                &source,
+            )
+            .await?;
         Ok(Json(
             json!({ "user": caller.principal.name, "status": "changed" }),
         ))
@@ -212,13 +221,12 @@ pub(crate) async fn change_password(
 }
 
 pub(crate) async fn reset_password(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<(NoStore, Json<Value>), ApiError> {
-    audited(&b, &caller, "user.password_reset", async {
-        b.administer(&caller, "users reset-password")?;
-        let pw = b.reset_password(&caller, &name).await?;
+    audited(&app, &caller, None, async {
+        let pw = app.signin.reset_password(&caller, &name).await?;
         Ok((
             NO_STORE,
             Json(json!({ "user": name, "initial_password": pw.expose(), "must_change": true })),
@@ -228,39 +236,43 @@ pub(crate) async fn reset_password(
 }
 
 pub(crate) async fn reset_totp(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "user.totp_reset", async {
-        b.administer(&caller, "users reset-totp")?;
-        b.reset_totp(&caller, &name).await?;
+    audited(&app, &caller, None, async {
+        app.signin.reset_totp(&caller, &name).await?;
         Ok(Json(json!({ "user": name, "totp": "removed" })))
     })
     .await
 }
 
 pub(crate) async fn disable(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "user.disable", async {
-        b.administer(&caller, "users disable")?;
-        let p = b.set_disabled(&caller, &name, true).await?;
-        Ok(Json(json!({ "name": p.name, "disabled": p.disabled })))
+    audited(&app, &caller, None, async {
+        let p = app.signin.set_disabled(&caller, &name, true).await?;
+        // INVARIANT(1): the person's grants end with their account, at the targets too.
+        let ended = app
+            .grants
+            .end_for_disabled(&Actor::User(caller.principal.name.clone()), p.name.as_str())
+            .await;
+        Ok(Json(
+            json!({ "name": p.name, "disabled": p.disabled, "grants_ended": ended }),
+        ))
     })
     .await
 }
 
 pub(crate) async fn enable(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "user.enable", async {
-        b.administer(&caller, "users enable")?;
-        let p = b.set_disabled(&caller, &name, false).await?;
+    audited(&app, &caller, None, async {
+        let p = app.signin.set_disabled(&caller, &name, false).await?;
         Ok(Json(json!({ "name": p.name, "disabled": p.disabled })))
     })
     .await
@@ -269,23 +281,26 @@ pub(crate) async fn enable(
 /// Shows a decision and the policies that caused it. Needs `read_audit` (who may do what is
 /// itself sensitive).
 pub(crate) async fn explain(
-    State(b): State<AppState>,
+    State(app): State<AppState>,
     caller: Caller,
     Query(q): Query<ExplainQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    audited(&b, &caller, "policy.explain", async {
-        b.authorize(&caller, Action::ReadAudit, None, false)?;
-        let action = Action::parse(&q.action).ok_or_else(|| {
+    audited(&app, &caller, None, async {
+        app.access.policy(&caller, caller.action, None, false)?;
+        let action = PolicyAction::parse(&q.action).ok_or_else(|| {
             ApiError::bad_request(
                 format!(
                     "unknown action `{}`",
-                    q.action.chars().take(40).collect::<String>()
+                    breakglass_core::text::shown(&q.action, 40)
                 ),
-                format!("use one of: {}", Action::ALL.map(Action::as_str).join(", ")),
+                format!(
+                    "use one of: {}",
+                    PolicyAction::ALL.map(PolicyAction::as_str).join(", ")
+                ),
             )
         })?;
-        let p = b.principal(&q.principal).await?;
-        let e = b.policies().explain(&PolicyQuery {
+        let p = app.signin.principal(&q.principal).await?;
+        let e = app.catalog.policies().explain(&PolicyQuery {
             principal: &p,
             action,
             role: q.role.as_deref(),

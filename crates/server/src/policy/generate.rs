@@ -144,13 +144,15 @@ when {{ principal.kind == "service" }};
 }
 
 /// The policies one role file implies, in the order of [`ROLE_ACTIONS`]: requesters request
-/// (and, when allowed, raise emergencies), approvers approve and revoke, approvers and the owner
+/// (and, when allowed, raise emergencies), approvers approve, approvers and the owner revoke and
 /// review, and all of them read.
 fn role_policies(facts: &RoleFacts<'_>) -> RolePolicies {
     let role = facts.role;
     let id = role.id.as_str();
     let requesters = dedup(&role.requesters);
     let approvers = dedup(&role.approvers);
+    // The owner answers for the role: they may end any grant of it, as they may review it.
+    let revokers = dedup(role.approvers.iter().chain([&role.owner]));
     let reviewers = dedup(role.approvers.iter().chain([&role.owner]));
     let readers = dedup(
         role.requesters
@@ -164,7 +166,8 @@ fn role_policies(facts: &RoleFacts<'_>) -> RolePolicies {
         let subjects = match action {
             "request" => &requesters,
             "emergency" if facts.emergency_allowed => &requesters,
-            "approve" | "revoke" => &approvers,
+            "approve" => &approvers,
+            "revoke" => &revokers,
             "review" => &reviewers,
             "read" => &readers,
             _ => &none,

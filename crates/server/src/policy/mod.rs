@@ -16,79 +16,33 @@
 //! the scope before any condition, so it could be neither a reason nor an error: the decision
 //! and its explanation are those of the whole set.
 
+mod access;
+mod catalog;
 mod generate;
 mod load;
+mod slice;
+
+pub use access::{Access, AccessError, parse_scopes};
+pub use catalog::{Catalog, build, record};
+use slice::{Slice, slice, validate};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr as _;
 
+pub use breakglass_core::PolicyAction;
 use breakglass_core::{Principal, PrincipalKind, Role, Subject};
 use cedar_policy::ffi::DetailedError;
 use cedar_policy::{
-    ActionConstraint, Authorizer, Context, Decision, Effect, Entities, Entity, EntityId,
-    EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PolicySetError, Request,
-    ResourceConstraint, RestrictedExpression, Schema, SlotId, Template, ValidationMode, Validator,
+    Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, SlotId, Template,
 };
 use sha2::{Digest as _, Sha256};
 
 const SCHEMA: &str = include_str!("schema.cedarschema");
 /// The id of the one `Breakglass::Installation` entity.
 const INSTALLATION: &str = "breakglass";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Request,
-    Emergency,
-    Approve,
-    Revoke,
-    Review,
-    Read,
-    ReadAudit,
-    Administer,
-}
-
-impl Action {
-    pub const ALL: [Action; 8] = [
-        Action::Request,
-        Action::Emergency,
-        Action::Approve,
-        Action::Revoke,
-        Action::Review,
-        Action::Read,
-        Action::ReadAudit,
-        Action::Administer,
-    ];
-
-    /// The Cedar action id: `Breakglass::Action::"<this>"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Request => "request",
-            Self::Emergency => "emergency",
-            Self::Approve => "approve",
-            Self::Revoke => "revoke",
-            Self::Review => "review",
-            Self::Read => "read",
-            Self::ReadAudit => "read_audit",
-            Self::Administer => "administer",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Action> {
-        Self::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-
-    /// Whether the resource is a role (otherwise it is the installation).
-    fn is_about_a_role(self) -> bool {
-        !matches!(self, Self::ReadAudit | Self::Administer)
-    }
-
-    /// The position in [`Action::ALL`].
-    fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What policy generation needs to know about a role.
 pub struct RoleFacts<'a> {
@@ -100,7 +54,7 @@ pub struct RoleFacts<'a> {
 /// The facts of one decision.
 pub struct Query<'a> {
     pub principal: &'a Principal,
-    pub action: Action,
+    pub action: PolicyAction,
     /// The role the action is about; `None` for installation-wide actions (read_audit, administer)
     /// and for `read` of things not tied to a role.
     pub role: Option<&'a str>,
@@ -111,7 +65,7 @@ pub struct Query<'a> {
 /// A loaded, validated policy set, ready to decide. Immutable; share it in an `Arc` and replace
 /// it whole on reload.
 pub struct Policies {
-    /// One per action, in the order of [`Action::ALL`].
+    /// One per action, in the order of [`PolicyAction::ALL`].
     slices: Vec<Slice>,
     /// Where each policy came from and its text, by id.
     known: HashMap<PolicyId, Known>,
@@ -458,22 +412,13 @@ impl fmt::Debug for Policies {
     }
 }
 
-/// The policies that can apply to one action.
-struct Slice {
-    /// For a role with no policy of its own for this action (and for installation-wide actions):
-    /// the policies not pinned to one role.
-    any_role: PolicySet,
-    /// For each role some policy is pinned to: those plus `any_role`.
-    by_role: HashMap<String, PolicySet>,
-}
-
 /// Entity type names and uids used on every decision, parsed once.
 struct Names {
     principal: EntityTypeName,
     group: EntityTypeName,
     role: EntityTypeName,
     installation: EntityUid,
-    /// In the order of [`Action::ALL`].
+    /// In the order of [`PolicyAction::ALL`].
     actions: Vec<EntityUid>,
 }
 
@@ -492,7 +437,7 @@ impl Names {
                 ty("Breakglass::Installation")?,
                 EntityId::new(INSTALLATION),
             ),
-            actions: Action::ALL
+            actions: PolicyAction::ALL
                 .iter()
                 .map(|a| {
                     EntityUid::from_type_name_and_id(action.clone(), EntityId::new(a.as_str()))
@@ -581,151 +526,6 @@ fn schema() -> Result<Schema, PolicyError> {
     Schema::from_cedarschema_str(SCHEMA)
         .map(|(schema, _warnings)| schema)
         .map_err(|e| internal(&format!("the built-in schema does not load: {e}")))
-}
-
-/// Strict validation of the whole set. Cedar's warnings count as errors too: they flag a policy
-/// that can never apply (a `forbid` that silently protects nothing) or text that reads
-/// differently than it evaluates (bidirectional or confusable characters). The first problem,
-/// by load order then line, is returned with a count of the others.
-fn validate(
-    schema: &Schema,
-    all: &PolicySet,
-    order: &[(PolicyId, Origin<'_>)],
-) -> Result<(), PolicyError> {
-    let result = Validator::new(schema.clone()).validate(all, ValidationMode::Strict);
-    if result.validation_passed_without_warnings() {
-        return Ok(());
-    }
-    let order: HashMap<&PolicyId, (usize, Origin<'_>)> = order
-        .iter()
-        .enumerate()
-        .map(|(i, (id, origin))| (id, (i, *origin)))
-        .collect();
-    let problems = result
-        .validation_errors()
-        .map(|e| (e.policy_id(), DetailedError::from(e)))
-        .chain(
-            result
-                .validation_warnings()
-                .map(|w| (w.policy_id(), DetailedError::from(w))),
-        );
-    let mut errors: Vec<(usize, u32, PolicyError)> = problems
-        .map(|(id, d)| match order.get(id) {
-            Some((i, Origin::File { file, offset })) => {
-                let error = load::file_error(file, &d, *offset);
-                (*i, error.line.unwrap_or_default(), error)
-            }
-            Some((i, origin)) => (
-                *i,
-                0,
-                origin.bug(&format!(
-                    "a generated policy is invalid: {}",
-                    load::sentence(&d)
-                )),
-            ),
-            None => (usize::MAX, 0, internal(&load::sentence(&d))),
-        })
-        .collect();
-    errors.sort_by_key(|(i, line, _)| (*i, *line));
-    let more = errors.len().saturating_sub(1);
-    let Some((_, _, mut first)) = errors.into_iter().next() else {
-        return Ok(());
-    };
-    if more > 0 {
-        first.reason.push_str(&format!(
-            " ({more} more {} after this one)",
-            if more == 1 { "problem" } else { "problems" }
-        ));
-    }
-    Err(first)
-}
-
-/// Distributes the policies into per-action, per-role slices (see the module docs for why this
-/// keeps every decision exact).
-fn slice(
-    names: &Names,
-    all: &PolicySet,
-    order: &[(PolicyId, Origin<'_>)],
-) -> Result<Vec<Slice>, PolicyError> {
-    let mut any_role: Vec<Vec<&Policy>> = vec![Vec::new(); Action::ALL.len()];
-    let mut pinned: Vec<HashMap<String, Vec<&Policy>>> = vec![HashMap::new(); Action::ALL.len()];
-    // Templates are not in `policies()`: only their links are ever evaluated.
-    for policy in order.iter().filter_map(|(id, _)| all.policy(id)) {
-        let actions: Vec<Action> = match policy.action_constraint() {
-            ActionConstraint::Any => Action::ALL.to_vec(),
-            ActionConstraint::Eq(uid) => action_of(&uid).into_iter().collect(),
-            ActionConstraint::In(uids) => uids.iter().filter_map(action_of).collect(),
-        };
-        // For a link this is the constraint with its slot filled in.
-        let role = match policy.resource_constraint() {
-            ResourceConstraint::Eq(uid) | ResourceConstraint::In(uid)
-                if uid.type_name() == &names.role =>
-            {
-                Some(uid.id().unescaped().to_owned())
-            }
-            _ => None,
-        };
-        for action in actions {
-            match &role {
-                // Pinned to a role, yet about the installation: can never apply.
-                Some(_) if !action.is_about_a_role() => {}
-                Some(role) => {
-                    if let Some(by_role) = pinned.get_mut(action.index()) {
-                        by_role.entry(role.clone()).or_default().push(policy);
-                    }
-                }
-                None => {
-                    if let Some(list) = any_role.get_mut(action.index()) {
-                        list.push(policy);
-                    }
-                }
-            }
-        }
-    }
-    any_role
-        .into_iter()
-        .zip(pinned)
-        .map(|(common, by_role)| {
-            let by_role = by_role
-                .into_iter()
-                .map(|(role, own)| Ok((role, assemble(all, common.iter().chain(&own))?)))
-                .collect::<Result<HashMap<_, _>, PolicyError>>()?;
-            Ok(Slice {
-                any_role: assemble(all, common.iter())?,
-                by_role,
-            })
-        })
-        .collect()
-}
-
-/// A policy set of `members` of `all`, static policies and links (with their templates) alike.
-fn assemble<'p>(
-    all: &PolicySet,
-    members: impl Iterator<Item = &'p &'p Policy>,
-) -> Result<PolicySet, PolicyError> {
-    let failed = |e: PolicySetError| internal(&format!("cannot assemble a policy slice: {e}"));
-    let mut set = PolicySet::new();
-    for policy in members {
-        match (policy.template_id(), policy.template_links()) {
-            (Some(template), Some(links)) => {
-                if set.template(template).is_none() {
-                    let t = all
-                        .template(template)
-                        .ok_or_else(|| internal(&format!("template `{template}` is missing")))?;
-                    set.add_template(t.clone()).map_err(failed)?;
-                }
-                set.link(template.clone(), policy.id().clone(), links)
-                    .map_err(failed)?;
-            }
-            _ => set.add((*policy).clone()).map_err(failed)?,
-        }
-    }
-    Ok(set)
-}
-
-/// The action a `Breakglass::Action` uid names (validation has already refused any other).
-fn action_of(uid: &EntityUid) -> Option<Action> {
-    Action::parse(uid.id().unescaped())
 }
 
 fn internal(what: &str) -> PolicyError {

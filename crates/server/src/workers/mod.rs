@@ -1,5 +1,7 @@
-//! Background workers, one per file. Each loops until shutdown, doing its pass on an interval;
-//! a failed pass is logged and retried on the next tick, never fatal.
+//! Background workers, one per file, each owning its loop and its logic. Each loops until
+//! shutdown, doing its pass on an interval (or on a signal); a failed pass is logged and retried
+//! on the next tick, never fatal. The passes are public so tests can drive them with a manual
+//! clock instead of waiting for a tick.
 
 pub mod alerts;
 pub mod checkpoint;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
-use crate::broker::Broker;
+use crate::app::App;
 
-pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(e) => {
@@ -18,8 +18,8 @@ pub async fn run(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     };
     loop {
         tokio::select! {
-            Some(()) = hup.recv() => match broker.reload_roles().await {
-                Ok(changed) => tracing::info!(changed, roles = broker.roles().len(), "roles reloaded"),
+            Some(()) = hup.recv() => match app.reload_roles().await {
+                Ok(changed) => tracing::info!(changed, roles = app.catalog.roles().len(), "roles reloaded"),
                 Err(e) => tracing::error!(error = %e, help = %e.help(), "roles reload failed; the previous roles stay in force"),
             },
             _ = shutdown.changed() => return,

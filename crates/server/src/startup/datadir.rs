@@ -21,8 +21,8 @@ use std::sync::Arc;
 use breakglass_store::{PostgresStore, SqliteStore, Store};
 
 use crate::StartupError;
-use crate::apitoken;
-use crate::sealing::{Sealer, random_32};
+use crate::signin::tokens as apitoken;
+use crate::startup::sealing::{Sealer, random_32};
 
 pub const DB_FILE: &str = "breakglass.db";
 pub const MASTER_KEY_FILE: &str = "master.key";
@@ -126,7 +126,7 @@ pub fn redact_url(url: &str) -> String {
 pub struct DataDir {
     pub location: Location,
     pub store: Arc<dyn Store>,
-    pub sealer: Sealer,
+    pub sealer: Arc<Sealer>,
     jwt_seed: [u8; 32],
     /// Signs audit checkpoints as the log's origin.
     pub audit_signer: NoteSigner,
@@ -196,7 +196,7 @@ impl DataDir {
         Ok(Self {
             location: location.clone(),
             store,
-            sealer,
+            sealer: Arc::new(sealer),
             jwt_seed,
             audit_signer,
             _lock: lock,

@@ -13,10 +13,10 @@ use breakglass_core::Timestamp;
 use breakglass_store::{Store, StoredCheckpoint};
 use serde_json::json;
 
-use crate::broker::BrokerError;
+use crate::error::ServiceError;
 
 #[derive(Debug)]
-pub(crate) struct Checkpointer {
+pub struct Checkpointer {
     signer: NoteSigner,
     /// The log's origin line and verifier key, fixed for the signer's life.
     origin: String,
@@ -53,7 +53,7 @@ impl Checkpointer {
         &self,
         store: &dyn Store,
         now: Timestamp,
-    ) -> Result<StoredCheckpoint, BrokerError> {
+    ) -> Result<StoredCheckpoint, ServiceError> {
         let mut published = self.lock.lock().await;
         let (size, root) = store.audit_head().await?;
         if let Some(cp) = store.latest_checkpoint().await?
@@ -73,7 +73,7 @@ impl Checkpointer {
         }
         .to_text();
         let note = self.signer.sign(&text).map_err(|e| {
-            BrokerError::Store(breakglass_store::StoreError::Corrupt(e.to_string()))
+            ServiceError::Store(breakglass_store::StoreError::Corrupt(e.to_string()))
         })?;
         store.save_checkpoint(size, &note, now).await?;
         if self.publish(size, &note, now) {

@@ -11,7 +11,7 @@ use breakglass_audit::{Hash, NoteVerifier};
 use breakglass_store::{AuditVisitor, PostgresStore, SqliteStore, Store};
 
 use crate::StartupError;
-use crate::datadir::{AUDIT_ORIGIN, AUDIT_VERIFIER, CHECKPOINT_LOG_FILE, DB_FILE};
+use crate::startup::datadir::{AUDIT_ORIGIN, AUDIT_VERIFIER, CHECKPOINT_LOG_FILE, DB_FILE};
 
 #[derive(Debug, Default, Clone)]
 pub struct VerifyOptions {

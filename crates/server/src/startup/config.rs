@@ -13,7 +13,7 @@ pub const DEFAULT_DATA_DIR: &str = "breakglass-data";
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
     /// Where the state lives: the data directory's SQLite database (the default), or PostgreSQL.
-    pub location: crate::datadir::Location,
+    pub location: crate::startup::datadir::Location,
     /// The local directory: the SQLite database and its key (embedded store), the default roles
     /// directory and the default checkpoint log (both stores).
     pub data_dir: PathBuf,
@@ -47,7 +47,7 @@ pub struct ServeConfig {
 impl ServeConfig {
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
         Self {
-            location: crate::datadir::Location::Dir(data_dir.clone()),
+            location: crate::startup::datadir::Location::Dir(data_dir.clone()),
             data_dir,
             roles_dir: None,
             listen,
@@ -65,9 +65,10 @@ impl ServeConfig {
     }
 
     pub fn checkpoint_log(&self) -> PathBuf {
-        self.checkpoint_log
-            .clone()
-            .unwrap_or_else(|| self.data_dir.join(crate::datadir::CHECKPOINT_LOG_FILE))
+        self.checkpoint_log.clone().unwrap_or_else(|| {
+            self.data_dir
+                .join(crate::startup::datadir::CHECKPOINT_LOG_FILE)
+        })
     }
 
     pub fn policies_dir(&self) -> PathBuf {

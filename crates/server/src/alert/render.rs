@@ -1,0 +1,156 @@
+//! What a channel receives for an audit event: a one-line summary written from the typed event,
+//! its severity, and the facts of the event and of its grant. Holds no secret: events never carry
+//! one, and only the grant's public facts are added.
+
+use std::collections::BTreeMap;
+
+use breakglass_core::{EventKind, Grant};
+use breakglass_notify::Alert;
+
+use super::{Alerting, Parsed, route, text};
+
+impl Alerting {
+    /// What `channel` receives for event `e` about `grant` (if any); `origin` names the log.
+    pub(crate) fn alert(
+        &self,
+        e: &Parsed,
+        channel: &str,
+        grant: Option<&Grant>,
+        origin: &str,
+    ) -> Alert {
+        let b = &e.body;
+        let mut fields = BTreeMap::new();
+        let who = grant.map(|g| g.requester.to_string()).unwrap_or_default();
+        let role = grant
+            .map(|g| g.role.to_string())
+            .or_else(|| text(b, "role"))
+            .unwrap_or_default();
+        if let Some(g) = grant {
+            fields.insert("grant".into(), g.id.to_string());
+            fields.insert("role".into(), g.role.to_string());
+            fields.insert("requester".into(), g.requester.to_string());
+            fields.insert("reason".into(), g.reason.clone());
+            if let Some(i) = &g.incident {
+                fields.insert("incident".into(), i.clone());
+            }
+            fields.insert("state".into(), g.state.name().to_owned());
+            if let Some(end) = g.expires_at() {
+                fields.insert("expires_at".into(), end.to_string());
+            }
+            if let Some(link) = &self.link {
+                fields.insert("link".into(), format!("{link}/v1/grants/{}", g.id));
+            }
+        }
+        if let Some(a) = text(b, "actor") {
+            fields.insert("actor".into(), a);
+        }
+        // The event's own facts (who decided, why), except the envelope already shown.
+        if let Some(obj) = b.as_object() {
+            for k in obj.keys() {
+                if matches!(
+                    k.as_str(),
+                    "v" | "seq" | "time" | "type" | "grant" | "actor"
+                ) {
+                    continue;
+                }
+                if let Some(t) = text(b, k) {
+                    fields.entry(format!("event.{k}")).or_insert(t);
+                }
+            }
+        }
+        let inc = grant
+            .and_then(|g| g.incident.as_deref())
+            .map(|i| format!(" [{i}]"))
+            .unwrap_or_default();
+        Alert {
+            id: format!("{origin}:{}:{channel}", e.seq),
+            event: e.type_name.clone(),
+            seq: e.seq,
+            severity: route::severity(&e.kind, e.emergency),
+            summary: format!(
+                "breakglass: {}",
+                summary(&e.kind, e.emergency, &who, &role, &inc)
+            ),
+            fields,
+            time: e.time,
+        }
+    }
+}
+
+/// One line saying what happened, from the typed event.
+fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) -> String {
+    match kind {
+        EventKind::GrantRequested {
+            duration, reason, ..
+        } if emergency => format!(
+            "EMERGENCY: {who} self-activates {role} for {duration}: {reason}{inc} (no approver)"
+        ),
+        EventKind::GrantRequested {
+            duration, reason, ..
+        } => format!("{who} requests {role} for {duration}: {reason}{inc} (waiting for approval)"),
+        EventKind::GrantEmergencyActivated { review_due, .. } => format!(
+            "EMERGENCY self-activation of {role} by {who}{inc}, with no approver; a review by someone else is owed by {review_due}"
+        ),
+        EventKind::AuthLocked {
+            subject,
+            failures,
+            until,
+        } => format!("sign-in locked for {subject} until {until} after {failures} failures"),
+        EventKind::PolicyChanged { new_hash, .. } => {
+            format!("the authorization policy changed ({new_hash})")
+        }
+        EventKind::UserTotpReset { principal } => {
+            format!("the authenticator of {principal} was reset")
+        }
+        EventKind::UserDisabled {
+            principal,
+            disabled,
+        } => format!("{principal} disabled: {disabled}"),
+        EventKind::GrantApproved { approver, .. } => {
+            format!("{approver} approved {who}'s request for {role}{inc}")
+        }
+        EventKind::GrantDenied { by, reason, .. } => {
+            format!("{by} denied {who}'s request for {role}: {reason}")
+        }
+        EventKind::GrantCancelled { .. } => format!("{who}'s request for {role} was cancelled"),
+        EventKind::GrantTimedOut { .. } => {
+            format!("{who}'s request for {role} timed out unapproved")
+        }
+        EventKind::GrantActivated { expires_at, .. } => {
+            format!("{who} now holds {role} until {expires_at}{inc}")
+        }
+        EventKind::GrantExtensionRequested {
+            duration, reason, ..
+        } => format!("{who} asks to extend {role} by {duration}: {reason}"),
+        EventKind::GrantExtended { expires_at, .. } => {
+            format!("{who}'s {role} extended until {expires_at}")
+        }
+        EventKind::GrantExpiringSoon { expires_at } => {
+            format!("{who}'s {role} ends at {expires_at}")
+        }
+        EventKind::GrantExpired { .. } => format!("{who}'s {role} expired"),
+        EventKind::GrantRevoked { by, reason } => format!("{by} revoked {who}'s {role}: {reason}"),
+        EventKind::GrantFailed { reason } => format!("{who}'s {role} failed: {reason}"),
+        EventKind::RoleChanged {
+            old_hash, new_hash, ..
+        } => match (old_hash, new_hash) {
+            (None, _) => format!("role {role} was added"),
+            (_, None) => format!("role {role} was removed"),
+            _ => format!("role {role} was changed"),
+        },
+        EventKind::ConfigChanged { file, .. } => format!("the config file {file} changed"),
+        EventKind::AlertFailed {
+            channel,
+            attempts,
+            error,
+            ..
+        } => format!(
+            "alerts to channel {channel} are failing: {attempts} tries, last error: {error}"
+        ),
+        EventKind::TargetOrphanRemoved { target, handle, .. } => {
+            format!("removed an orphaned {target} privilege at a target: {handle}")
+        }
+        // Never routed anywhere; named by their type should that change.
+        other => other.type_name(),
+    }
+}

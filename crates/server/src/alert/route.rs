@@ -1,0 +1,112 @@
+//! Which channels hear of which audit events, and how loudly, decided on the typed event kind: an
+//! event kind added without its severity and its audience does not compile.
+
+use breakglass_core::EventKind;
+use breakglass_notify::Severity;
+
+/// Who hears of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Audience {
+    Nobody,
+    /// The channels of the grant's (or the changed) role.
+    Role,
+    /// The role's channels and `[alerts] always`.
+    RoleAndAlways,
+    /// `[alerts] always` only.
+    Always,
+    /// Every channel but the one the event is about (a channel that has gone quiet).
+    AllButItsChannel,
+}
+
+/// How loud an event is. Everything about an emergency grant is high, whatever its kind.
+pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
+    if emergency {
+        return Severity::High;
+    }
+    match kind {
+        EventKind::GrantActivated { .. }
+        | EventKind::GrantEmergencyActivated { .. }
+        | EventKind::GrantFailed { .. }
+        | EventKind::AlertFailed { .. }
+        | EventKind::TargetOrphanRemoved { .. }
+        | EventKind::AuthLocked { .. } => Severity::High,
+        EventKind::GrantExpiringSoon { .. }
+        | EventKind::GrantRevoked { .. }
+        | EventKind::GrantDenied { .. }
+        | EventKind::RoleChanged { .. }
+        | EventKind::ConfigChanged { .. }
+        | EventKind::PolicyChanged { .. }
+        | EventKind::UserTotpReset { .. }
+        | EventKind::UserDisabled { .. } => Severity::Warning,
+        EventKind::BrokerInitialized { .. }
+        | EventKind::AuditKeyCreated { .. }
+        | EventKind::GrantRequested { .. }
+        | EventKind::GrantApproved { .. }
+        | EventKind::GrantCancelled { .. }
+        | EventKind::GrantTimedOut { .. }
+        | EventKind::GrantActivating { .. }
+        | EventKind::GrantExtensionRequested { .. }
+        | EventKind::GrantExtended { .. }
+        | EventKind::GrantRevoking { .. }
+        | EventKind::GrantExpired { .. }
+        | EventKind::CredentialIssued { .. }
+        | EventKind::CredentialDelivered { .. }
+        | EventKind::PrincipalCreated { .. }
+        | EventKind::TokenCreated { .. }
+        | EventKind::AuthLogin { .. }
+        | EventKind::AuthLogout { .. }
+        | EventKind::AuthFailed { .. }
+        | EventKind::AuthSteppedUp { .. }
+        | EventKind::UserPasswordSet { .. }
+        | EventKind::UserTotpEnrolled { .. }
+        | EventKind::UserRecoveryCodesIssued { .. }
+        | EventKind::UserRecoveryCodeUsed { .. }
+        | EventKind::TokenRevoked { .. }
+        | EventKind::AuthDenied { .. } => Severity::Info,
+    }
+}
+
+/// Who hears of an event of `kind`.
+pub(super) fn audience(kind: &EventKind) -> Audience {
+    match kind {
+        EventKind::GrantRequested { .. }
+        | EventKind::GrantApproved { .. }
+        | EventKind::GrantDenied { .. }
+        | EventKind::GrantCancelled { .. }
+        | EventKind::GrantTimedOut { .. }
+        | EventKind::GrantExtensionRequested { .. }
+        | EventKind::GrantExtended { .. }
+        | EventKind::GrantExpiringSoon { .. }
+        | EventKind::GrantExpired { .. }
+        | EventKind::GrantRevoked { .. } => Audience::Role,
+        EventKind::GrantActivated { .. }
+        | EventKind::GrantEmergencyActivated { .. }
+        | EventKind::GrantFailed { .. }
+        | EventKind::RoleChanged { .. } => Audience::RoleAndAlways,
+        EventKind::TargetOrphanRemoved { .. }
+        | EventKind::ConfigChanged { .. }
+        | EventKind::PolicyChanged { .. }
+        | EventKind::AuthLocked { .. }
+        | EventKind::UserTotpReset { .. }
+        | EventKind::UserDisabled { .. } => Audience::Always,
+        EventKind::AlertFailed { .. } => Audience::AllButItsChannel,
+        EventKind::BrokerInitialized { .. }
+        | EventKind::AuditKeyCreated { .. }
+        | EventKind::GrantActivating { .. }
+        | EventKind::GrantRevoking { .. }
+        | EventKind::CredentialIssued { .. }
+        | EventKind::CredentialDelivered { .. }
+        | EventKind::PrincipalCreated { .. }
+        | EventKind::TokenCreated { .. }
+        | EventKind::AuthLogin { .. }
+        | EventKind::AuthLogout { .. }
+        | EventKind::AuthFailed { .. }
+        | EventKind::AuthSteppedUp { .. }
+        | EventKind::UserPasswordSet { .. }
+        | EventKind::UserTotpEnrolled { .. }
+        | EventKind::UserRecoveryCodesIssued { .. }
+        | EventKind::UserRecoveryCodeUsed { .. }
+        | EventKind::TokenRevoked { .. }
+        | EventKind::AuthDenied { .. } => Audience::Nobody,
+    }
+}

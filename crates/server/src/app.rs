@@ -1,0 +1,174 @@
+//! The one application state: a few per-domain services and what they share. The API, the
+//! console and the workers all go through these services; none touches the store for a decision
+//! of its own.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use breakglass_core::{Actor, Clock, EventDraft, EventKind, GrantId};
+use breakglass_providers::TokenProvider;
+use breakglass_store::{Store, StoredCheckpoint};
+
+use crate::StartupError;
+use crate::alert::{self, Alerting};
+use crate::audit::checkpoint::Checkpointer;
+use crate::error::ServiceError;
+use crate::grant::{Grants, GrantsParts, Providers};
+use crate::metrics::Metrics;
+use crate::policy::{self, Access, Catalog, Policies};
+use crate::signin::{AuthSettings, Caller, SignIn};
+use crate::startup::datadir::DataDir;
+use crate::startup::roles;
+
+/// Everything a request or a worker needs.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// The roles and policies in force.
+    pub catalog: Arc<Catalog>,
+    /// Who may do what: scopes, policy and step-up.
+    pub access: Arc<Access>,
+    pub grants: Grants,
+    pub signin: SignIn,
+    /// The alert channels and their rules.
+    pub alerts: Arc<Alerting>,
+    /// Signs audit checkpoints and publishes them outside the database.
+    pub checkpoints: Arc<Checkpointer>,
+    /// This process's counters, scraped at `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// The token provider's keys, for the key set and introspection.
+    pub tokens: Arc<TokenProvider>,
+    /// Held for the life of the process (the data directory's lock).
+    data: DataDir,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("store", &self.data.location.describe())
+            .field("roles_dir", &self.catalog.roles_dir())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How an application is put together, besides its data directory and clock.
+pub struct Settings<'a> {
+    /// The `iss` of issued tokens.
+    pub issuer: &'a str,
+    /// Where signed checkpoints are published.
+    pub checkpoint_log: PathBuf,
+    /// How long a refused revocation is retried before the grant is marked `failed`.
+    pub revoke_give_up: std::time::Duration,
+    pub alerting: Arc<Alerting>,
+    pub auth: AuthSettings,
+    /// The roles in force at start, and the directory they are reloaded from.
+    pub roles: breakglass_core::RoleSet,
+    pub roles_dir: PathBuf,
+    /// The policies in force at start, and where custom `*.cedar` policies are read on reload.
+    pub policies: Policies,
+    pub policies_dir: Option<PathBuf>,
+}
+
+impl App {
+    pub fn new(data: DataDir, clock: Arc<dyn Clock>, s: Settings<'_>) -> Self {
+        let store = Arc::clone(&data.store);
+        let tokens = Arc::new(data.token_provider(s.issuer));
+        let checkpoints = Arc::new(Checkpointer::new(
+            data.audit_signer.clone(),
+            s.checkpoint_log,
+        ));
+        let catalog = Arc::new(Catalog::new(
+            s.roles,
+            s.policies,
+            s.roles_dir,
+            s.policies_dir,
+        ));
+        let access = Arc::new(Access::new(
+            Arc::clone(&catalog),
+            Arc::clone(&clock),
+            s.auth.step_up_window,
+        ));
+        let metrics = Arc::new(Metrics::new(&s.alerting.channel_names()));
+        let grants = Grants::new(GrantsParts {
+            store: Arc::clone(&store),
+            clock: Arc::clone(&clock),
+            catalog: Arc::clone(&catalog),
+            access: Arc::clone(&access),
+            providers: Providers::new(Arc::clone(&tokens)),
+            sealer: Arc::clone(&data.sealer),
+            checkpoints: Arc::clone(&checkpoints),
+            metrics: Arc::clone(&metrics),
+            revoke_give_up: s.revoke_give_up,
+        });
+        let signin = SignIn::new(
+            Arc::clone(&store),
+            Arc::clone(&clock),
+            Arc::clone(&data.sealer),
+            Arc::clone(&access),
+            s.auth,
+        );
+        Self {
+            store,
+            clock,
+            catalog,
+            access,
+            grants,
+            signin,
+            alerts: s.alerting,
+            checkpoints,
+            metrics,
+            tokens,
+            data,
+        }
+    }
+
+    /// Re-reads the roles directory and the policies. On any error the roles and the policies in
+    /// force stay as they were.
+    pub async fn reload_roles(&self) -> Result<usize, StartupError> {
+        let set = roles::load(self.catalog.roles_dir())?;
+        alert::check_role_alerts(&set, &self.alerts.channel_names())?;
+        let policies = policy::build(&set, self.catalog.policies_dir())?;
+        let changed = roles::record(self.store.as_ref(), &set, self.clock.now()).await?;
+        if policy::record(self.store.as_ref(), &policies, self.clock.now()).await? {
+            tracing::info!(hash = %policies.hash(), policies = policies.len(), "policy changed");
+        }
+        self.catalog.replace(set, policies);
+        Ok(changed)
+    }
+
+    /// The latest signed checkpoint, signing one first if the log grew.
+    pub async fn checkpoint(&self) -> Result<StoredCheckpoint, ServiceError> {
+        self.checkpoints
+            .latest(self.store.as_ref(), self.clock.now())
+            .await
+    }
+
+    /// Records that an authenticated caller was refused (`auth.denied`). Failing to record it is
+    /// logged; the caller is refused either way.
+    pub async fn record_denial(
+        &self,
+        caller: &Caller,
+        grant: Option<GrantId>,
+        code: &str,
+        message: &str,
+    ) {
+        let action = caller.action.audit_name();
+        let event = EventDraft::new(
+            Actor::User(caller.principal.name.clone()),
+            grant,
+            EventKind::AuthDenied {
+                action: action.to_owned(),
+                code: code.to_owned(),
+                message: message.to_owned(),
+            },
+        );
+        if let Err(e) = self.store.append(&[event], self.clock.now()).await {
+            tracing::error!(error = %e, action, "could not record auth.denied");
+        }
+    }
+
+    /// Closes the store once everything using it is done.
+    pub async fn close(&self) {
+        self.data.store.close().await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Everything a broker needs before it serves: its configuration ([`config`]), where its state
+//! lives and first-time initialisation ([`datadir`]), the key that seals secrets at rest
+//! ([`sealing`]), the role files ([`roles`]), and the errors that stop a start ([`StartupError`]).
+
+pub mod config;
+pub mod datadir;
+mod error;
+pub mod roles;
+pub mod sealing;
+
+pub use error::StartupError;
