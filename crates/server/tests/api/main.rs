@@ -1,0 +1,64 @@
+//! The API driven in process: the real router (`tower::ServiceExt::oneshot`) over a real store,
+//! SQLite and PostgreSQL alike, with a `ManualClock`, so behaviour that depends on time (expiry,
+//! the step-up window, review due dates, lock backoff, extensions) is tested by advancing the clock
+//! instead of waiting for it, and the workers' passes are run when a test says so.
+//!
+//! `api_suite!` runs each test body once per backend, the way the store suite does.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "a test fails loudly on anything unexpected"
+)]
+
+mod access;
+mod clock;
+mod harness;
+mod routes;
+
+use harness::Backend;
+
+macro_rules! api_suite {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[test]
+                fn $name() {
+                    crate::harness::run(crate::Backend::Sqlite, crate::$module::$name);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    crate::harness::run(crate::Backend::Postgres, crate::$module::$name);
+                }
+            )*
+        }
+    };
+}
+
+api_suite!(
+    clock::a_step_up_lasts_its_window_and_not_a_moment_longer,
+    clock::a_grant_ends_at_its_end_and_its_credential_with_it,
+    clock::an_approved_extension_moves_the_end_and_the_reaper_keeps_to_it,
+    clock::a_request_nobody_approves_times_out,
+    clock::an_overdue_emergency_review_blocks_the_next_emergency_use,
+    clock::failures_lock_an_account_with_backoff_and_the_lock_ends,
+    access::a_token_without_the_credential_scope_cannot_collect_a_credential,
+    access::a_read_token_cannot_change_any_sign_in_factor,
+    access::replacing_an_authenticator_needs_a_fresh_step_up_with_it,
+    access::a_wrong_current_password_is_a_failed_sign_in,
+    access::a_reset_ends_every_token_of_the_person,
+    access::disabling_a_person_revokes_their_grants_at_the_target,
+    access::the_owner_may_revoke_the_roles_grants,
+    access::deny_and_cancelling_anothers_request_need_a_step_up,
+    access::a_token_typed_into_the_wrong_field_never_reaches_the_log,
+    access::bodies_must_be_json_objects,
+    access::out_of_range_numbers_are_a_400,
+    access::free_text_refuses_what_reads_differently,
+    routes::a_read_only_token_is_refused_every_route_that_changes_anything,
+);
