@@ -28,6 +28,7 @@ mod credential;
 mod request;
 mod requester;
 mod review;
+mod wire;
 
 pub use credential::CredentialFacts;
 pub use request::RequestInput;
@@ -78,39 +79,56 @@ pub enum EndCause {
     },
 }
 
-/// Where a grant is in its life. Each variant carries only what is true in that state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+/// Where a grant is in its life. Each variant carries only what is true in that state: the
+/// provider's handle once activation is under way, a pending extension and an owed credential
+/// only while active.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GrantState {
     Requested,
     Approved {
         approved_at: Timestamp,
     },
-    /// Intent recorded: the provider is being (or is about to be) asked to grant.
+    /// Intent recorded: the provider is being (or is about to be) asked to grant. `handle` (no
+    /// secret) is how the provider finds the privilege again, recorded with the intent before the
+    /// provider is called, so a revoke never needs to guess it.
     Activating {
         started_at: Timestamp,
         expires_at: Timestamp,
+        handle: String,
     },
     Active {
         activated_at: Timestamp,
         expires_at: Timestamp,
+        handle: String,
+        /// An extension waiting for the same approval the grant needed.
+        pending_extension: Option<PendingExtension>,
+        /// An approved extension moved the end; the holder is owed a credential carrying the new
+        /// end. This is the intent the reconciler finishes if the broker dies before re-issuing.
+        credential_due: bool,
+        /// The end the holder was last warned about (`grant.expiring_soon`); an extension moves
+        /// the end and so re-arms the warning.
+        expiry_warned: Option<Timestamp>,
     },
-    /// Intent recorded: the provider is being asked to revoke.
+    /// Intent recorded: the provider is being asked to revoke. No handle means the activation
+    /// intent was never recorded: nothing reached the target.
     Revoking {
         activated_at: Option<Timestamp>,
         expires_at: Timestamp,
         end: EndCause,
+        handle: Option<String>,
     },
     Expired {
         activated_at: Option<Timestamp>,
         expires_at: Timestamp,
         ended_at: Timestamp,
+        handle: Option<String>,
     },
     Revoked {
         activated_at: Option<Timestamp>,
         ended_at: Timestamp,
         revoked_by: String,
         revoke_reason: String,
+        handle: Option<String>,
     },
     Denied {
         denied_at: Timestamp,
@@ -127,6 +145,8 @@ pub enum GrantState {
     Failed {
         failed_at: Timestamp,
         failure: String,
+        /// What may have been left at the target, for the orphan sweep's record.
+        handle: Option<String>,
     },
 }
 
@@ -241,8 +261,10 @@ impl GrantState {
     }
 }
 
-/// One activation of one role for one principal.
+/// One activation of one role for one principal. Stored and shown as one flat JSON object (see
+/// [`wire`]), the same as before the state-dependent fields moved into the states.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "wire::GrantWire", try_from = "wire::GrantWire")]
 pub struct Grant {
     pub id: GrantId,
     pub role: Name,
@@ -258,31 +280,20 @@ pub struct Grant {
     pub target: Target,
     pub approvals: Vec<Approval>,
     pub extensions: Vec<Extension>,
-    pub pending_extension: Option<PendingExtension>,
-    /// How the provider finds the privilege again (no secret); recorded with the activation
-    /// intent, before the provider is called, so a revoke never needs to guess it.
-    pub handle: Option<String>,
-    /// An approved extension moved the end; the holder is owed a credential carrying the new end.
-    /// This is the intent the reconciler finishes if the broker dies before re-issuing.
-    #[serde(default)]
-    pub credential_due: bool,
-    /// The end the holder was last warned about (`grant.expiring_soon`); an extension moves the
-    /// end and so re-arms the warning.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiry_warned: Option<Timestamp>,
-    /// Self-activated by its requester with no approver ([`Grant::request_emergency`]). Every
-    /// event about it is flagged.
-    #[serde(default)]
-    pub emergency: bool,
-    /// For an emergency grant: when someone other than the requester must have reviewed the use.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub review_due: Option<Timestamp>,
-    /// When the use was reviewed; always `None` until the review workflow exists.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reviewed_at: Option<Timestamp>,
-    #[serde(flatten)]
+    /// Self-activated by its requester with no approver ([`Grant::request_emergency`]): every
+    /// event about it is flagged, and a review of the use is owed.
+    pub emergency: Option<EmergencyUse>,
     pub state: GrantState,
     pub updated_at: Timestamp,
+}
+
+/// An emergency use and the review it owes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EmergencyUse {
+    /// When someone other than the requester must have reviewed the use.
+    pub review_due: Timestamp,
+    /// When the use was reviewed; `None` until the review workflow records one.
+    pub reviewed_at: Option<Timestamp>,
 }
 
 /// The result of a transition: the grant as it is now and what to record about it.
@@ -306,8 +317,7 @@ impl Grant {
             None | Some("") => None,
             Some(c) => Some(free_text("comment", c, MAX_REASON_CHARS, true)?),
         };
-        let extending =
-            self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
+        let extending = self.pending_extension().is_some();
         if extending && self.past_end(now) {
             return Err(DomainError::ReachedItsEnd {
                 grant: self.id.to_string(),
@@ -339,9 +349,12 @@ impl Grant {
             at: now,
             comment: comment.clone(),
         };
-        let approvals = match next.pending_extension.as_mut().filter(|_| extending) {
-            Some(p) => &mut p.approvals,
-            None => &mut next.approvals,
+        let approvals = match &mut next.state {
+            GrantState::Active {
+                pending_extension: Some(p),
+                ..
+            } => &mut p.approvals,
+            _ => &mut next.approvals,
         };
         if approvals.iter().any(|a| a.approver == approver.name) {
             return Err(DomainError::AlreadyApproved {
@@ -364,20 +377,17 @@ impl Grant {
         )];
         if count >= role.quorum {
             if extending {
-                if let (
-                    Some(p),
-                    GrantState::Active {
-                        activated_at,
-                        expires_at,
-                    },
-                ) = (next.pending_extension.take(), &next.state)
+                if let GrantState::Active {
+                    expires_at,
+                    pending_extension,
+                    credential_due,
+                    ..
+                } = &mut next.state
+                    && let Some(p) = pending_extension.take()
                 {
                     let new_end = expires_at.saturating_add(p.duration);
-                    next.state = GrantState::Active {
-                        activated_at: *activated_at,
-                        expires_at: new_end,
-                    };
-                    next.credential_due = true;
+                    *expires_at = new_end;
+                    *credential_due = true;
                     next.extensions.push(Extension {
                         duration: p.duration,
                         reason: p.reason,
@@ -414,8 +424,7 @@ impl Grant {
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
         let reason = free_text("reason", reason, MAX_REASON_CHARS, true)?;
-        let extending =
-            self.pending_extension.is_some() && matches!(self.state, GrantState::Active { .. });
+        let extending = self.pending_extension().is_some();
         if extending && self.past_end(now) {
             return Err(DomainError::ReachedItsEnd {
                 grant: self.id.to_string(),
@@ -443,7 +452,12 @@ impl Grant {
         let mut next = self.clone();
         next.updated_at = now;
         if extending {
-            next.pending_extension = None;
+            if let GrantState::Active {
+                pending_extension, ..
+            } = &mut next.state
+            {
+                *pending_extension = None;
+            }
         } else {
             next.state = GrantState::Denied {
                 denied_at: now,
@@ -521,21 +535,30 @@ impl Grant {
         })
     }
 
-    /// Records the intent to activate. The window starts now, not at request.
+    /// The window an activation starting at `now` would have: from now, for the duration asked.
+    /// The provider's handle for it is worked out from this before the intent is recorded.
+    pub fn activation_window(&self, now: Timestamp) -> (Timestamp, Timestamp) {
+        (now, now.saturating_add(self.duration))
+    }
+
+    /// Records the intent to activate, with the `handle` the provider will know the privilege by
+    /// (for the window [`Grant::activation_window`] gives). The window starts now, not at request.
     pub fn begin_activation(
         &self,
         actor: Actor,
+        handle: String,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
         if !matches!(self.state, GrantState::Approved { .. }) {
             return Err(self.wrong_state("approved", "activated"));
         }
-        let expires_at = now.saturating_add(self.duration);
+        let (started_at, expires_at) = self.activation_window(now);
         let mut next = self.clone();
         next.updated_at = now;
         next.state = GrantState::Activating {
-            started_at: now,
+            started_at,
             expires_at,
+            handle,
         };
         let event = self.event(
             actor,
@@ -562,11 +585,14 @@ impl Grant {
             return Err(self.wrong_state("activating", "marked active"));
         };
         let mut next = self.clone();
-        next.handle = Some(handle.to_owned());
         next.updated_at = now;
         next.state = GrantState::Active {
             activated_at: now,
             expires_at,
+            handle: handle.to_owned(),
+            pending_extension: None,
+            credential_due: false,
+            expiry_warned: None,
         };
         let events = vec![
             self.event(
@@ -613,8 +639,15 @@ impl Grant {
             return Err(self.wrong_state("active", "given a new credential"));
         };
         let mut next = self.clone();
-        next.handle = Some(handle.to_owned());
-        next.credential_due = false;
+        if let GrantState::Active {
+            handle: h,
+            credential_due,
+            ..
+        } = &mut next.state
+        {
+            *h = handle.to_owned();
+            *credential_due = false;
+        }
         next.updated_at = now;
         let event = self.credential_issued(actor, fingerprint, expires_at);
         Ok(Transition {
@@ -641,6 +674,7 @@ impl Grant {
         next.state = GrantState::Failed {
             failed_at: now,
             failure: reason.into(),
+            handle: self.handle().map(str::to_owned),
         };
         let event = self.event(
             actor,
@@ -677,6 +711,7 @@ impl Grant {
             GrantState::Active {
                 activated_at,
                 expires_at,
+                ..
             } => (Some(activated_at), expires_at),
             GrantState::Activating { expires_at, .. } => (None, expires_at),
             ref s if s.is_ended() => {
@@ -693,8 +728,6 @@ impl Grant {
         };
         let mut next = self.clone();
         next.updated_at = now;
-        next.pending_extension = None;
-        next.credential_due = false;
         next.state = GrantState::Revoking {
             activated_at,
             expires_at,
@@ -702,6 +735,7 @@ impl Grant {
                 revoked_by: by.name.to_string(),
                 revoke_reason: reason.clone(),
             },
+            handle: self.handle().map(str::to_owned),
         };
         let event = self.event(
             Actor::User(by.name.clone()),
@@ -720,18 +754,25 @@ impl Grant {
     /// An active grant whose end is within `window` of `now` and whose holder has not been warned
     /// about this end yet: records the warning (`grant.expiring_soon`). `None` otherwise.
     pub fn warn_expiring(&self, window: Duration, now: Timestamp) -> Option<Transition> {
-        let GrantState::Active { expires_at, .. } = self.state else {
+        let GrantState::Active {
+            expires_at,
+            expiry_warned,
+            ..
+        } = self.state
+        else {
             return None;
         };
         if now >= expires_at
             || now.saturating_add(window) < expires_at
-            || self.expiry_warned == Some(expires_at)
+            || expiry_warned == Some(expires_at)
         {
             return None;
         }
         let mut next = self.clone();
         next.updated_at = now;
-        next.expiry_warned = Some(expires_at);
+        if let GrantState::Active { expiry_warned, .. } = &mut next.state {
+            *expiry_warned = Some(expires_at);
+        }
         let event = self.event(
             Actor::System("reaper"),
             EventKind::GrantExpiringSoon { expires_at },
@@ -747,6 +788,8 @@ impl Grant {
         let GrantState::Active {
             activated_at,
             expires_at,
+            ref handle,
+            ..
         } = self.state
         else {
             return None;
@@ -756,12 +799,11 @@ impl Grant {
         }
         let mut next = self.clone();
         next.updated_at = now;
-        next.pending_extension = None;
-        next.credential_due = false;
         next.state = GrantState::Revoking {
             activated_at: Some(activated_at),
             expires_at,
             end: EndCause::Expiry,
+            handle: Some(handle.clone()),
         };
         let event = self.event(
             Actor::System("reaper"),
@@ -783,6 +825,7 @@ impl Grant {
             activated_at,
             expires_at,
             ref end,
+            ref handle,
         } = self.state
         else {
             return Err(self.wrong_state("revoking", "finished revoking"));
@@ -795,6 +838,7 @@ impl Grant {
                     activated_at,
                     expires_at,
                     ended_at: now,
+                    handle: handle.clone(),
                 };
                 EventKind::GrantExpired { expires_at }
             }
@@ -811,6 +855,7 @@ impl Grant {
                     ended_at: now,
                     revoked_by: by.clone(),
                     revoke_reason: reason.clone(),
+                    handle: handle.clone(),
                 };
                 EventKind::GrantRevoked {
                     by: by.clone(),
@@ -849,7 +894,7 @@ impl Grant {
                 grant: self.id.to_string(),
             });
         }
-        if self.pending_extension.is_some() {
+        if self.pending_extension().is_some() {
             return Err(DomainError::ExtensionPending {
                 grant: self.id.to_string(),
             });
@@ -872,12 +917,17 @@ impl Grant {
         }
         let mut next = self.clone();
         next.updated_at = now;
-        next.pending_extension = Some(PendingExtension {
-            duration,
-            reason: reason.clone(),
-            requested_at: now,
-            approvals: Vec::new(),
-        });
+        if let GrantState::Active {
+            pending_extension, ..
+        } = &mut next.state
+        {
+            *pending_extension = Some(PendingExtension {
+                duration,
+                reason: reason.clone(),
+                requested_at: now,
+                approvals: Vec::new(),
+            });
+        }
         let event = self.event(
             Actor::User(by.name.clone()),
             EventKind::GrantExtensionRequested {
@@ -890,6 +940,50 @@ impl Grant {
             grant: next,
             events: vec![event],
         })
+    }
+
+    /// How the provider finds the privilege, once activation is under way.
+    pub fn handle(&self) -> Option<&str> {
+        match &self.state {
+            GrantState::Activating { handle, .. } | GrantState::Active { handle, .. } => {
+                Some(handle)
+            }
+            GrantState::Revoking { handle, .. }
+            | GrantState::Expired { handle, .. }
+            | GrantState::Revoked { handle, .. }
+            | GrantState::Failed { handle, .. } => handle.as_deref(),
+            GrantState::Requested
+            | GrantState::Approved { .. }
+            | GrantState::Denied { .. }
+            | GrantState::Cancelled { .. }
+            | GrantState::TimedOut { .. } => None,
+        }
+    }
+
+    /// An extension of an active grant waiting for approval.
+    pub fn pending_extension(&self) -> Option<&PendingExtension> {
+        match &self.state {
+            GrantState::Active {
+                pending_extension, ..
+            } => pending_extension.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the holder of an active grant is owed a credential carrying a new end.
+    pub fn credential_due(&self) -> bool {
+        matches!(
+            self.state,
+            GrantState::Active {
+                credential_due: true,
+                ..
+            }
+        )
+    }
+
+    /// When a review of this emergency use is due (`None` for a grant that was approved).
+    pub fn review_due(&self) -> Option<Timestamp> {
+        self.emergency.map(|e| e.review_due)
     }
 
     /// An active grant whose window has closed is over, even before the reaper records it.
@@ -926,7 +1020,7 @@ impl Grant {
     /// Every event about this grant is made here, so an emergency grant's events are all flagged
     /// without any transition having to remember it.
     pub(crate) fn event(&self, actor: Actor, kind: EventKind) -> EventDraft {
-        EventDraft::new(actor, Some(self.id), kind).flagged(self.emergency)
+        EventDraft::new(actor, Some(self.id), kind).flagged(self.emergency.is_some())
     }
 
     pub(crate) fn wrong_state(&self, expected: &'static str, action: &'static str) -> DomainError {

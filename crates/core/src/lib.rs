@@ -23,8 +23,8 @@ pub use duration::Duration;
 pub use error::DomainError;
 pub use event::{Actor, AuditEvent, EventDraft, EventKind};
 pub use grant::{
-    Approval, CredentialFacts, EndCause, Extension, Grant, GrantState, PendingExtension, StateKind,
-    Transition,
+    Approval, CredentialFacts, EmergencyUse, EndCause, Extension, Grant, GrantState,
+    PendingExtension, StateKind, Transition,
 };
 pub use id::{GrantId, Name, Subject};
 pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};

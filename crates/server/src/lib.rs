@@ -108,8 +108,14 @@ impl Server {
             },
         ));
         tracing::info!(roles = app.catalog.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
-        // INVARIANT(3): open intents left by a crash are finished before serving anything.
-        match workers::reconciler::pass(&app.grants).await {
+        // INVARIANT(3): open intents left by a crash are finished before serving anything (on a
+        // shared store, those another replica may be finishing right now are left to it, and to
+        // the next pass if it does not).
+        let intents = match config.location {
+            datadir::Location::Dir(_) => workers::reconciler::Intents::All,
+            datadir::Location::Postgres { .. } => workers::reconciler::Intents::Settled,
+        };
+        match workers::reconciler::pass(&app.grants, intents).await {
             Ok(n) => tracing::info!(open_intents = n, "start-up reconciliation done"),
             Err(e) => {
                 tracing::warn!(error = %e, "start-up reconciliation incomplete; the reconciler will retry")

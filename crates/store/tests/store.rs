@@ -151,7 +151,7 @@ async fn activate(store: &dyn Store, id: u8) -> (Grant, i64) {
         .unwrap();
     let tr = tr
         .grant
-        .begin_activation(Actor::System("test"), t(4))
+        .begin_activation(Actor::System("test"), "h".into(), t(4))
         .unwrap();
     store
         .update_grant(&tr.grant, 2, None, &tr.events, t(4))

@@ -483,6 +483,32 @@ fn malformed_and_oversized_bodies_and_bad_tokens() {
         "the leaked token no longer works"
     );
     let secret = leaked.splitn(3, '_').nth(2).unwrap();
+    // ... and a whole token typed into any other field (a grant id, a role, a user name, a
+    // login name) is cut down to its id before it reaches the log or the audit log.
+    for args in [
+        vec!["grants", "show", leaked.as_str()],
+        vec!["approve", leaked.as_str()],
+        vec!["roles", "show", leaked.as_str()],
+        vec![
+            "request",
+            leaked.as_str(),
+            "--reason",
+            "pasted into the wrong field",
+        ],
+        vec!["users", "disable", leaked.as_str()],
+    ] {
+        let r = w.bg.cli(&w.bg.admin_token, &args);
+        assert_ne!(r.code, 0, "{args:?}: {r:?}");
+    }
+    let r = w.bg.cli_anonymous(&[
+        "login",
+        "--user",
+        &leaked,
+        "--password-file",
+        &w.bg.secret_file("not-a-password").display().to_string(),
+        "--no-save",
+    ]);
+    assert_eq!(r.code, 3, "{r:?}");
     assert!(
         !w.bg.logs().contains(secret),
         "the pasted secret reached the log"

@@ -69,8 +69,10 @@ impl Grant {
         }
         let review_due = now.saturating_add(emergency.review_within);
         let mut grant = checked.grant(id, role, requester, duration, now);
-        grant.emergency = true;
-        grant.review_due = Some(review_due);
+        grant.emergency = Some(crate::grant::EmergencyUse {
+            review_due,
+            reviewed_at: None,
+        });
         // INVARIANT(7): nobody approves their own request: an emergency grant is approved by
         // nobody and carries no approvals at all.
         grant.state = GrantState::Approved { approved_at: now };
@@ -149,13 +151,7 @@ impl CheckedRequest {
             target: role.target.clone(),
             approvals: Vec::new(),
             extensions: Vec::new(),
-            pending_extension: None,
-            handle: None,
-            credential_due: false,
-            expiry_warned: None,
-            emergency: false,
-            review_due: None,
-            reviewed_at: None,
+            emergency: None,
             state: GrantState::Requested,
             updated_at: now,
         }

@@ -69,6 +69,7 @@ impl Grant {
             GrantState::Active {
                 activated_at,
                 expires_at,
+                ..
             } => (Some(activated_at), expires_at),
             GrantState::Activating { expires_at, .. } => (None, expires_at),
             GrantState::Revoking { .. }
@@ -79,8 +80,6 @@ impl Grant {
             | GrantState::TimedOut { .. }
             | GrantState::Failed { .. } => return None,
         };
-        next.pending_extension = None;
-        next.credential_due = false;
         next.state = GrantState::Revoking {
             activated_at,
             expires_at,
@@ -88,6 +87,7 @@ impl Grant {
                 revoked_by: who.clone(),
                 revoke_reason: reason.clone(),
             },
+            handle: self.handle().map(str::to_owned),
         };
         let event = self.event(
             actor,

@@ -5,7 +5,8 @@ use crate::{DomainError, Grant, Principal, Role, Timestamp};
 impl Grant {
     /// An emergency grant whose review is due before `now` and has not been done.
     pub fn review_overdue(&self, now: Timestamp) -> bool {
-        self.emergency && self.reviewed_at.is_none() && self.review_due.is_some_and(|d| d < now)
+        self.emergency
+            .is_some_and(|e| e.reviewed_at.is_none() && e.review_due < now)
     }
 }
 
@@ -32,7 +33,7 @@ pub fn overdue_emergency_review(
             role: role.id.to_string(),
             principal: requester.name.to_string(),
             grant: g.id.to_string(),
-            due: g.review_due.unwrap_or(now),
+            due: g.review_due().unwrap_or(now),
         }),
         None => Ok(()),
     }

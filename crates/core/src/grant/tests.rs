@@ -79,7 +79,7 @@ fn active() -> Grant {
     let g = g.approve(&role(), &bob(), None, t(10)).unwrap().grant;
     let g = g.approve(&role(), &dave(), None, t(20)).unwrap().grant;
     let g = g
-        .begin_activation(Actor::System("test"), t(30))
+        .begin_activation(Actor::System("test"), "h".into(), t(30))
         .unwrap()
         .grant;
     g.activated(Actor::System("test"), "h", "fp", t(31))
@@ -219,7 +219,11 @@ fn window_starts_at_activation_not_request() {
         g.state,
         GrantState::Active {
             activated_at: t(31),
-            expires_at: t(30 + 1800)
+            expires_at: t(30 + 1800),
+            handle: "h".into(),
+            pending_extension: None,
+            credential_due: false,
+            expiry_warned: None,
         }
     );
 }
@@ -356,15 +360,15 @@ fn extensions_need_approval_and_stay_within_max() {
     assert_eq!(tr.grant.expires_at(), Some(t(1830 + 1800)));
     assert_eq!(tr.grant.total_duration().as_secs(), 3600);
     assert!(
-        tr.grant.credential_due,
+        tr.grant.credential_due(),
         "the holder is owed a credential with the new end"
     );
     let re = tr
         .grant
         .credential_reissued(Actor::System("t"), "h2", "fp2", t(44))
         .unwrap();
-    assert!(!re.grant.credential_due);
-    assert_eq!(re.grant.handle.as_deref(), Some("h2"));
+    assert!(!re.grant.credential_due());
+    assert_eq!(re.grant.handle(), Some("h2"));
     assert_eq!(re.events[0].kind.type_name(), "credential.issued");
     let err = tr
         .grant
@@ -485,7 +489,10 @@ fn the_holder_is_warned_once_per_end_before_it() {
     let tr = g.warn_expiring(window, soon).unwrap();
     assert_eq!(tr.events.len(), 1);
     assert_eq!(tr.events[0].kind.type_name(), "grant.expiring_soon");
-    assert_eq!(tr.grant.expiry_warned, Some(expires_at));
+    assert!(matches!(
+        tr.grant.state,
+        GrantState::Active { expiry_warned: Some(w), .. } if w == expires_at
+    ));
     assert!(tr.grant.warn_expiring(window, soon).is_none(), "once");
     assert!(
         g.warn_expiring(window, expires_at).is_none(),
@@ -530,7 +537,7 @@ fn emergency() -> Transition {
 fn emergency_active() -> Grant {
     let g = emergency().grant;
     let g = g
-        .begin_activation(Actor::User(alice().name), t(0))
+        .begin_activation(Actor::User(alice().name), "h".into(), t(0))
         .unwrap()
         .grant;
     g.activated(Actor::System("test"), "h", "fp", t(1))
@@ -557,10 +564,10 @@ fn emergency_self_activation_is_approved_at_once_with_no_approvals() {
         g.approvals.is_empty(),
         "nobody approved it, least of all alice"
     );
-    assert!(g.emergency);
+    assert!(g.emergency.is_some());
     assert_eq!(g.duration.as_secs(), 900, "defaults to the emergency cap");
-    assert_eq!(g.review_due, Some(t(86_400)));
-    assert_eq!(g.reviewed_at, None);
+    assert_eq!(g.review_due(), Some(t(86_400)));
+    assert_eq!(g.emergency.unwrap().reviewed_at, None);
     let types: Vec<String> = tr.events.iter().map(|e| e.kind.type_name()).collect();
     assert_eq!(types, ["grant.requested", "grant.emergency_activated"]);
     assert_all_flagged(&tr, "request_emergency");
@@ -574,7 +581,9 @@ fn emergency_self_activation_is_approved_at_once_with_no_approvals() {
         }
     );
     // The broker goes straight on to activation: requested → activating.
-    let act = g.begin_activation(Actor::User(alice().name), t(0)).unwrap();
+    let act = g
+        .begin_activation(Actor::User(alice().name), "h".into(), t(0))
+        .unwrap();
     assert_eq!(act.grant.state.name(), "activating");
     assert_eq!(act.grant.expires_at(), Some(t(900)));
     // And nobody can add an approval to it afterwards.
@@ -694,10 +703,13 @@ fn every_later_event_of_an_emergency_grant_is_flagged() {
     let approved = emergency().grant;
     let sys = || Actor::System("test");
     assert_all_flagged(
-        &approved.begin_activation(sys(), t(0)).unwrap(),
+        &approved.begin_activation(sys(), "h".into(), t(0)).unwrap(),
         "begin_activation",
     );
-    let activating = approved.begin_activation(sys(), t(0)).unwrap().grant;
+    let activating = approved
+        .begin_activation(sys(), "h".into(), t(0))
+        .unwrap()
+        .grant;
     assert_all_flagged(
         &activating.activated(sys(), "h", "fp", t(1)).unwrap(),
         "activated",
@@ -769,7 +781,7 @@ fn active_plain_events() -> Vec<EventDraft> {
     events.extend(tr.events);
     let tr = tr
         .grant
-        .begin_activation(Actor::System("t"), t(30))
+        .begin_activation(Actor::System("t"), "h".into(), t(30))
         .unwrap();
     events.extend(tr.events);
     let tr = tr
@@ -816,7 +828,9 @@ fn review_is_overdue_only_for_an_unreviewed_emergency_grant_past_its_due_time() 
     assert!(!g.review_overdue(t(86_400)), "due at, not overdue");
     assert!(g.review_overdue(t(86_401)));
     let mut reviewed = g.clone();
-    reviewed.reviewed_at = Some(t(100));
+    if let Some(e) = reviewed.emergency.as_mut() {
+        e.reviewed_at = Some(t(100));
+    }
     assert!(!reviewed.review_overdue(t(90_000)));
     assert!(
         !active().review_overdue(t(10_000_000)),
@@ -840,9 +854,8 @@ fn emergency_fields_round_trip_and_old_grants_still_read() {
         obj.remove(k);
     }
     let back: Grant = serde_json::from_value(old).unwrap();
-    assert!(!back.emergency);
-    assert_eq!(back.review_due, None);
-    assert_eq!(back.reviewed_at, None);
+    assert!(back.emergency.is_none());
+    assert_eq!(back.review_due(), None);
     assert_eq!(back, active());
 }
 
@@ -988,4 +1001,33 @@ fn disabling_the_requester_revokes_an_active_grant_and_cancels_a_waiting_one() {
     // The state round-trips through the stored JSON.
     let json = serde_json::to_string(&tr.grant).unwrap();
     assert_eq!(serde_json::from_str::<Grant>(&json).unwrap(), tr.grant);
+}
+
+#[test]
+fn the_stored_form_is_the_flat_one_every_earlier_version_wrote() {
+    // An active grant with a pending extension, written by the version before the
+    // state-dependent fields moved into the states: it reads, and writes back byte for byte.
+    let old = r#"{"id":"09090909-0909-4909-8909-090909090909","role":"prod-db-admin","role_hash":"h","requester":"alice","reason":"primary is down","incident":"INC-42","duration":"30m","requested_at":"2027-01-15T08:00:00.000Z","target":{"kind":"token","audience":"prod-db","scope":["db:admin"]},"approvals":[],"extensions":[],"pending_extension":{"duration":"10m","reason":"more","requested_at":"2027-01-15T08:05:00.000Z","approvals":[]},"handle":"token/x","credential_due":true,"expiry_warned":"2027-01-15T08:20:00.000Z","emergency":false,"state":"active","activated_at":"2027-01-15T08:00:31.000Z","expires_at":"2027-01-15T08:30:30.000Z","updated_at":"2027-01-15T08:05:00.000Z"}"#;
+    let g: Grant = serde_json::from_str(old).unwrap();
+    assert_eq!(g.handle(), Some("token/x"));
+    assert!(g.credential_due());
+    assert_eq!(g.pending_extension().unwrap().reason, "more");
+    let again: serde_json::Value = serde_json::to_value(&g).unwrap();
+    let want: serde_json::Value = serde_json::from_str(old).unwrap();
+    assert_eq!(again, want);
+    // A grant whose state needs a handle and has none is refused as damaged, not guessed at.
+    let broken = old.replace(r#""handle":"token/x","#, r#""handle":null,"#);
+    let e = serde_json::from_str::<Grant>(&broken).unwrap_err();
+    assert!(e.to_string().contains("has no handle"), "{e}");
+    // Every state round-trips, the handle kept once activation was under way.
+    let revoked = active()
+        .begin_revoke(Some(&role()), &bob(), "done", t(40))
+        .unwrap()
+        .grant
+        .finish_revoke(Actor::System("t"), t(41))
+        .unwrap()
+        .grant;
+    assert_eq!(revoked.handle(), Some("h"));
+    let text = serde_json::to_string(&revoked).unwrap();
+    assert_eq!(serde_json::from_str::<Grant>(&text).unwrap(), revoked);
 }

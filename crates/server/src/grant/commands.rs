@@ -149,7 +149,7 @@ impl Grants {
             let res = self.finish_activation(sg, actor).await;
             return self.settled(id, res).await;
         }
-        if sg.grant.credential_due {
+        if sg.grant.credential_due() {
             // The extension is approved and committed; if re-issuing fails now, the grant keeps
             // `credential_due` and the reconciler finishes it.
             return match self.reissue(sg.clone(), actor).await {

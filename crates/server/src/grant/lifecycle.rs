@@ -93,19 +93,12 @@ impl Grants {
         actor: Actor,
         now: Timestamp,
     ) -> Result<Transition, DomainError> {
-        let mut tr = g.begin_activation(actor, now)?;
-        if let GrantState::Activating {
-            started_at,
-            expires_at,
-        } = tr.grant.state
-        {
-            let handle = self
-                .providers
-                .for_target(&g.target)
-                .handle(&Self::spec(g, started_at, expires_at));
-            tr.grant.handle = Some(handle);
-        }
-        Ok(tr)
+        let (started_at, expires_at) = g.activation_window(now);
+        let handle = self
+            .providers
+            .for_target(&g.target)
+            .handle(&Self::spec(g, started_at, expires_at));
+        g.begin_activation(actor, handle, now)
     }
 
     /// `approved` → `activating` (intent committed) → provider → `active`.
@@ -130,6 +123,7 @@ impl Grants {
         let GrantState::Activating {
             started_at,
             expires_at,
+            ..
         } = sg.grant.state
         else {
             return Ok(sg);
@@ -140,7 +134,9 @@ impl Grants {
         let now = self.clock.now();
         if now >= expires_at {
             // The window closed before activation completed: leave nothing behind and fail.
-            let handle = g.handle.clone().unwrap_or_else(|| provider.handle(&spec));
+            let handle = g
+                .handle()
+                .map_or_else(|| provider.handle(&spec), str::to_owned);
             provider.revoke(&handle).await?;
             let tr = g.fail(
                 actor,
@@ -176,9 +172,21 @@ impl Grants {
             }
             Err(e) => {
                 // Fail closed: the grant is `failed` with the reason (provider errors hold no
-                // secret), and anything the provider may have half-done is revoked.
+                // secret), and anything the provider may have half-done is revoked. Unless the
+                // grant has moved on meanwhile: then another attempt finished (or ended) it, and
+                // what is at the target is that attempt's to keep or to revoke.
                 tracing::warn!(grant = %g.id, error = %e, "provider could not grant");
-                let handle = g.handle.clone().unwrap_or_else(|| provider.handle(&spec));
+                if self
+                    .store
+                    .grant(g.id)
+                    .await?
+                    .is_none_or(|now_g| now_g.version != sg.version)
+                {
+                    return Err(StoreError::Conflict.into());
+                }
+                let handle = g
+                    .handle()
+                    .map_or_else(|| provider.handle(&spec), str::to_owned);
                 if let Err(re) = provider.revoke(&handle).await {
                     tracing::warn!(grant = %g.id, error = %re, "could not clean up after the failed grant");
                 }
@@ -207,7 +215,7 @@ impl Grants {
         };
         let g = &sg.grant;
         // No handle means the activation intent was never recorded: nothing reached the target.
-        if let Some(handle) = &g.handle
+        if let Some(handle) = g.handle()
             && let Err(e) = self.providers.for_target(&g.target).revoke(handle).await
         {
             let now = self.clock.now();
@@ -251,7 +259,7 @@ impl Grants {
     /// example after another attempt gave up and marked it `failed`: the privilege is gone now, and
     /// the log must say so, or it would claim a privilege is left that no longer exists.
     async fn record_late_removal(&self, g: &Grant, actor: Actor) -> Result<(), ServiceError> {
-        let Some(handle) = &g.handle else {
+        let Some(handle) = g.handle() else {
             return Ok(());
         };
         let Some(now_g) = self.store.grant(g.id).await? else {

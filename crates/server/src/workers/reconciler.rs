@@ -22,7 +22,7 @@ pub async fn run(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<b
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                match pass(&app.grants).await {
+                match pass(&app.grants, Intents::Settled).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(open_intents = n, "reconciler pass"),
                     Err(e) => tracing::warn!(error = %e, "reconciler pass failed; retrying next tick"),
@@ -33,8 +33,19 @@ pub async fn run(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<b
     }
 }
 
+/// Which open intents a pass takes over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intents {
+    /// Only those left alone for a while: whoever recorded a fresher one (an API call, another
+    /// replica) is most likely finishing it right now.
+    Settled,
+    /// Every one: at the start of the only process that can be serving (the embedded store's
+    /// data directory is locked), nobody else is finishing any of them.
+    All,
+}
+
 /// One pass. Returns how many open intents it finished or undid.
-pub async fn pass(grants: &Grants) -> Result<usize, ServiceError> {
+pub async fn pass(grants: &Grants, intents: Intents) -> Result<usize, ServiceError> {
     let actor = Actor::System("reconciler");
     // Revocations are the reaper's alone: it retries those a target refused on their backoff and
     // takes over any left `revoking` with no schedule (a crash, a stopped replica). A second
@@ -71,13 +82,27 @@ pub async fn pass(grants: &Grants) -> Result<usize, ServiceError> {
             }
             continue;
         }
+        // An intent recorded moments ago is most likely being finished right now by whoever
+        // recorded it (an API call, another replica): repeating the provider call alongside it
+        // is safe, but a failure of the repeat must not undo the other's success. A crash
+        // leaves the intent to age, and the next pass takes it over.
+        let age = grants.clock.now().unix_millis() - sg.grant.updated_at.unix_millis();
+        if matches!(
+            sg.grant.state,
+            GrantState::Approved { .. } | GrantState::Activating { .. }
+        ) && age < SETTLED_MS
+            && intents == Intents::Settled
+        {
+            continue;
+        }
         let from = sg.grant.state.name();
         let res = match sg.grant.state {
             GrantState::Approved { .. } => grants.activate(sg, actor.clone()).await,
             GrantState::Activating { .. } => grants.finish_activation(sg, actor.clone()).await,
-            GrantState::Active { .. } if sg.grant.credential_due => {
-                grants.reissue(sg, actor.clone()).await
-            }
+            GrantState::Active {
+                credential_due: true,
+                ..
+            } => grants.reissue(sg, actor.clone()).await,
             GrantState::Active { expires_at, .. } => {
                 check_active(grants, &sg.grant, expires_at).await;
                 continue;
@@ -103,7 +128,7 @@ pub async fn pass(grants: &Grants) -> Result<usize, ServiceError> {
 
 /// Reports an active grant whose privilege the target no longer has before its end.
 async fn check_active(grants: &Grants, g: &breakglass_core::Grant, expires_at: Timestamp) {
-    let Some(handle) = &g.handle else { return };
+    let Some(handle) = g.handle() else { return };
     let now = grants.clock.now();
     match grants
         .providers
@@ -159,7 +184,7 @@ pub async fn sweep_orphans(grants: &Grants) -> Result<usize, ServiceError> {
         ])
         .await?
         .into_iter()
-        .filter_map(|sg| sg.grant.handle)
+        .filter_map(|sg| sg.grant.handle().map(str::to_owned))
         .collect();
     let mut removed = 0;
     for (t, handle) in found {

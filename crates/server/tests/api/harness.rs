@@ -410,8 +410,11 @@ impl Broker {
 
     /// Runs the reconciler's pass now, as its tick would.
     pub(crate) async fn reconcile(&self) {
-        breakglass_server::workers::reconciler::pass(&self.app.grants)
-            .await
-            .unwrap();
+        breakglass_server::workers::reconciler::pass(
+            &self.app.grants,
+            breakglass_server::workers::reconciler::Intents::Settled,
+        )
+        .await
+        .unwrap();
     }
 }
