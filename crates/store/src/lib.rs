@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
-use breakglass_core::{AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Timestamp};
+use breakglass_core::{
+    AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Scope, StateKind, Timestamp,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -95,8 +97,9 @@ pub struct ApiToken {
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
     pub kind: TokenKind,
-    /// What the token may be used for; `None` means everything its principal may do.
-    pub scopes: Option<Vec<String>>,
+    /// What the token may be used for; `None` means everything its principal may do. Stored as a
+    /// JSON array of the scope names.
+    pub scopes: Option<Vec<Scope>>,
     /// When a second factor was last verified for this token (step-up).
     pub stepped_up_at: Option<Timestamp>,
 }
@@ -178,18 +181,41 @@ fn locked_event(st: &ThrottleState) -> Option<EventDraft> {
     ))
 }
 
-fn scopes_to_sql(scopes: Option<&Vec<String>>) -> Option<String> {
-    scopes.map(|s| serde_json::to_string(s).unwrap_or_default())
+/// Token scopes as stored: a JSON array of their names.
+fn scopes_to_sql(scopes: Option<&Vec<Scope>>) -> Option<String> {
+    scopes.map(|s| {
+        let names: Vec<&str> = s.iter().map(|s| s.as_str()).collect();
+        serde_json::to_string(&names).unwrap_or_default()
+    })
 }
 
-fn scopes_from_sql(s: Option<String>) -> Result<Option<Vec<String>>> {
+/// Stored token scopes; a name this version does not know is corrupt data.
+fn scopes_from_sql(s: Option<String>) -> Result<Option<Vec<Scope>>> {
     s.map(|s| {
-        serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("token scopes: {e}")))
+        let names: Vec<String> = serde_json::from_str(&s)
+            .map_err(|e| StoreError::Corrupt(format!("token scopes: {e}")))?;
+        names
+            .iter()
+            .map(|n| {
+                Scope::parse(n)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown token scope `{n}`")))
+            })
+            .collect()
     })
     .transpose()
 }
 
-/// A grant with the version its row had when read, for optimistic concurrency.
+/// The stored state name of a grant, for a filter.
+fn state_names(states: &[StateKind]) -> Vec<&'static str> {
+    states.iter().map(|s| s.as_str()).collect()
+}
+
+/// A stored state name; one this version does not know is corrupt data.
+fn parse_state(name: &str) -> Result<StateKind> {
+    StateKind::parse(name).map_err(|_| StoreError::Corrupt(format!("unknown grant state `{name}`")))
+}
+
+/// A grant with the version its row has, for optimistic concurrency: as read, or as just written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredGrant {
     pub grant: Grant,
@@ -301,18 +327,26 @@ pub trait Store: Send + Sync + 'static {
     /// Sealed key material stored at `initialize`.
     async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
 
+    /// Adds principal `p` with `events`; [`DomainError::PrincipalExists`] (and nothing written)
+    /// if the name is taken.
     async fn create_principal(
         &self,
         p: &Principal,
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()>;
+    /// The principal named `name`, if there is one.
     async fn principal(&self, name: &str) -> Result<Option<Principal>>;
+    /// Every principal, by name.
     async fn principals(&self) -> Result<Vec<Principal>>;
 
+    /// Adds token `t` (its secret's hash, never the secret) with `events`.
     async fn create_token(&self, t: &ApiToken, events: &[EventDraft], now: Timestamp)
     -> Result<()>;
+    /// The token with id `id`, revoked or not. A stored scope name this version does not know is
+    /// [`StoreError::Corrupt`].
     async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
+    /// Every token, revoked ones included, oldest first.
     async fn tokens(&self) -> Result<Vec<ApiToken>>;
     /// Marks a token revoked; `false` if it does not exist or was already revoked (then nothing
     /// is written).
@@ -367,6 +401,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every grant of `role` requested by `requester`, newest first.
     async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>>;
 
+    /// The record of loaded role files, by `id`.
     async fn roles(&self) -> Result<Vec<RoleRecord>>;
     /// Replaces the record of loaded roles with `current` and records `events` (one per change),
     /// if the record is still `previous` (what the changes were worked out against, in `id`
@@ -380,10 +415,12 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<bool>;
 
+    /// Adds the new grant `g` (at version 1) with `events`.
     async fn insert_grant(&self, g: &Grant, events: &[EventDraft], now: Timestamp) -> Result<()>;
-    /// Writes `g` if its row is still at `expected_version`, else [`StoreError::Conflict`]. A new
-    /// credential, if any, is sealed alongside. When `g` has ended, any credential not yet
-    /// delivered is erased.
+    /// Writes `g` if its row is still at `expected_version`, else [`StoreError::Conflict`] (and
+    /// nothing written). A new credential, if any, is sealed alongside. When `g` has ended or is
+    /// revoking, any credential not yet delivered is erased. Returns the grant as stored, at its
+    /// new version.
     async fn update_grant(
         &self,
         g: &Grant,
@@ -391,14 +428,16 @@ pub trait Store: Send + Sync + 'static {
         credential: Option<&NewCredential>,
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()>;
+    ) -> Result<StoredGrant>;
+    /// The grant `id`, if there is one.
     async fn grant(&self, id: GrantId) -> Result<Option<StoredGrant>>;
-    /// Newest first, optionally only those in `state`.
-    async fn grants(&self, state: Option<&str>, limit: u32) -> Result<Vec<StoredGrant>>;
-    /// How many grants are in each state (states with none are left out).
-    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>>;
+    /// Up to `limit` grants, newest first, optionally only those in `state`.
+    async fn grants(&self, state: Option<StateKind>, limit: u32) -> Result<Vec<StoredGrant>>;
+    /// How many grants are in each state (states with none are left out). A stored state name
+    /// that is not a [`StateKind`] is [`StoreError::Corrupt`].
+    async fn grant_counts(&self) -> Result<BTreeMap<StateKind, u64>>;
     /// Every grant in one of `states` (for workers), oldest first.
-    async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>>;
+    async fn grants_in_states(&self, states: &[StateKind]) -> Result<Vec<StoredGrant>>;
     /// Active grants whose end is at or before `now`.
     async fn due_for_expiry(&self, now: Timestamp) -> Result<Vec<StoredGrant>>;
     /// Pending requests made at or before `cutoff`, oldest first (candidates for time-out).

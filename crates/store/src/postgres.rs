@@ -33,7 +33,7 @@ use async_trait::async_trait;
 use breakglass_audit::{Frontier, Hash, NodeId, leaf_hash};
 use breakglass_core::{
     AuditEvent, CredentialFacts, DomainError, EventDraft, Grant, GrantId, Principal, PrincipalKind,
-    Timestamp,
+    StateKind, Timestamp,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Row as _};
@@ -656,7 +656,7 @@ impl Store for PostgresStore {
         credential: Option<&NewCredential>,
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<StoredGrant> {
         let body = &grant_body(g)?;
         let id = &g.id.to_string();
         self.write(|mut tx| async move {
@@ -700,7 +700,12 @@ impl Store for PostgresStore {
                 .await?;
             }
             append_in(&mut tx, events, now).await?;
-            Ok((tx, ()))
+            // The row matched `version = expected_version` and the update moved it on by one.
+            let stored = StoredGrant {
+                grant: g.clone(),
+                version: expected_version + 1,
+            };
+            Ok((tx, stored))
         })
         .await
     }
@@ -715,35 +720,36 @@ impl Store for PostgresStore {
         row.as_ref().map(grant_from_row).transpose()
     }
 
-    async fn grants(&self, state: Option<&str>, limit: u32) -> Result<Vec<StoredGrant>> {
+    async fn grants(&self, state: Option<StateKind>, limit: u32) -> Result<Vec<StoredGrant>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{GRANT_COLUMNS} WHERE ($1::text IS NULL OR state = $1)
              ORDER BY requested_at DESC, id LIMIT $2"
         )))
-        .bind(state)
+        .bind(state.map(StateKind::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>> {
+    async fn grant_counts(&self) -> Result<BTreeMap<StateKind, u64>> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM grants GROUP BY state")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
             .map(|r| {
                 let n: i64 = r.try_get("n")?;
-                Ok((r.try_get("state")?, to_u64(n, "count")?))
+                let state = crate::parse_state(&r.try_get::<String, _>("state")?)?;
+                Ok((state, to_u64(n, "count")?))
             })
             .collect()
     }
 
-    async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>> {
+    async fn grants_in_states(&self, states: &[StateKind]) -> Result<Vec<StoredGrant>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{GRANT_COLUMNS} WHERE state = ANY($1) ORDER BY requested_at, id"
         )))
-        .bind(states)
+        .bind(crate::state_names(states))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(grant_from_row).collect()

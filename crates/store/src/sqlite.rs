@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use breakglass_audit::{Frontier, Hash, NodeId, leaf_hash};
 use breakglass_core::{
     AuditEvent, CredentialFacts, DomainError, EventDraft, Grant, GrantId, Principal, PrincipalKind,
-    Timestamp,
+    StateKind, Timestamp,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -787,7 +787,7 @@ impl Store for SqliteStore {
         credential: Option<&NewCredential>,
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<StoredGrant> {
         let g = g.clone();
         let credential = credential.cloned();
         let events = events.to_vec();
@@ -829,7 +829,8 @@ impl Store for SqliteStore {
                 .await?;
         }
         append_in(tx, events, now).await?;
-        Ok(())
+        // The row matched `version = expected_version` and the update moved it on by one.
+        Ok(StoredGrant { grant: g.clone(), version: expected_version + 1 })
             })
         })
         .await
@@ -843,18 +844,18 @@ impl Store for SqliteStore {
         row.as_ref().map(grant_from_row).transpose()
     }
 
-    async fn grants(&self, state: Option<&str>, limit: u32) -> Result<Vec<StoredGrant>> {
+    async fn grants(&self, state: Option<StateKind>, limit: u32) -> Result<Vec<StoredGrant>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{GRANT_COLUMNS} WHERE (?1 IS NULL OR state = ?1) ORDER BY requested_at DESC, id LIMIT ?2"
         )))
-        .bind(state)
+        .bind(state.map(StateKind::as_str))
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
         rows.iter().map(grant_from_row).collect()
     }
 
-    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>> {
+    async fn grant_counts(&self) -> Result<BTreeMap<StateKind, u64>> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM grants GROUP BY state")
             .fetch_all(&self.reader)
             .await?;
@@ -862,15 +863,16 @@ impl Store for SqliteStore {
             .map(|r| {
                 let n: i64 = r.try_get("n")?;
                 Ok((
-                    r.try_get("state")?,
+                    crate::parse_state(&r.try_get::<String, _>("state")?)?,
                     u64::try_from(n).map_err(|_| StoreError::Corrupt("negative count".into()))?,
                 ))
             })
             .collect()
     }
 
-    async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>> {
-        let list = serde_json::to_string(states).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn grants_in_states(&self, states: &[StateKind]) -> Result<Vec<StoredGrant>> {
+        let list = serde_json::to_string(&crate::state_names(states))
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "{GRANT_COLUMNS} WHERE state IN (SELECT value FROM json_each(?)) ORDER BY requested_at, id"
         )))

@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 
 use breakglass_core::grant::RequestInput;
 use breakglass_core::{
-    Actor, EventDraft, EventKind, Grant, GrantId, Principal, PrincipalKind, Role, Timestamp,
+    Actor, EventDraft, EventKind, Grant, GrantId, Principal, PrincipalKind, Role, StateKind,
+    Timestamp,
 };
 use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
 
@@ -288,7 +289,11 @@ async fn ending_a_grant_erases_an_uncollected_credential(store: &dyn Store) {
     assert!(err.to_string().contains("is `revoking`"), "{err}");
     assert_eq!(store.due_for_expiry(t(10_000)).await.unwrap().len(), 0);
     assert_eq!(
-        store.grants_in_states(&["revoking"]).await.unwrap().len(),
+        store
+            .grants_in_states(&[StateKind::Revoking])
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -307,9 +312,23 @@ async fn due_for_expiry_finds_only_ended_windows(store: &dyn Store) {
     let due = store.due_for_expiry(end).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].grant.id, g.id);
-    assert_eq!(store.grants(Some("active"), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .grants(Some(StateKind::Active), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.grants(None, 10).await.unwrap().len(), 1);
-    assert_eq!(store.grants(Some("denied"), 10).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .grants(Some(StateKind::Denied), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 async fn tokens_revoke_once(store: &dyn Store) {
@@ -525,21 +544,22 @@ async fn grants_list_by_state(store: &dyn Store) {
     assert_eq!(
         states(
             store
-                .grants_in_states(&["active", "requested"])
+                .grants_in_states(&[StateKind::Active, StateKind::Requested])
                 .await
                 .unwrap()
         ),
         ["requested", "active"]
     );
     assert_eq!(
-        states(store.grants_in_states(&["denied"]).await.unwrap()).len(),
+        states(store.grants_in_states(&[StateKind::Denied]).await.unwrap()).len(),
         0
     );
     assert_eq!(store.grants(None, 1).await.unwrap().len(), 1);
     let counts = store.grant_counts().await.unwrap();
+    // Keyed by `StateKind` now, so in the order of the lifecycle rather than of the names.
     assert_eq!(
         counts.into_iter().collect::<Vec<_>>(),
-        [("active".to_owned(), 1), ("requested".to_owned(), 1)]
+        [(StateKind::Requested, 1), (StateKind::Active, 1)]
     );
 }
 
