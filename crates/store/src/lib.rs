@@ -4,9 +4,33 @@
 //! in one transaction: if the audit rows cannot be written, nothing changes (invariant 2).
 //! SQLite is the embedded default ([`SqliteStore`]); PostgreSQL ([`PostgresStore`]) is the shared
 //! store that many broker processes use at once.
+//!
+//! Layout: both backends run the same code, and differ only in their SQL and in how they
+//! connect and write.
+//!
+//! - One module per domain noun at this level (`grants`, `principals`, `tokens`, `auth`, `roles`,
+//!   `settings`, `audit`, `alerts`) does everything for its noun: the calls, the rules each write
+//!   applies inside its transaction, and how rows map to domain values. Each declares the SQL it
+//!   needs as a table of statements (`GrantSql`, …).
+//! - `sqlite/` and `postgres/` have a file of the same name holding that table in their dialect,
+//!   plus the few calls the backend does its own way (how alert routing and claims take turns,
+//!   reading a list of keys). Their `mod.rs` keeps the connections, the way writes run (SQLite's
+//!   group-commit writer, PostgreSQL's retry loop), the audit append and how a parameter is bound.
+//! - `sql` runs a statement on either backend's connection; `backend` implements [`Store`] once,
+//!   over what a backend provides.
 
+mod alerts;
+mod audit;
+mod auth;
+mod backend;
+mod grants;
 mod postgres;
+mod principals;
+mod roles;
+mod settings;
+mod sql;
 mod sqlite;
+mod tokens;
 
 pub use breakglass_audit;
 
@@ -120,14 +144,6 @@ impl TokenKind {
             Self::Session => "session",
         }
     }
-
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "api" => Ok(Self::Api),
-            "session" => Ok(Self::Session),
-            other => Err(StoreError::Corrupt(format!("unknown token kind `{other}`"))),
-        }
-    }
 }
 
 /// A principal's sign-in factors as the server keeps them (its own JSON), with the row version
@@ -165,54 +181,6 @@ impl ThrottlePolicy {
         let factor = 1_i64.checked_shl(over.min(40)).unwrap_or(i64::MAX);
         Some(self.base_ms.saturating_mul(factor).min(self.cap_ms))
     }
-}
-
-/// The `auth.locked` event for a subject a failure just locked.
-fn locked_event(st: &ThrottleState) -> Option<EventDraft> {
-    let until = st.locked_until?;
-    Some(EventDraft::new(
-        breakglass_core::Actor::System("auth"),
-        None,
-        breakglass_core::EventKind::AuthLocked {
-            subject: st.subject.clone(),
-            failures: st.failures,
-            until,
-        },
-    ))
-}
-
-/// Token scopes as stored: a JSON array of their names.
-fn scopes_to_sql(scopes: Option<&Vec<Scope>>) -> Option<String> {
-    scopes.map(|s| {
-        let names: Vec<&str> = s.iter().map(|s| s.as_str()).collect();
-        serde_json::to_string(&names).unwrap_or_default()
-    })
-}
-
-/// Stored token scopes; a name this version does not know is corrupt data.
-fn scopes_from_sql(s: Option<String>) -> Result<Option<Vec<Scope>>> {
-    s.map(|s| {
-        let names: Vec<String> = serde_json::from_str(&s)
-            .map_err(|e| StoreError::Corrupt(format!("token scopes: {e}")))?;
-        names
-            .iter()
-            .map(|n| {
-                Scope::parse(n)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown token scope `{n}`")))
-            })
-            .collect()
-    })
-    .transpose()
-}
-
-/// The stored state name of a grant, for a filter.
-fn state_names(states: &[StateKind]) -> Vec<&'static str> {
-    states.iter().map(|s| s.as_str()).collect()
-}
-
-/// A stored state name; one this version does not know is corrupt data.
-fn parse_state(name: &str) -> Result<StateKind> {
-    StateKind::parse(name).map_err(|_| StoreError::Corrupt(format!("unknown grant state `{name}`")))
 }
 
 /// A grant with the version its row has, for optimistic concurrency: as read, or as just written.
@@ -550,26 +518,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// `error` cut to at most [`MAX_DELIVERY_ERROR`] bytes, at a character boundary.
-fn delivery_error(error: &str) -> &str {
-    error
-        .get(..error.floor_char_boundary(MAX_DELIVERY_ERROR))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_long_delivery_error_is_cut_at_a_character_boundary() {
-        assert_eq!(delivery_error("refused"), "refused");
-        // 1 + 2k bytes: the limit falls inside a character, which is dropped whole.
-        let long = format!("x{}", "é".repeat(MAX_DELIVERY_ERROR));
-        let cut = delivery_error(&long);
-        assert_eq!(cut.len(), MAX_DELIVERY_ERROR - 1);
-        assert!(long.starts_with(cut));
-    }
 
     #[test]
     fn locks_double_from_the_first_failure_past_the_free_ones_up_to_the_cap() {
