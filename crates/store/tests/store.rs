@@ -36,6 +36,8 @@ use auth::{
 mod alerts;
 #[path = "store/auth.rs"]
 mod auth;
+#[path = "store/corrupt.rs"]
+mod corrupt;
 #[path = "store/pgdb.rs"]
 mod pgdb;
 #[path = "store/replicas.rs"]
@@ -244,6 +246,34 @@ async fn stale_versions_conflict(store: &dyn Store) {
     let now = store.grant(g.id).await.unwrap().unwrap();
     assert_eq!(now.grant.state.name(), "cancelled");
     assert_eq!(now.version, 2);
+}
+
+/// `update_grant` hands back the grant as stored, at its new version: what a read returns, and
+/// what the next update names.
+async fn an_update_returns_the_grant_as_stored(store: &dyn Store) {
+    initialized(store).await;
+    let role = Role::parse("db.toml", ROLE).unwrap();
+    let g = request(15);
+    store.insert_grant(&g, &[], t(2)).await.unwrap();
+    let tr = g
+        .approve(&role, &user("bob", &["leads"]), None, t(3))
+        .unwrap();
+    let approved = store
+        .update_grant(&tr.grant, 1, None, &tr.events, t(3))
+        .await
+        .unwrap();
+    assert_eq!((&approved.grant, approved.version), (&tr.grant, 2));
+    assert_eq!(store.grant(g.id).await.unwrap().as_ref(), Some(&approved));
+    let tr = approved
+        .grant
+        .begin_activation(Actor::System("test"), t(4))
+        .unwrap();
+    let activating = store
+        .update_grant(&tr.grant, approved.version, None, &tr.events, t(4))
+        .await
+        .unwrap();
+    assert_eq!(activating.version, 3);
+    assert_eq!(store.grant(g.id).await.unwrap(), Some(activating));
 }
 
 async fn credential_is_delivered_once(store: &dyn Store) {
@@ -630,6 +660,7 @@ store_suite!(
     initialize_runs_once,
     duplicate_principal_is_refused_and_audits_nothing,
     stale_versions_conflict,
+    an_update_returns_the_grant_as_stored,
     credential_is_delivered_once,
     ending_a_grant_erases_an_uncollected_credential,
     due_for_expiry_finds_only_ended_windows,
