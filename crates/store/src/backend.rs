@@ -34,9 +34,10 @@ pub(crate) trait Backend: Outbox + AuditReads + Throttles + Send + Sync + 'stati
     fn read(&self) -> impl Future<Output = Result<Self::Reader>> + Send;
 
     /// Runs `work` on `args` in one write transaction, and returns its result once the
-    /// transaction is committed; nothing of it is kept if `work` fails. `work` may be run more
-    /// than once (a transaction that failed only because of a concurrent one is run again from
-    /// the start), so it owns what it uses through `args`.
+    /// transaction is committed; nothing of it is kept if `work` fails. `work` owns what it uses
+    /// through `args`: it may run on another task (SQLite's writer), and more than once (a
+    /// PostgreSQL transaction that failed only because of a concurrent one is run again from the
+    /// start).
     fn write<A, T, W>(&self, args: A, work: W) -> impl Future<Output = Result<T>> + Send
     where
         A: Send + Sync + 'static,
