@@ -4,9 +4,33 @@
 //! in one transaction: if the audit rows cannot be written, nothing changes (invariant 2).
 //! SQLite is the embedded default ([`SqliteStore`]); PostgreSQL ([`PostgresStore`]) is the shared
 //! store that many broker processes use at once.
+//!
+//! Layout: both backends run the same code, and differ only in their SQL and in how they
+//! connect and write.
+//!
+//! - One module per domain noun at this level (`grants`, `principals`, `tokens`, `auth`, `roles`,
+//!   `settings`, `audit`, `alerts`) does everything for its noun: the calls, the rules each write
+//!   applies inside its transaction, and how rows map to domain values. Each declares the SQL it
+//!   needs as a table of statements (`GrantSql`, …).
+//! - `sqlite/` and `postgres/` have a file of the same name holding that table in their dialect,
+//!   plus the few calls the backend does its own way (how alert routing and claims take turns,
+//!   reading a list of keys). Their `mod.rs` keeps the connections, the way writes run (SQLite's
+//!   group-commit writer, PostgreSQL's retry loop), the audit append and how a parameter is bound.
+//! - `sql` runs a statement on either backend's connection; `backend` implements [`Store`] once,
+//!   over what a backend provides.
 
+mod alerts;
+mod audit;
+mod auth;
+mod backend;
+mod grants;
 mod postgres;
+mod principals;
+mod roles;
+mod settings;
+mod sql;
 mod sqlite;
+mod tokens;
 
 pub use breakglass_audit;
 
@@ -14,7 +38,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
-use breakglass_core::{AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Timestamp};
+use breakglass_core::{
+    AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Scope, StateKind, Timestamp,
+};
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -95,8 +121,9 @@ pub struct ApiToken {
     pub expires_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
     pub kind: TokenKind,
-    /// What the token may be used for; `None` means everything its principal may do.
-    pub scopes: Option<Vec<String>>,
+    /// What the token may be used for; `None` means everything its principal may do. Stored as a
+    /// JSON array of the scope names.
+    pub scopes: Option<Vec<Scope>>,
     /// When a second factor was last verified for this token (step-up).
     pub stepped_up_at: Option<Timestamp>,
 }
@@ -115,14 +142,6 @@ impl TokenKind {
         match self {
             Self::Api => "api",
             Self::Session => "session",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self> {
-        match s {
-            "api" => Ok(Self::Api),
-            "session" => Ok(Self::Session),
-            other => Err(StoreError::Corrupt(format!("unknown token kind `{other}`"))),
         }
     }
 }
@@ -164,32 +183,7 @@ impl ThrottlePolicy {
     }
 }
 
-/// The `auth.locked` event for a subject a failure just locked.
-fn locked_event(st: &ThrottleState) -> Option<EventDraft> {
-    let until = st.locked_until?;
-    Some(EventDraft::new(
-        breakglass_core::Actor::System("auth"),
-        None,
-        breakglass_core::EventKind::AuthLocked {
-            subject: st.subject.clone(),
-            failures: st.failures,
-            until,
-        },
-    ))
-}
-
-fn scopes_to_sql(scopes: Option<&Vec<String>>) -> Option<String> {
-    scopes.map(|s| serde_json::to_string(s).unwrap_or_default())
-}
-
-fn scopes_from_sql(s: Option<String>) -> Result<Option<Vec<String>>> {
-    s.map(|s| {
-        serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(format!("token scopes: {e}")))
-    })
-    .transpose()
-}
-
-/// A grant with the version its row had when read, for optimistic concurrency.
+/// A grant with the version its row has, for optimistic concurrency: as read, or as just written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredGrant {
     pub grant: Grant,
@@ -301,18 +295,26 @@ pub trait Store: Send + Sync + 'static {
     /// Sealed key material stored at `initialize`.
     async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
 
+    /// Adds principal `p` with `events`; [`DomainError::PrincipalExists`] (and nothing written)
+    /// if the name is taken.
     async fn create_principal(
         &self,
         p: &Principal,
         events: &[EventDraft],
         now: Timestamp,
     ) -> Result<()>;
+    /// The principal named `name`, if there is one.
     async fn principal(&self, name: &str) -> Result<Option<Principal>>;
+    /// Every principal, by name.
     async fn principals(&self) -> Result<Vec<Principal>>;
 
+    /// Adds token `t` (its secret's hash, never the secret) with `events`.
     async fn create_token(&self, t: &ApiToken, events: &[EventDraft], now: Timestamp)
     -> Result<()>;
+    /// The token with id `id`, revoked or not. A stored scope name this version does not know is
+    /// [`StoreError::Corrupt`].
     async fn token(&self, id: &str) -> Result<Option<ApiToken>>;
+    /// Every token, revoked ones included, oldest first.
     async fn tokens(&self) -> Result<Vec<ApiToken>>;
     /// Marks a token revoked; `false` if it does not exist or was already revoked (then nothing
     /// is written).
@@ -367,6 +369,7 @@ pub trait Store: Send + Sync + 'static {
     /// Every grant of `role` requested by `requester`, newest first.
     async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>>;
 
+    /// The record of loaded role files, by `id`.
     async fn roles(&self) -> Result<Vec<RoleRecord>>;
     /// Replaces the record of loaded roles with `current` and records `events` (one per change),
     /// if the record is still `previous` (what the changes were worked out against, in `id`
@@ -380,10 +383,12 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<bool>;
 
+    /// Adds the new grant `g` (at version 1) with `events`.
     async fn insert_grant(&self, g: &Grant, events: &[EventDraft], now: Timestamp) -> Result<()>;
-    /// Writes `g` if its row is still at `expected_version`, else [`StoreError::Conflict`]. A new
-    /// credential, if any, is sealed alongside. When `g` has ended, any credential not yet
-    /// delivered is erased.
+    /// Writes `g` if its row is still at `expected_version`, else [`StoreError::Conflict`] (and
+    /// nothing written). A new credential, if any, is sealed alongside. When `g` has ended or is
+    /// revoking, any credential not yet delivered is erased. Returns the grant as stored, at its
+    /// new version.
     async fn update_grant(
         &self,
         g: &Grant,
@@ -391,14 +396,16 @@ pub trait Store: Send + Sync + 'static {
         credential: Option<&NewCredential>,
         events: &[EventDraft],
         now: Timestamp,
-    ) -> Result<()>;
+    ) -> Result<StoredGrant>;
+    /// The grant `id`, if there is one.
     async fn grant(&self, id: GrantId) -> Result<Option<StoredGrant>>;
-    /// Newest first, optionally only those in `state`.
-    async fn grants(&self, state: Option<&str>, limit: u32) -> Result<Vec<StoredGrant>>;
-    /// How many grants are in each state (states with none are left out).
-    async fn grant_counts(&self) -> Result<BTreeMap<String, u64>>;
+    /// Up to `limit` grants, newest first, optionally only those in `state`.
+    async fn grants(&self, state: Option<StateKind>, limit: u32) -> Result<Vec<StoredGrant>>;
+    /// How many grants are in each state (states with none are left out). A stored state name
+    /// that is not a [`StateKind`] is [`StoreError::Corrupt`].
+    async fn grant_counts(&self) -> Result<BTreeMap<StateKind, u64>>;
     /// Every grant in one of `states` (for workers), oldest first.
-    async fn grants_in_states(&self, states: &[&str]) -> Result<Vec<StoredGrant>>;
+    async fn grants_in_states(&self, states: &[StateKind]) -> Result<Vec<StoredGrant>>;
     /// Active grants whose end is at or before `now`.
     async fn due_for_expiry(&self, now: Timestamp) -> Result<Vec<StoredGrant>>;
     /// Pending requests made at or before `cutoff`, oldest first (candidates for time-out).
@@ -511,26 +518,9 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
 }
 
-/// `error` cut to at most [`MAX_DELIVERY_ERROR`] bytes, at a character boundary.
-fn delivery_error(error: &str) -> &str {
-    error
-        .get(..error.floor_char_boundary(MAX_DELIVERY_ERROR))
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_long_delivery_error_is_cut_at_a_character_boundary() {
-        assert_eq!(delivery_error("refused"), "refused");
-        // 1 + 2k bytes: the limit falls inside a character, which is dropped whole.
-        let long = format!("x{}", "é".repeat(MAX_DELIVERY_ERROR));
-        let cut = delivery_error(&long);
-        assert_eq!(cut.len(), MAX_DELIVERY_ERROR - 1);
-        assert!(long.starts_with(cut));
-    }
 
     #[test]
     fn locks_double_from_the_first_failure_past_the_free_ones_up_to_the_cap() {

@@ -14,7 +14,8 @@ use std::collections::BTreeSet;
 
 use breakglass_core::grant::RequestInput;
 use breakglass_core::{
-    Actor, EventDraft, EventKind, Grant, GrantId, Principal, PrincipalKind, Role, Timestamp,
+    Actor, EventDraft, EventKind, Grant, GrantId, Principal, PrincipalKind, Role, StateKind,
+    Timestamp,
 };
 use breakglass_store::{ApiToken, NewCredential, SqliteStore, Store, StoreError};
 
@@ -35,6 +36,8 @@ use auth::{
 mod alerts;
 #[path = "store/auth.rs"]
 mod auth;
+#[path = "store/corrupt.rs"]
+mod corrupt;
 #[path = "store/pgdb.rs"]
 mod pgdb;
 #[path = "store/replicas.rs"]
@@ -245,6 +248,34 @@ async fn stale_versions_conflict(store: &dyn Store) {
     assert_eq!(now.version, 2);
 }
 
+/// `update_grant` hands back the grant as stored, at its new version: what a read returns, and
+/// what the next update names.
+async fn an_update_returns_the_grant_as_stored(store: &dyn Store) {
+    initialized(store).await;
+    let role = Role::parse("db.toml", ROLE).unwrap();
+    let g = request(15);
+    store.insert_grant(&g, &[], t(2)).await.unwrap();
+    let tr = g
+        .approve(&role, &user("bob", &["leads"]), None, t(3))
+        .unwrap();
+    let approved = store
+        .update_grant(&tr.grant, 1, None, &tr.events, t(3))
+        .await
+        .unwrap();
+    assert_eq!((&approved.grant, approved.version), (&tr.grant, 2));
+    assert_eq!(store.grant(g.id).await.unwrap().as_ref(), Some(&approved));
+    let tr = approved
+        .grant
+        .begin_activation(Actor::System("test"), t(4))
+        .unwrap();
+    let activating = store
+        .update_grant(&tr.grant, approved.version, None, &tr.events, t(4))
+        .await
+        .unwrap();
+    assert_eq!(activating.version, 3);
+    assert_eq!(store.grant(g.id).await.unwrap(), Some(activating));
+}
+
 async fn credential_is_delivered_once(store: &dyn Store) {
     initialized(store).await;
     let (g, _) = activate(store, 3).await;
@@ -288,7 +319,11 @@ async fn ending_a_grant_erases_an_uncollected_credential(store: &dyn Store) {
     assert!(err.to_string().contains("is `revoking`"), "{err}");
     assert_eq!(store.due_for_expiry(t(10_000)).await.unwrap().len(), 0);
     assert_eq!(
-        store.grants_in_states(&["revoking"]).await.unwrap().len(),
+        store
+            .grants_in_states(&[StateKind::Revoking])
+            .await
+            .unwrap()
+            .len(),
         1
     );
 }
@@ -307,9 +342,23 @@ async fn due_for_expiry_finds_only_ended_windows(store: &dyn Store) {
     let due = store.due_for_expiry(end).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].grant.id, g.id);
-    assert_eq!(store.grants(Some("active"), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .grants(Some(StateKind::Active), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert_eq!(store.grants(None, 10).await.unwrap().len(), 1);
-    assert_eq!(store.grants(Some("denied"), 10).await.unwrap().len(), 0);
+    assert_eq!(
+        store
+            .grants(Some(StateKind::Denied), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 async fn tokens_revoke_once(store: &dyn Store) {
@@ -525,21 +574,22 @@ async fn grants_list_by_state(store: &dyn Store) {
     assert_eq!(
         states(
             store
-                .grants_in_states(&["active", "requested"])
+                .grants_in_states(&[StateKind::Active, StateKind::Requested])
                 .await
                 .unwrap()
         ),
         ["requested", "active"]
     );
     assert_eq!(
-        states(store.grants_in_states(&["denied"]).await.unwrap()).len(),
+        states(store.grants_in_states(&[StateKind::Denied]).await.unwrap()).len(),
         0
     );
     assert_eq!(store.grants(None, 1).await.unwrap().len(), 1);
     let counts = store.grant_counts().await.unwrap();
+    // Keyed by `StateKind` now, so in the order of the lifecycle rather than of the names.
     assert_eq!(
         counts.into_iter().collect::<Vec<_>>(),
-        [("active".to_owned(), 1), ("requested".to_owned(), 1)]
+        [(StateKind::Requested, 1), (StateKind::Active, 1)]
     );
 }
 
@@ -610,6 +660,7 @@ store_suite!(
     initialize_runs_once,
     duplicate_principal_is_refused_and_audits_nothing,
     stale_versions_conflict,
+    an_update_returns_the_grant_as_stored,
     credential_is_delivered_once,
     ending_a_grant_erases_an_uncollected_credential,
     due_for_expiry_finds_only_ended_windows,

@@ -1,12 +1,30 @@
 //! The alert outbox on SQLite: deliveries routed from the audit log, claimed with a lease,
 //! retried, and finished as delivered or dead. Every write goes through the group-commit writer.
 
-use breakglass_core::{AuditEvent, EventDraft, Timestamp};
-use sqlx::Row as _;
-use sqlx::sqlite::SqliteRow;
+use breakglass_core::{AuditEvent, Timestamp};
 
-use super::{SqliteStore, append_in};
-use crate::{ChannelBacklog, Delivery, Result, StoreError, delivery_error};
+use super::SqliteStore;
+use crate::alerts::{self, AlertSql, Outbox};
+use crate::{Delivery, Result, StoreError};
+
+pub(super) const SQL: AlertSql = AlertSql {
+    cursor: "SELECT next_seq FROM alert_cursor WHERE id = 1",
+    succeeded: "UPDATE alert_deliveries SET delivered_at = ?1, claimed_until = NULL
+                WHERE id = ?2 AND delivered_at IS NULL AND dead_at IS NULL",
+    failed: "UPDATE alert_deliveries
+             SET attempts = attempts + 1, last_error = ?1, claimed_until = NULL,
+                 next_attempt_at = COALESCE(?2, next_attempt_at),
+                 dead_at = CASE WHEN ?2 IS NULL THEN ?3 END
+             WHERE id = ?4 AND delivered_at IS NULL AND dead_at IS NULL",
+    backlog: "SELECT channel,
+        COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS pending,
+        MIN(created_at) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS oldest_pending,
+        COUNT(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
+        COUNT(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
+        COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0)
+            AS failing
+    FROM alert_deliveries GROUP BY channel ORDER BY channel",
+};
 
 /// How many times one routing pass starts again after finding that another process's pass moved
 /// the cursor first. Each time, that other pass made progress; so many in a row means something
@@ -16,7 +34,7 @@ const MAX_ROUTE_ATTEMPTS: u32 = 64;
 /// Deliveries inserted per statement (each statement has a fixed cost).
 const PER_STATEMENT: usize = 100;
 
-impl SqliteStore {
+impl Outbox for SqliteStore {
     /// See [`crate::Store::route_alerts`].
     ///
     /// The writer runs only work that owns everything it uses, and `route` is borrowed, so the
@@ -26,7 +44,7 @@ impl SqliteStore {
     /// transaction: logged events never change, and the cursor decides which are routed. The
     /// passes of this process take turns, so only another process's pass can move the cursor
     /// meanwhile.
-    pub(super) async fn route_alerts_in(
+    async fn route_alerts_in(
         &self,
         limit: u32,
         route: &(dyn Fn(&AuditEvent) -> Option<Vec<String>> + Send + Sync),
@@ -43,48 +61,27 @@ impl SqliteStore {
                     .bind(i64::from(limit))
                     .fetch_all(&self.reader)
                     .await?;
-            if rows.is_empty() {
+            let routed = alerts::route(from, &rows, route)?;
+            if routed.next == from {
                 return Ok(0);
             }
-            let mut next = from;
-            let mut routed: Vec<(i64, String)> = Vec::new();
-            for r in &rows {
-                let seq: i64 = r.try_get("seq")?;
-                if seq != next {
-                    return Err(StoreError::Corrupt(format!(
-                        "the audit log has a gap at seq {next}"
-                    )));
-                }
-                let event = AuditEvent {
-                    seq: u64::try_from(seq)
-                        .map_err(|_| StoreError::Corrupt("negative audit seq".into()))?,
-                    bytes: r.try_get("bytes")?,
-                };
-                let Some(channels) = route(&event) else {
-                    break;
-                };
-                routed.extend(channels.into_iter().map(|c| (seq, c)));
-                next = seq + 1;
-            }
-            if next == from {
-                return Ok(0);
-            }
+            let events = routed.events()?;
             let moved = self
-                .write(move |tx| {
+                .submit(move |tx| {
                     Box::pin(async move {
                         // INVARIANT: only the pass that moves the cursor from `from` inserts its
                         // deliveries, so each event is routed once.
                         let moved = sqlx::query(
                             "UPDATE alert_cursor SET next_seq = ? WHERE id = 1 AND next_seq = ?",
                         )
-                        .bind(next)
+                        .bind(routed.next)
                         .bind(from)
                         .execute(&mut *tx)
                         .await?;
                         if moved.rows_affected() == 0 {
                             return Ok(false);
                         }
-                        for chunk in routed.chunks(PER_STATEMENT) {
+                        for chunk in routed.deliveries.chunks(PER_STATEMENT) {
                             let values = vec!["(?, ?, ?, ?)"; chunk.len()].join(", ");
                             let sql = format!(
                                 "INSERT INTO alert_deliveries (seq, channel, created_at, next_attempt_at)
@@ -105,8 +102,7 @@ impl SqliteStore {
                 })
                 .await?;
             if moved {
-                return usize::try_from(next - from)
-                    .map_err(|_| StoreError::Corrupt("alert cursor overflow".into()));
+                return Ok(events);
             }
         }
         Err(StoreError::Conflict)
@@ -114,7 +110,7 @@ impl SqliteStore {
 
     /// See [`crate::Store::claim_deliveries`]. The writer serialises claims, so a delivery read
     /// as free here is still free when it is leased.
-    pub(super) async fn claim_deliveries_in(
+    async fn claim_deliveries_in(
         &self,
         now: Timestamp,
         lease_ms: i64,
@@ -123,7 +119,7 @@ impl SqliteStore {
     ) -> Result<Vec<Delivery>> {
         let until = now.unix_millis().saturating_add(lease_ms);
         let skip = serde_json::to_string(skip).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.write(move |tx| {
+        self.submit(move |tx| {
             Box::pin(async move {
                 let rows = sqlx::query(
                     "SELECT d.id, d.seq, d.channel, d.attempts, d.created_at, l.bytes
@@ -141,7 +137,7 @@ impl SqliteStore {
                 .await?;
                 let claimed = rows
                     .iter()
-                    .map(delivery_from_row)
+                    .map(alerts::delivery)
                     .collect::<Result<Vec<_>>>()?;
                 if claimed.is_empty() {
                     return Ok(claimed);
@@ -161,105 +157,4 @@ impl SqliteStore {
         })
         .await
     }
-
-    /// See [`crate::Store::delivery_succeeded`].
-    pub(super) async fn delivery_succeeded_in(&self, id: i64, now: Timestamp) -> Result<()> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                sqlx::query(
-                    "UPDATE alert_deliveries SET delivered_at = ?, claimed_until = NULL
-                     WHERE id = ? AND delivered_at IS NULL AND dead_at IS NULL",
-                )
-                .bind(now.unix_millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                Ok(())
-            })
-        })
-        .await
-    }
-
-    /// See [`crate::Store::delivery_failed`].
-    pub(super) async fn delivery_failed_in(
-        &self,
-        id: i64,
-        error: &str,
-        retry_at: Option<Timestamp>,
-        events: &[EventDraft],
-        now: Timestamp,
-    ) -> Result<bool> {
-        let error = delivery_error(error).to_owned();
-        let events = events.to_vec();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE alert_deliveries
-                     SET attempts = attempts + 1, last_error = ?1, claimed_until = NULL,
-                         next_attempt_at = COALESCE(?2, next_attempt_at),
-                         dead_at = CASE WHEN ?2 IS NULL THEN ?3 END
-                     WHERE id = ?4 AND delivered_at IS NULL AND dead_at IS NULL",
-                )
-                .bind(error)
-                .bind(retry_at.map(Timestamp::unix_millis))
-                .bind(now.unix_millis())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
-                    return Ok(false);
-                }
-                append_in(tx, &events, now).await?;
-                Ok(true)
-            })
-        })
-        .await
-    }
-
-    /// See [`crate::Store::alert_backlog`].
-    pub(super) async fn alert_backlog_in(&self) -> Result<Vec<ChannelBacklog>> {
-        let rows = sqlx::query(BACKLOG).fetch_all(&self.reader).await?;
-        rows.iter()
-            .map(|r| {
-                let count = |column: &str| -> Result<u64> {
-                    let n: i64 = r.try_get(column)?;
-                    u64::try_from(n).map_err(|_| StoreError::Corrupt("negative count".into()))
-                };
-                Ok(ChannelBacklog {
-                    channel: r.try_get("channel")?,
-                    pending: count("pending")?,
-                    oldest_pending: r
-                        .try_get::<Option<i64>, _>("oldest_pending")?
-                        .map(Timestamp::from_unix_millis),
-                    dead: count("dead")?,
-                    delivered: count("delivered")?,
-                    failing: count("failing")?,
-                })
-            })
-            .collect()
-    }
-}
-
-/// The backlog per channel. It reads every delivery ever made (nothing prunes delivered ones yet).
-const BACKLOG: &str = "SELECT channel,
-        COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS pending,
-        MIN(created_at) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL) AS oldest_pending,
-        COUNT(*) FILTER (WHERE dead_at IS NOT NULL) AS dead,
-        COUNT(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
-        COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0)
-            AS failing
-    FROM alert_deliveries GROUP BY channel ORDER BY channel";
-
-fn delivery_from_row(r: &SqliteRow) -> Result<Delivery> {
-    let seq: i64 = r.try_get("seq")?;
-    let attempts: i64 = r.try_get("attempts")?;
-    Ok(Delivery {
-        id: r.try_get("id")?,
-        seq: u64::try_from(seq).map_err(|_| StoreError::Corrupt("negative audit seq".into()))?,
-        channel: r.try_get("channel")?,
-        attempts: u32::try_from(attempts)
-            .map_err(|_| StoreError::Corrupt("delivery attempts out of range".into()))?,
-        created_at: Timestamp::from_unix_millis(r.try_get("created_at")?),
-        bytes: r.try_get("bytes")?,
-    })
 }

@@ -2,7 +2,7 @@
 //! disabling (which ends every token), and failed-attempt throttling with its audit events. The
 //! suite runs on both backends.
 
-use breakglass_core::EventKind;
+use breakglass_core::{EventKind, Scope};
 use breakglass_store::{Store, StoreError, ThrottlePolicy, TokenKind};
 
 use super::{initialized, note, t, token};
@@ -25,7 +25,7 @@ pub(crate) async fn sessions_keep_kind_scopes_and_step_up(store: &dyn Store) {
     initialized(store).await;
     let mut s = token("s1", "alice");
     s.kind = TokenKind::Session;
-    s.scopes = Some(vec!["read".into(), "request".into()]);
+    s.scopes = Some(vec![Scope::Read, Scope::Request]);
     store.create_token(&s, &[], t(3)).await.unwrap();
     let got = store.token("s1").await.unwrap().unwrap();
     assert_eq!(got.kind, TokenKind::Session);

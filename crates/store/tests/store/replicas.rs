@@ -113,8 +113,8 @@ async fn racing_grant_updates_from_two_replicas_one_wins() {
     let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
 
     let winner = match (&ra, &rb) {
-        (Ok(()), Err(StoreError::Conflict)) => &cancel,
-        (Err(StoreError::Conflict), Ok(())) => &approve,
+        (Ok(_), Err(StoreError::Conflict)) => &cancel,
+        (Err(StoreError::Conflict), Ok(_)) => &approve,
         other => panic!("exactly one update must win: {other:?}"),
     };
     let now = a.grant(g.id).await.unwrap().unwrap();

@@ -1,0 +1,426 @@
+//! The one implementation of [`Store`], over what a backend provides ([`Backend`]): a connection
+//! to read on, a way to run a write transaction, and the few calls each backend does its own way.
+//! Every call here is one line of the noun module that does it; what differs between SQLite and
+//! PostgreSQL is the SQL and the `Backend` implementations, nothing else.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::ops::DerefMut;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use breakglass_audit::{Hash, NodeId};
+use breakglass_core::{AuditEvent, EventDraft, Grant, GrantId, Principal, StateKind, Timestamp};
+
+use crate::alerts::{self, Outbox};
+use crate::audit::{self, AuditReads};
+use crate::auth::{self, Throttles};
+use crate::sql::Conn;
+use crate::{
+    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, NewCredential, Result,
+    RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
+    ThrottlePolicy, ThrottleState, grants, principals, roles, settings, tokens,
+};
+
+pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a backend provides to [`Store`].
+pub(crate) trait Backend: Outbox + AuditReads + Throttles + Send + Sync + 'static {
+    type Conn: Conn;
+    /// A connection for reads, returned to its pool when dropped.
+    type Reader: DerefMut<Target = Self::Conn> + Send;
+
+    /// A connection to read on.
+    fn read(&self) -> impl Future<Output = Result<Self::Reader>> + Send;
+
+    /// Runs `work` on `args` in one write transaction, and returns its result once the
+    /// transaction is committed; nothing of it is kept if `work` fails. `work` owns what it uses
+    /// through `args`: it may run on another task (SQLite's writer), and more than once (a
+    /// PostgreSQL transaction that failed only because of a concurrent one is run again from the
+    /// start).
+    fn write<A, T, W>(&self, args: A, work: W) -> impl Future<Output = Result<T>> + Send
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+        W: for<'c> Fn(&'c mut Self::Conn, &'c A) -> BoxFut<'c, Result<T>> + Send + Sync + 'static;
+
+    /// See [`Store::close`].
+    fn close_in(&self) -> impl Future<Output = ()> + Send;
+}
+
+#[async_trait]
+impl<B: Backend> Store for B {
+    async fn initialized(&self) -> Result<bool> {
+        settings::initialized(&mut *self.read().await?).await
+    }
+
+    async fn initialize(
+        &self,
+        admin: &Principal,
+        token: &ApiToken,
+        secrets: &[(&str, Vec<u8>)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (
+            admin.clone(),
+            token.clone(),
+            owned(secrets),
+            events.to_vec(),
+        );
+        self.write(args, move |tx, (admin, token, secrets, events)| {
+            Box::pin(settings::initialize(tx, admin, token, secrets, events, now))
+        })
+        .await
+    }
+
+    async fn secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        settings::secret(&mut *self.read().await?, name).await
+    }
+
+    async fn create_principal(
+        &self,
+        p: &Principal,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (p.clone(), events.to_vec());
+        self.write(args, move |tx, (p, events)| {
+            Box::pin(principals::create(tx, p, events, now))
+        })
+        .await
+    }
+
+    async fn principal(&self, name: &str) -> Result<Option<Principal>> {
+        principals::get(&mut *self.read().await?, name).await
+    }
+
+    async fn principals(&self) -> Result<Vec<Principal>> {
+        principals::all(&mut *self.read().await?).await
+    }
+
+    async fn create_token(
+        &self,
+        t: &ApiToken,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (t.clone(), events.to_vec());
+        self.write(args, move |tx, (t, events)| {
+            Box::pin(tokens::create(tx, t, events, now))
+        })
+        .await
+    }
+
+    async fn token(&self, id: &str) -> Result<Option<ApiToken>> {
+        tokens::get(&mut *self.read().await?, id).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<ApiToken>> {
+        tokens::all(&mut *self.read().await?).await
+    }
+
+    async fn revoke_token(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool> {
+        let args = (id.to_owned(), events.to_vec());
+        self.write(args, move |tx, (id, events)| {
+            Box::pin(tokens::revoke(tx, id, events, now))
+        })
+        .await
+    }
+
+    async fn step_up(&self, id: &str, events: &[EventDraft], now: Timestamp) -> Result<bool> {
+        let args = (id.to_owned(), events.to_vec());
+        self.write(args, move |tx, (id, events)| {
+            Box::pin(tokens::step_up(tx, id, events, now))
+        })
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        name: &str,
+        disabled: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (name.to_owned(), events.to_vec());
+        self.write(args, move |tx, (name, events)| {
+            Box::pin(principals::set_disabled(tx, name, disabled, events, now))
+        })
+        .await
+    }
+
+    async fn login(&self, principal: &str) -> Result<Option<StoredLogin>> {
+        auth::login(&mut *self.read().await?, principal).await
+    }
+
+    async fn put_login(
+        &self,
+        principal: &str,
+        body: &str,
+        expected: Option<i64>,
+        revoke_sessions: bool,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (principal.to_owned(), body.to_owned(), events.to_vec());
+        self.write(args, move |tx, (principal, body, events)| {
+            Box::pin(auth::put_login(
+                tx,
+                principal,
+                body,
+                expected,
+                revoke_sessions,
+                events,
+                now,
+            ))
+        })
+        .await
+    }
+
+    async fn throttles(&self, subjects: &[String]) -> Result<Vec<ThrottleState>> {
+        self.throttles_in(subjects).await
+    }
+
+    async fn record_auth_failure(
+        &self,
+        subjects: &[(String, ThrottlePolicy)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<Vec<ThrottleState>> {
+        let args = (subjects.to_vec(), events.to_vec());
+        self.write(args, move |tx, (subjects, events)| {
+            Box::pin(auth::record_failure(tx, subjects, events, now))
+        })
+        .await
+    }
+
+    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
+        self.write(subject.to_owned(), |tx, subject| {
+            Box::pin(auth::clear(tx, subject))
+        })
+        .await
+    }
+
+    async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>> {
+        grants::of_requester(&mut *self.read().await?, role, requester).await
+    }
+
+    async fn roles(&self) -> Result<Vec<RoleRecord>> {
+        roles::all(&mut *self.read().await?).await
+    }
+
+    async fn record_roles(
+        &self,
+        previous: &[RoleRecord],
+        current: &[RoleRecord],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (previous.to_vec(), current.to_vec(), events.to_vec());
+        self.write(args, move |tx, (previous, current, events)| {
+            Box::pin(roles::record(tx, previous, current, events, now))
+        })
+        .await
+    }
+
+    async fn insert_grant(&self, g: &Grant, events: &[EventDraft], now: Timestamp) -> Result<()> {
+        let args = (g.clone(), events.to_vec());
+        self.write(args, move |tx, (g, events)| {
+            Box::pin(grants::insert(tx, g, events, now))
+        })
+        .await
+    }
+
+    async fn update_grant(
+        &self,
+        g: &Grant,
+        expected_version: i64,
+        credential: Option<&NewCredential>,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<StoredGrant> {
+        let args = (g.clone(), credential.cloned(), events.to_vec());
+        self.write(args, move |tx, (g, credential, events)| {
+            let credential = credential.as_ref();
+            Box::pin(grants::update(
+                tx,
+                g,
+                expected_version,
+                credential,
+                events,
+                now,
+            ))
+        })
+        .await
+    }
+
+    async fn grant(&self, id: GrantId) -> Result<Option<StoredGrant>> {
+        grants::get(&mut *self.read().await?, id).await
+    }
+
+    async fn grants(&self, state: Option<StateKind>, limit: u32) -> Result<Vec<StoredGrant>> {
+        grants::list(&mut *self.read().await?, state, limit).await
+    }
+
+    async fn grant_counts(&self) -> Result<BTreeMap<StateKind, u64>> {
+        grants::counts(&mut *self.read().await?).await
+    }
+
+    async fn grants_in_states(&self, states: &[StateKind]) -> Result<Vec<StoredGrant>> {
+        grants::in_states(&mut *self.read().await?, states).await
+    }
+
+    async fn due_for_expiry(&self, now: Timestamp) -> Result<Vec<StoredGrant>> {
+        grants::due_for_expiry(&mut *self.read().await?, now).await
+    }
+
+    async fn requested_before(&self, cutoff: Timestamp) -> Result<Vec<StoredGrant>> {
+        grants::requested_before(&mut *self.read().await?, cutoff).await
+    }
+
+    async fn deliver_credential(
+        &self,
+        id: GrantId,
+        to: &Principal,
+        now: Timestamp,
+    ) -> Result<SealedCredential> {
+        self.write(to.clone(), move |tx, to| {
+            Box::pin(grants::deliver(tx, id, to, now))
+        })
+        .await
+    }
+
+    async fn append(&self, events: &[EventDraft], now: Timestamp) -> Result<()> {
+        self.write(events.to_vec(), move |tx, events| {
+            Box::pin(tx.append(events, now))
+        })
+        .await
+    }
+
+    async fn audit_tail(&self, n: u32) -> Result<Vec<AuditEvent>> {
+        audit::tail(&mut *self.read().await?, n).await
+    }
+
+    async fn audit_size(&self) -> Result<u64> {
+        audit::size(&mut *self.read().await?).await
+    }
+
+    async fn audit_events(&self, from: u64, limit: u32) -> Result<Vec<AuditEvent>> {
+        audit::from(&mut *self.read().await?, from, limit).await
+    }
+
+    async fn audit_head(&self) -> Result<(u64, Hash)> {
+        let head = audit::head(&mut *self.read().await?).await?;
+        Ok((head.size(), head.root()))
+    }
+
+    async fn audit_hashes(&self, ids: &BTreeSet<NodeId>) -> Result<BTreeMap<NodeId, Hash>> {
+        self.audit_hashes_in(ids).await
+    }
+
+    async fn save_checkpoint(&self, size: u64, note: &str, now: Timestamp) -> Result<()> {
+        self.write(note.to_owned(), move |tx, note| {
+            Box::pin(audit::save_checkpoint(tx, size, note, now))
+        })
+        .await
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        audit::latest_checkpoint(&mut *self.read().await?).await
+    }
+
+    async fn add_secrets(
+        &self,
+        secrets: &[(&str, Vec<u8>)],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (owned(secrets), events.to_vec());
+        self.write(args, move |tx, (secrets, events)| {
+            Box::pin(settings::add_secrets(tx, secrets, events, now))
+        })
+        .await
+    }
+
+    async fn record_setting(
+        &self,
+        name: &str,
+        value: &[u8],
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (name.to_owned(), value.to_vec(), events.to_vec());
+        self.write(args, move |tx, (name, value, events)| {
+            Box::pin(settings::record_setting(tx, name, value, events, now))
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        settings::setting(&mut *self.read().await?, name).await
+    }
+
+    async fn audit_snapshot(&self, visitor: &mut dyn AuditVisitor) -> Result<AuditSnapshot> {
+        self.audit_snapshot_in(visitor).await
+    }
+
+    async fn alert_cursor(&self) -> Result<u64> {
+        alerts::cursor(&mut *self.read().await?).await
+    }
+
+    async fn route_alerts(
+        &self,
+        limit: u32,
+        route: &(dyn for<'e> Fn(&'e AuditEvent) -> Option<Vec<String>> + Send + Sync),
+        now: Timestamp,
+    ) -> Result<usize> {
+        self.route_alerts_in(limit, route, now).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_ms: i64,
+        limit: u32,
+        skip: &[String],
+    ) -> Result<Vec<Delivery>> {
+        self.claim_deliveries_in(now, lease_ms, limit, skip).await
+    }
+
+    async fn delivery_succeeded(&self, id: i64, now: Timestamp) -> Result<()> {
+        self.write((), move |tx, ()| Box::pin(alerts::succeeded(tx, id, now)))
+            .await
+    }
+
+    async fn delivery_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (error.to_owned(), events.to_vec());
+        self.write(args, move |tx, (error, events)| {
+            Box::pin(alerts::failed(tx, id, error, retry_at, events, now))
+        })
+        .await
+    }
+
+    async fn alert_backlog(&self) -> Result<Vec<ChannelBacklog>> {
+        alerts::backlog(&mut *self.read().await?).await
+    }
+
+    async fn close(&self) {
+        self.close_in().await;
+    }
+}
+
+/// `secrets` owned, for a write's arguments.
+fn owned(secrets: &[(&str, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    secrets
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect()
+}
