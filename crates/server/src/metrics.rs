@@ -171,9 +171,7 @@ pub(crate) async fn snapshot(
     let mut grants: BTreeMap<&'static str, u64> =
         StateKind::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for (state, n) in &counts {
-        if let Ok(kind) = StateKind::parse(state) {
-            grants.insert(kind.as_str(), *n);
-        }
+        grants.insert(state.as_str(), *n);
     }
     let seen: BTreeSet<String> = backlog.iter().map(|b| b.channel.clone()).collect();
     for channel in channels.difference(&seen) {

@@ -266,7 +266,7 @@ async fn an_update_returns_the_grant_as_stored(store: &dyn Store) {
     assert_eq!(store.grant(g.id).await.unwrap().as_ref(), Some(&approved));
     let tr = approved
         .grant
-        .begin_activation(Actor::System("test"), t(4))
+        .begin_activation(Actor::System("test"), "h".into(), t(4))
         .unwrap();
     let activating = store
         .update_grant(&tr.grant, approved.version, None, &tr.events, t(4))

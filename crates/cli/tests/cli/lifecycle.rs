@@ -1,7 +1,7 @@
 //! The rest of a grant's life: extensions, cancel, deny, time-out, and crash recovery of every
 //! kind of open intent (invariant 3).
 
-use breakglass_core::{Actor, Role};
+use breakglass_core::{Actor, Role, StateKind};
 use breakglass_store::{SqliteStore, Store};
 
 use super::*;
@@ -194,7 +194,7 @@ fn open_activation_intents_are_finished_after_a_crash() {
     });
     assert_eq!(
         with_store(&w, async |s: &SqliteStore| s
-            .grants_in_states(&["approved", "activating"])
+            .grants_in_states(&[StateKind::Approved, StateKind::Activating])
             .await
             .unwrap()
             .len()),

@@ -319,7 +319,7 @@ impl Grants {
         let (roles, policies) = (self.catalog.roles(), self.catalog.policies());
         Ok(self
             .store
-            .grants(state.map(StateKind::as_str), LIST_LIMIT)
+            .grants(state, LIST_LIMIT)
             .await?
             .into_iter()
             .map(|sg| sg.grant)

@@ -130,8 +130,7 @@ impl Grants {
         &self,
         states: &[StateKind],
     ) -> Result<Vec<StoredGrant>, ServiceError> {
-        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
-        Ok(self.store.grants_in_states(&names).await?)
+        Ok(self.store.grants_in_states(states).await?)
     }
 
     /// Writes a decision over the version it was made from: the grant as stored now.
@@ -144,11 +143,7 @@ impl Grants {
     ) -> Result<StoredGrant, StoreError> {
         self.store
             .update_grant(&tr.grant, from.version, credential, &tr.events, now)
-            .await?;
-        Ok(StoredGrant {
-            grant: tr.grant,
-            version: from.version + 1,
-        })
+            .await
     }
 
     /// Loads, decides and writes, retrying on concurrent changes.

@@ -58,7 +58,7 @@ impl SignIn {
         }
         Ok(Caller {
             principal,
-            scopes: tokens::scopes_of(&record).map_err(ServiceError::from)?,
+            scopes: record.scopes,
             token_id: record.id,
             token_kind: record.kind,
             stepped_up_at: record.stepped_up_at,

@@ -10,7 +10,7 @@ use breakglass_core::{
     Timestamp,
 };
 use breakglass_providers::Secret;
-use breakglass_store::{ApiToken, StoreError, TokenKind};
+use breakglass_store::{ApiToken, TokenKind};
 use sha2::{Digest, Sha256};
 
 use super::{Caller, SignIn};
@@ -46,7 +46,7 @@ pub(crate) fn issue(
         expires_at: now.saturating_add(ttl),
         revoked_at: None,
         kind,
-        scopes: scopes.map(|s| s.iter().map(|x| x.as_str().to_owned()).collect()),
+        scopes,
         stepped_up_at: None,
     };
     Ok(NewToken {
@@ -80,23 +80,6 @@ pub(crate) fn id_of(s: &str) -> &str {
     s.strip_prefix(PREFIX)
         .and_then(|rest| rest.split('_').next())
         .unwrap_or(s)
-}
-
-/// The scopes a stored token holds, typed.
-pub(crate) fn scopes_of(t: &ApiToken) -> Result<Option<Vec<Scope>>, StoreError> {
-    t.scopes
-        .as_ref()
-        .map(|names| {
-            names
-                .iter()
-                .map(|n| {
-                    Scope::parse(n).ok_or_else(|| {
-                        StoreError::Corrupt(format!("token `{}` has unknown scope `{n}`", t.id))
-                    })
-                })
-                .collect()
-        })
-        .transpose()
 }
 
 /// Whether `secret` is the one whose hash `record` keeps, compared in constant time.
