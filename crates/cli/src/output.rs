@@ -155,3 +155,21 @@ pub(crate) fn cell(v: &Value, k: &str) -> String {
         Some(other) => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{cell, safe};
+
+    #[test]
+    fn text_from_the_broker_is_shown_as_it_reads() {
+        // A reason stored before the broker refused such characters still prints visibly.
+        assert_eq!(safe("pay \u{202E}gnp.exe"), "pay \\u{202e}gnp.exe");
+        assert_eq!(safe("zero\u{200B}width"), "zero\\u{200b}width");
+        assert_eq!(safe("plain text, ünïcode"), "plain text, ünïcode");
+        let row = json!({ "reason": "a\u{2066}b", "groups": ["x\u{7}"] });
+        assert_eq!(cell(&row, "reason"), "a\\u{2066}b");
+        assert_eq!(cell(&row, "groups"), "x\\u{7}");
+    }
+}

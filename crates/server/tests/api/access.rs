@@ -55,15 +55,7 @@ pub(crate) async fn a_token_without_the_credential_scope_cannot_collect_a_creden
 pub(crate) async fn a_read_token_cannot_change_any_sign_in_factor(b: Broker) {
     let (alice, password) = b.person("alice", &["sre"]).await;
     // alice makes herself a read-only token, which is then stolen.
-    let t = b
-        .post(
-            "/v1/tokens",
-            &alice,
-            json!({ "user": "alice", "ttl": "1d", "scopes": ["read"] }),
-        )
-        .await
-        .ok();
-    let stolen = t["token"].as_str().unwrap().to_owned();
+    let stolen = b.own_token(&alice, "alice", "1d", Some(&["read"])).await;
     let other = b
         .post(
             "/v1/tokens",
@@ -178,15 +170,7 @@ pub(crate) async fn a_wrong_current_password_is_a_failed_sign_in(b: Broker) {
 
 pub(crate) async fn a_reset_ends_every_token_of_the_person(b: Broker) {
     let alice = b.user("alice", &["sre"]).await;
-    let api = b
-        .post(
-            "/v1/tokens",
-            &alice,
-            json!({ "user": "alice", "ttl": "30d" }),
-        )
-        .await
-        .ok();
-    let api = api["token"].as_str().unwrap().to_owned();
+    let api = b.own_token(&alice, "alice", "30d", None).await;
     b.get("/v1/whoami", &api).await.ok();
     b.step_up_admin().await;
     let admin = b.admin.clone();
@@ -199,16 +183,8 @@ pub(crate) async fn a_reset_ends_every_token_of_the_person(b: Broker) {
         assert!(r.message().contains("was revoked"), "{}", r.message());
     }
     // The same for an authenticator reset: a new session and a new API token both end.
-    let (session, _) = (b.user("carol", &["sre"]).await, ());
-    let api = b
-        .post(
-            "/v1/tokens",
-            &session,
-            json!({ "user": "carol", "ttl": "30d" }),
-        )
-        .await
-        .ok();
-    let api = api["token"].as_str().unwrap().to_owned();
+    let session = b.user("carol", &["sre"]).await;
+    let api = b.own_token(&session, "carol", "30d", None).await;
     b.step_up_admin().await;
     b.post("/v1/users/carol/totp-reset", &admin, json!({}))
         .await
@@ -340,15 +316,7 @@ pub(crate) async fn deny_and_cancelling_anothers_request_need_a_step_up(b: Broke
 
 pub(crate) async fn a_token_typed_into_the_wrong_field_never_reaches_the_log(b: Broker) {
     let alice = b.user("alice", &["sre"]).await;
-    let t = b
-        .post(
-            "/v1/tokens",
-            &alice,
-            json!({ "user": "alice", "ttl": "1d" }),
-        )
-        .await
-        .ok();
-    let token = t["token"].as_str().unwrap().to_owned();
+    let token = b.own_token(&alice, "alice", "1d", None).await;
     let secret = token.splitn(3, '_').nth(2).unwrap().to_owned();
     b.get(&format!("/v1/grants/{token}"), &alice)
         .await

@@ -139,15 +139,7 @@ pub(crate) async fn a_request_nobody_approves_times_out(b: Broker) {
 pub(crate) async fn an_overdue_emergency_review_blocks_the_next_emergency_use(b: Broker) {
     let session = b.user("alice", &["sre"]).await;
     // A session lasts 8 hours; a token of her own outlives the day this test spans.
-    let t = b
-        .post(
-            "/v1/tokens",
-            &session,
-            json!({ "user": "alice", "ttl": "30d" }),
-        )
-        .await
-        .ok();
-    let alice = t["token"].as_str().unwrap().to_owned();
+    let alice = b.own_token(&session, "alice", "30d", None).await;
     b.advance("30s");
     b.step_up(&alice, "alice").await;
     let emergency = json!({

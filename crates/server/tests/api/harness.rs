@@ -329,6 +329,26 @@ impl Broker {
         }
     }
 
+    /// A token `user` (holding the stepped-up session `session`) makes for themself, with
+    /// `scopes` (`None`: every scope).
+    pub(crate) async fn own_token(
+        &self,
+        session: &str,
+        user: &str,
+        ttl: &str,
+        scopes: Option<&[&str]>,
+    ) -> String {
+        let t = self
+            .post(
+                "/v1/tokens",
+                session,
+                json!({ "user": user, "ttl": ttl, "scopes": scopes }),
+            )
+            .await
+            .ok();
+        t["token"].as_str().unwrap().to_owned()
+    }
+
     /// A service principal with a token holding `scopes`.
     pub(crate) async fn service(&self, name: &str, groups: &[&str], scopes: &[&str]) -> String {
         self.step_up_admin().await;
