@@ -16,6 +16,7 @@ pub mod principal;
 pub mod role;
 pub mod stepup;
 pub mod text;
+pub mod throttle;
 
 pub use action::{Action, PolicyAction, Scope};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -31,3 +32,4 @@ pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};
 pub use role::{
     Emergency, PostgresMode, Role, RoleSet, Target, is_allowed_env_name, is_allowed_pg_identifier,
 };
+pub use throttle::ThrottlePolicy;

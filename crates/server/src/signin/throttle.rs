@@ -1,10 +1,10 @@
-//! Locks after repeated sign-in failures, per account and per source address. The counting and
-//! the lock arithmetic are the store's (`record_auth_failure` under a [`ThrottlePolicy`]); this
-//! decides what counts and audits it.
+//! Locks after repeated sign-in failures, per account and per source address. The lock rule is
+//! the core's ([`ThrottlePolicy`]), applied by the store in the transaction that counts a failure;
+//! this decides what counts as one and audits it.
 
+use breakglass_core::ThrottlePolicy;
 use breakglass_core::text::shown;
 use breakglass_core::{Actor, EventDraft, EventKind};
-use breakglass_store::ThrottlePolicy;
 
 use super::SignIn;
 use crate::error::ServiceError;

@@ -1,5 +1,5 @@
 //! Local sign-in: passwords, TOTP and recovery codes (failed-attempt throttling is the store's
-//! `record_auth_failure`, under a `ThrottlePolicy`).
+//! `record_auth_failure`, under the core's `ThrottlePolicy`).
 //!
 //! Pure primitives with no database and no HTTP: the broker stores what they return (a PHC string,
 //! a sealed TOTP secret with the last accepted step, recovery-code hashes) and
