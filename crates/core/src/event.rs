@@ -210,6 +210,15 @@ pub enum EventKind {
         failures: u32,
         until: Timestamp,
     },
+    /// Sign-ins (or password changes) for `subject` were refused `refused` times while it was
+    /// locked, in the lock window that ended at `until`: one event per window, however many
+    /// refusals, so an attacker cannot flood the log.
+    #[serde(rename = "auth.refused_while_locked")]
+    AuthRefusedWhileLocked {
+        subject: String,
+        refused: u32,
+        until: Timestamp,
+    },
     /// A second factor was verified for the session or token `token_id` (step-up).
     #[serde(rename = "auth.stepped_up")]
     AuthSteppedUp {

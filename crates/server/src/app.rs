@@ -38,6 +38,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The token provider's keys, for the key set and introspection.
     pub tokens: Arc<TokenProvider>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Held for the life of the process (the data directory's lock).
     data: DataDir,
 }
@@ -67,6 +69,8 @@ pub struct Settings<'a> {
     /// The policies in force at start, and where custom `*.cedar` policies are read on reload.
     pub policies: Policies,
     pub policies_dir: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl App {
@@ -118,6 +122,7 @@ impl App {
             checkpoints,
             metrics,
             tokens,
+            trusted_proxies: s.trusted_proxies,
             data,
         }
     }

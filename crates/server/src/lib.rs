@@ -105,6 +105,7 @@ impl Server {
                 roles_dir: roles_dir.clone(),
                 policies,
                 policies_dir: Some(policies_dir),
+                trusted_proxies: config.trusted_proxies.clone(),
             },
         ));
         tracing::info!(roles = app.catalog.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
@@ -168,6 +169,7 @@ impl Server {
             self.config.dispatch_interval,
             stop_rx.clone(),
         ));
+        workers.spawn(workers::throttle::run(self.app(), stop_rx.clone()));
         workers.spawn(workers::roles::run(self.app(), stop_rx));
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(%addr, issuer = %self.app.tokens.issuer(), store = %self.config.location.describe(), "breakglass serving");

@@ -25,6 +25,23 @@ pub(crate) struct AuthSql {
     pub(crate) lock: &'static str,
     /// `subject`: its failures forgotten.
     pub(crate) clear: &'static str,
+    /// `subject, now`: one more refusal counted, if the subject is locked at `now`, returning the
+    /// new `refused`.
+    pub(crate) refuse: &'static str,
+    /// `subject`: `refused` and `locked_until` of the subject, if it has a counter.
+    pub(crate) refusals_of: &'static str,
+    /// `now`: `subject`, `refused` and `locked_until` of every subject whose lock window ended
+    /// at or before `now` with refusals counted in it.
+    pub(crate) ended_windows: &'static str,
+    /// `subject`: its refusals forgotten (they were recorded).
+    pub(crate) reset_refused: &'static str,
+    /// `forget_before, now`: the counters last failed at or before `forget_before`, not locked at
+    /// `now`, with no refusals owed.
+    pub(crate) prune: &'static str,
+    /// `t`: the earliest end of a lock window with refusals counted in it.
+    pub(crate) next_window_end: &'static str,
+    /// `t`: the earliest last failure of any counter.
+    pub(crate) oldest_failure: &'static str,
 }
 
 /// Reads the throttle state of several subjects, the way each backend asks for a list.
@@ -88,6 +105,21 @@ pub(crate) async fn record_failure<C: Conn>(
     let mut states = Vec::new();
     let mut all = events.to_vec();
     for (subject, policy) in subjects {
+        // A window that ended with refusals in it is recorded before a new one can start.
+        if let Some(r) = tx
+            .optional(Stmt::new(C::AUTH.refusals_of).text(subject))
+            .await?
+        {
+            let refused = failures(r.int("refused")?);
+            if let Some(until) = r
+                .opt_time("locked_until")?
+                .filter(|u| *u <= now && refused > 0)
+            {
+                all.push(refusals_event(subject, refused, until));
+                tx.execute(Stmt::new(C::AUTH.reset_refused).text(subject))
+                    .await?;
+            }
+        }
         let count = Stmt::new(C::AUTH.count_failure)
             .text(subject)
             .time(now)
@@ -113,9 +145,97 @@ pub(crate) async fn record_failure<C: Conn>(
 }
 
 /// See [`crate::Store::clear_auth_failures`].
-pub(crate) async fn clear<C: Conn>(tx: &mut C, subject: &str) -> Result<()> {
+pub(crate) async fn clear<C: Conn>(tx: &mut C, subject: &str, now: Timestamp) -> Result<()> {
+    let row = tx
+        .optional(Stmt::new(C::AUTH.refusals_of).text(subject))
+        .await?;
+    if let Some(r) = row {
+        let refused = failures(r.int("refused")?);
+        if let (Some(until), true) = (r.opt_time("locked_until")?, refused > 0) {
+            tx.append(&[refusals_event(subject, refused, until)], now)
+                .await?;
+        }
+    }
     tx.execute(Stmt::new(C::AUTH.clear).text(subject)).await?;
     Ok(())
+}
+
+/// See [`crate::Store::record_auth_refusal`].
+pub(crate) async fn refuse<C: Conn>(
+    tx: &mut C,
+    subjects: &[String],
+    now: Timestamp,
+) -> Result<bool> {
+    let mut first = false;
+    for subject in subjects {
+        let counted = tx
+            .optional(Stmt::new(C::AUTH.refuse).text(subject).time(now))
+            .await?;
+        if let Some(r) = counted {
+            first |= r.int("refused")? == 1;
+        }
+    }
+    Ok(first)
+}
+
+/// See [`crate::Store::sweep_throttles`].
+pub(crate) async fn sweep<C: Conn>(tx: &mut C, now: Timestamp) -> Result<Option<Timestamp>> {
+    // INVARIANT(2): each window's event is written in the transaction that forgets its count.
+    let ended = tx
+        .all(Stmt::new(C::AUTH.ended_windows).time(now))
+        .await?
+        .iter()
+        .map(|r| {
+            let subject = r.text("subject")?;
+            let refused = failures(r.int("refused")?);
+            let until = r.opt_time("locked_until")?.ok_or_else(|| {
+                StoreError::Corrupt(format!("throttle `{subject}`: refusals with no lock"))
+            })?;
+            Ok((subject, refused, until))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut events = Vec::with_capacity(ended.len());
+    for (subject, refused, until) in &ended {
+        events.push(refusals_event(subject, *refused, *until));
+        tx.execute(Stmt::new(C::AUTH.reset_refused).text(subject))
+            .await?;
+    }
+    tx.append(&events, now).await?;
+    let forget_before =
+        Timestamp::from_unix_millis(now.unix_millis() - ThrottlePolicy::FORGET_AFTER_MS);
+    tx.execute(Stmt::new(C::AUTH.prune).time(forget_before).time(now))
+        .await?;
+    let window = tx
+        .one(Stmt::new(C::AUTH.next_window_end))
+        .await?
+        .opt_time("t")?;
+    let oldest = tx
+        .one(Stmt::new(C::AUTH.oldest_failure))
+        .await?
+        .opt_time("t")?;
+    let forget = oldest.map(|t| {
+        Timestamp::from_unix_millis(
+            t.unix_millis()
+                .saturating_add(ThrottlePolicy::FORGET_AFTER_MS),
+        )
+    });
+    Ok(match (window, forget) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+/// The one event for a lock window's refusals.
+fn refusals_event(subject: &str, refused: u32, until: Timestamp) -> EventDraft {
+    EventDraft::new(
+        Actor::System("auth"),
+        None,
+        EventKind::AuthRefusedWhileLocked {
+            subject: subject.to_owned(),
+            refused,
+            until,
+        },
+    )
 }
 
 /// The `auth.locked` event for a subject a failure just locked.

@@ -195,11 +195,23 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn clear_auth_failures(&self, subject: &str) -> Result<()> {
-        self.write(subject.to_owned(), |tx, subject| {
-            Box::pin(auth::clear(tx, subject))
+    async fn clear_auth_failures(&self, subject: &str, now: Timestamp) -> Result<()> {
+        self.write(subject.to_owned(), move |tx, subject| {
+            Box::pin(auth::clear(tx, subject, now))
         })
         .await
+    }
+
+    async fn record_auth_refusal(&self, subjects: &[String], now: Timestamp) -> Result<bool> {
+        self.write(subjects.to_vec(), move |tx, subjects| {
+            Box::pin(auth::refuse(tx, subjects, now))
+        })
+        .await
+    }
+
+    async fn sweep_throttles(&self, now: Timestamp) -> Result<Option<Timestamp>> {
+        self.write((), move |tx, ()| Box::pin(auth::sweep(tx, now)))
+            .await
     }
 
     async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>> {

@@ -344,8 +344,22 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Vec<ThrottleState>>;
 
-    /// Forgets a subject's failures (after a successful sign-in).
-    async fn clear_auth_failures(&self, subject: &str) -> Result<()>;
+    /// Forgets a subject's failures (after a successful sign-in). Refusals it counted while
+    /// locked are recorded first (`auth.refused_while_locked`), in the same transaction.
+    async fn clear_auth_failures(&self, subject: &str, now: Timestamp) -> Result<()>;
+
+    /// Counts one refusal against each of `subjects` that is locked at `now` (a sign-in refused
+    /// without checking anything, because of the lock). No audit event is written per refusal:
+    /// [`Store::sweep_throttles`] records one per lock window, with the count. Returns whether
+    /// this was the first refusal of some subject's window (so a sweep now has work at its end).
+    async fn record_auth_refusal(&self, subjects: &[String], now: Timestamp) -> Result<bool>;
+
+    /// Records one `auth.refused_while_locked` event for every lock window that has ended with
+    /// refusals counted in it, and deletes the counters of subjects whose last failure is older
+    /// than [`ThrottlePolicy::FORGET_AFTER_MS`] and that are neither locked nor owed such an
+    /// event; all in one transaction. Returns when the next sweep will have something to do (the
+    /// earliest end of a window with refusals, or the earliest counter to forget), if ever.
+    async fn sweep_throttles(&self, now: Timestamp) -> Result<Option<Timestamp>>;
 
     /// Every grant of `role` requested by `requester`, newest first.
     async fn grants_for(&self, role: &str, requester: &str) -> Result<Vec<StoredGrant>>;

@@ -28,7 +28,9 @@ use alerts::{
 };
 use auth::{
     disabling_ends_every_token_once, factors_change_by_compare_and_set,
-    failures_lock_with_backoff_and_are_audited, sessions_keep_kind_scopes_and_step_up,
+    failures_lock_with_backoff_and_are_audited,
+    refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
+    sessions_keep_kind_scopes_and_step_up,
 };
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
@@ -685,6 +687,7 @@ store_suite!(
     factors_change_by_compare_and_set,
     disabling_ends_every_token_once,
     failures_lock_with_backoff_and_are_audited,
+    refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

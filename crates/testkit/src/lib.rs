@@ -463,6 +463,35 @@ impl Broker {
         self.cli(token, &a).ok_json()
     }
 
+    /// A raw HTTP request sent from the local address `from` (loopback has all of 127.0.0.0/8,
+    /// so `127.0.0.2` is a real second source): `(status, body)`.
+    pub fn http_from(
+        &self,
+        from: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, String) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder()
+            .local_address(from)
+            .build()
+            .unwrap_or_else(|e| panic!("client from {from}: {e}"));
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut req = client
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req
+            .send()
+            .unwrap_or_else(|e| panic!("http from {from}: {e}"));
+        (resp.status().as_u16(), resp.text().unwrap_or_default())
+    }
+
     /// A raw HTTP request: `(status, body)`.
     pub fn http(
         &self,

@@ -59,6 +59,15 @@ pub(crate) struct Args {
     /// another's grant, extend, emergency requests and administration.
     #[arg(long, env = "BREAKGLASS_STEP_UP_WINDOW", default_value = "5m")]
     step_up_window: String,
+    /// A reverse proxy whose `X-Forwarded-For` header names the client (an address or a network;
+    /// repeat it, or comma-separate in the variable). From any other peer the header is ignored:
+    /// sign-in throttling counts by the address a request really came from.
+    #[arg(
+        long = "trusted-proxy",
+        env = "BREAKGLASS_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<String>,
 }
 
 /// Parses a duration flag, naming the flag in the error.
@@ -152,6 +161,12 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
     config.auth = auth;
     config.config_file = a.config;
     config.issuer = a.issuer;
+    config.trusted_proxies = a
+        .trusted_proxies
+        .iter()
+        .map(|p| breakglass_server::config::parse_trusted_proxy(p))
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
     let server = Server::start(config, Arc::new(SystemClock))
         .await
         .map_err(fail)?;

@@ -167,7 +167,8 @@ fn sign_in_needs_password_and_code_locks_after_failures_and_keeps_secrets_out() 
         "{types:?}"
     );
     let locked = events.iter().find(|e| e["type"] == "auth.locked").unwrap();
-    assert_eq!(locked["subject"], "account alice");
+    // Failures count per account and source address: the lock is alice's, from this address.
+    assert_eq!(locked["subject"], "account alice from 127.0.0.1");
     assert!(types.contains(&"auth.login"));
     assert!(types.contains(&"user.totp_enrolled"));
     assert!(types.contains(&"user.password_set"));
@@ -544,4 +545,78 @@ fn emergency_self_activation_works_with_no_approver_and_owes_a_review() {
         &["request", "db-emergency", "--reason", "normal path"],
     );
     assert_eq!(g["state"], "requested");
+}
+
+/// Nobody can lock the real person out of the emergency path: another address sends 200 wrong
+/// passwords for bob, and from his own address bob still signs in, steps up and approves.
+#[test]
+fn two_hundred_wrong_passwords_from_another_address_do_not_stop_bob() {
+    let bg = Broker::start(Path::new(BIN), &[("db.toml", DB_ROLE)]);
+    let alice = bg.user("alice", &["sre"]);
+    bg.user("bob", &["sre-leads"]);
+    let acc = bg.account("bob");
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let guess =
+        serde_json::json!({ "user": "bob", "password": "not-bobs-password", "code": "000000" })
+            .to_string()
+            .into_bytes();
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        let (status, _) = bg.http_from(attacker, "POST", "/v1/login", None, guess.clone());
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses.keys().copied().collect::<Vec<_>>(),
+        [401, 429],
+        "{statuses:?}"
+    );
+    let g = bg.cli_json(
+        &alice,
+        &[
+            "request",
+            "prod-db-admin",
+            "--reason",
+            "primary is down",
+            "--incident",
+            "INC-7",
+        ],
+    );
+    let id = g["id"].as_str().unwrap();
+    // bob, from 127.0.0.1: sign in (password and code), step up, approve.
+    let pw = bg.secret_file(&acc.password);
+    let code = bg.fresh_code("bob");
+    let r = bg.cli_anonymous(&[
+        "login",
+        "--user",
+        "bob",
+        "--password-file",
+        &pw.display().to_string(),
+        "--totp",
+        &code,
+        "--no-save",
+        "--output",
+        "json",
+    ]);
+    let bob = r.ok_json()["token"].as_str().unwrap().to_owned();
+    let code = bg.fresh_code("bob");
+    let stepped = bg.cli_json(&bob, &["step-up", "--totp", &code]);
+    assert!(stepped["stepped_up_at"].is_string(), "{stepped}");
+    let approved = bg.cli_json(&bob, &["approve", id]);
+    assert_eq!(approved["state"], "active", "{approved}");
+    // The attack is on record: failures from 127.0.0.2 only, and its refusals counted on its lock.
+    let events = audit(&bg);
+    let failed: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "auth.failed")
+        .collect();
+    assert!(!failed.is_empty());
+    assert!(
+        failed.iter().all(|e| e["source"] == "127.0.0.2"),
+        "{failed:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "auth.locked" && e["subject"] == "account bob from 127.0.0.2")
+    );
 }

@@ -96,6 +96,11 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
             failures,
             until,
         } => format!("sign-in locked for {subject} until {until} after {failures} failures"),
+        EventKind::AuthRefusedWhileLocked {
+            subject,
+            refused,
+            until,
+        } => format!("{refused} sign-ins refused for {subject} while it was locked until {until}"),
         EventKind::PolicyChanged { new_hash, .. } => {
             format!("the authorization policy changed ({new_hash})")
         }

@@ -37,7 +37,8 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
         | EventKind::ConfigChanged { .. }
         | EventKind::PolicyChanged { .. }
         | EventKind::UserTotpReset { .. }
-        | EventKind::UserDisabled { .. } => Severity::Warning,
+        | EventKind::UserDisabled { .. }
+        | EventKind::AuthRefusedWhileLocked { .. } => Severity::Warning,
         EventKind::BrokerInitialized { .. }
         | EventKind::AuditKeyCreated { .. }
         | EventKind::GrantRequested { .. }
@@ -88,7 +89,8 @@ pub(super) fn audience(kind: &EventKind) -> Audience {
         | EventKind::PolicyChanged { .. }
         | EventKind::AuthLocked { .. }
         | EventKind::UserTotpReset { .. }
-        | EventKind::UserDisabled { .. } => Audience::Always,
+        | EventKind::UserDisabled { .. }
+        | EventKind::AuthRefusedWhileLocked { .. } => Audience::Always,
         EventKind::AlertFailed { .. } => Audience::AllButItsChannel,
         EventKind::BrokerInitialized { .. }
         | EventKind::AuditKeyCreated { .. }

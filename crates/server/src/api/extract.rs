@@ -2,7 +2,10 @@
 //! route's action), and a body that is read only after the caller is known, so that even a
 //! malformed body from an authenticated caller is an audited refusal.
 
+use std::net::{IpAddr, SocketAddr};
+
 use axum::body::Bytes;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -124,4 +127,112 @@ fn grant_in(path: &str) -> Option<breakglass_core::GrantId> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Where a request came from, for throttling and the audit trail: the peer's address, or, when
+/// the peer is one of the trusted proxies (`serve --trusted-proxy`), the client its
+/// `X-Forwarded-For` names: the rightmost address in it that is not itself a trusted proxy. From
+/// any other peer the header is ignored, so nobody can pick the address their failures count
+/// against. `unknown` when the connection's address is not known (in-process tests).
+pub(crate) struct Source(pub String);
+
+impl FromRequestParts<AppState> for Source {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(peer) = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+        else {
+            return Ok(Self("unknown".to_owned()));
+        };
+        Ok(Self(
+            client(peer, &parts.headers, &state.trusted_proxies).to_string(),
+        ))
+    }
+}
+
+/// The client behind `peer` (see [`Source`]).
+fn client(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    // Every X-Forwarded-For header, in order, as one list; the nearest hop is last.
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|h| h.trim().parse::<IpAddr>().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or_else(|| hops.first())
+        .copied()
+        .unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            client(ip("198.51.100.9"), &headers(&["203.0.113.7"]), &trusted),
+            ip("198.51.100.9")
+        );
+        // From a trusted proxy: the rightmost hop that is not a trusted proxy.
+        assert_eq!(
+            client(
+                ip("10.0.0.5"),
+                &headers(&["6.6.6.6, 203.0.113.7, 10.0.0.9"]),
+                &trusted
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client(
+                ip("10.0.0.5"),
+                &headers(&["6.6.6.6", "203.0.113.7"]),
+                &trusted
+            ),
+            ip("203.0.113.7")
+        );
+        // Garbage hops are skipped; no header means the proxy itself.
+        assert_eq!(
+            client(
+                ip("10.0.0.5"),
+                &headers(&["nonsense, 203.0.113.7"]),
+                &trusted
+            ),
+            ip("203.0.113.7")
+        );
+        assert_eq!(
+            client(ip("10.0.0.5"), &headers(&[]), &trusted),
+            ip("10.0.0.5")
+        );
+        assert_eq!(
+            client(ip("10.0.0.5"), &headers(&["10.1.1.1"]), &trusted),
+            ip("10.1.1.1"),
+            "only proxies in the chain: the farthest"
+        );
+    }
 }

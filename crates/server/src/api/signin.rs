@@ -4,12 +4,8 @@
 //! Secrets (passwords, codes, session tokens, TOTP secrets, recovery codes) travel only in request
 //! and response bodies, which are never logged; responses that carry one say `no-store`.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderName, StatusCode, header};
 use breakglass_providers::Secret;
 use serde::Deserialize;
@@ -17,29 +13,13 @@ use serde_json::{Value, json};
 
 use breakglass_core::{Actor, PolicyAction};
 
-use crate::api::extract::RawBody;
+use crate::api::extract::{RawBody, Source};
 use crate::api::{ApiError, AppState, audited};
 use crate::policy::Query as PolicyQuery;
 use crate::signin::{Caller, SignInRequest};
 
 type NoStore = [(HeaderName, &'static str); 1];
 const NO_STORE: NoStore = [(header::CACHE_CONTROL, "no-store")];
-
-/// The peer's address (for throttling and the audit trail), or `unknown`.
-pub(crate) struct Source(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for Source {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
-        ))
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -223,6 +223,8 @@ pub enum AccessError {
     TotpAlreadyEnrolled { user: String },
     #[error("there is no authenticator enrolment waiting to be confirmed for `{user}`")]
     NoPendingEnrolment { user: String },
+    #[error("{tries} wrong codes in a row ended this session")]
+    SessionEnded { tries: u32 },
     #[error("`{action}` needs a second factor verified within the last {window}")]
     StepUpRequired { action: String, window: String },
     #[error(
@@ -262,6 +264,7 @@ impl AccessError {
             Self::Locked { .. } => "locked",
             Self::CodeRequired => "totp_required",
             Self::CodeRejected { .. } => "code_rejected",
+            Self::SessionEnded { .. } => "session_ended",
             Self::PasswordChangeRequired { .. } => "password_change_required",
             Self::WeakPassword(_) => "weak_password",
             Self::TotpNotEnrolled { .. } => "totp_not_enrolled",
@@ -279,7 +282,10 @@ impl AccessError {
     /// 401 for what a fresh sign-in or step-up can fix, 429 for a lock, 403 or 422 otherwise.
     pub fn status(&self) -> u16 {
         match self {
-            Self::SignInFailed | Self::CodeRequired | Self::CodeRejected { .. } => 401,
+            Self::SignInFailed
+            | Self::CodeRequired
+            | Self::CodeRejected { .. }
+            | Self::SessionEnded { .. } => 401,
             Self::StepUpRequired { .. } => 401,
             Self::Locked { .. } => 429,
             Self::WeakPassword(_) | Self::InvalidScopes(_) => 422,
@@ -291,9 +297,10 @@ impl AccessError {
     pub fn help(&self) -> String {
         match self {
             Self::SignInFailed => "check the user name and password; repeated failures lock the account for a while".into(),
-            Self::Locked { .. } => "wait until then and try again; an administrator sees the `auth.locked` event in the audit log".into(),
+            Self::Locked { .. } => "wait until then and try again, or sign in from your usual address: failures from one address never lock out another; an administrator sees `auth.locked` in the audit log".into(),
             Self::CodeRequired => "run `breakglass login` at a terminal to be asked for it, or pass `--totp CODE`; a recovery code works in its place".into(),
             Self::CodeRejected { .. } => "use the current code from the authenticator app (each code works once), or a recovery code".into(),
+            Self::SessionEnded { .. } => "sign in again with `breakglass login`; a session allows only a few wrong codes, so a stolen one cannot guess".into(),
             Self::PasswordChangeRequired { .. } => "run `breakglass login` at a terminal to pick a new password, or pass it with `--new-password-file`".into(),
             Self::WeakPassword(_) => "choose another password".into(),
             Self::TotpNotEnrolled { .. } => "enrol an authenticator app with `breakglass totp enroll`, then confirm it with `breakglass totp confirm CODE`".into(),

@@ -287,7 +287,7 @@ impl SignIn {
         source: &str,
     ) -> Result<(), ServiceError> {
         let user = caller.principal.name.to_string();
-        self.check_locks(&[throttle::account(&user), throttle::source(source)])
+        self.check_locks(&throttle::sign_in_subjects(&user, source))
             .await?;
         let stored = self.factors(&user).await?;
         if stored.as_ref().is_some_and(|(f, _)| f.totp.is_some()) {
@@ -324,9 +324,7 @@ impl SignIn {
         );
         self.put_factors(&user, &next, Some(version), false, &[event])
             .await?;
-        self.store
-            .clear_auth_failures(&throttle::account(&user))
-            .await?;
+        self.succeeded(&user, source).await?;
         Ok(())
     }
 }

@@ -73,6 +73,9 @@ pub struct SignIn {
     sealer: Arc<Sealer>,
     access: Arc<Access>,
     settings: AuthSettings,
+    /// Signalled when a lock window gets its first refusal: the throttle sweep has work at its
+    /// end.
+    pub(crate) throttled: tokio::sync::Notify,
 }
 
 impl SignIn {
@@ -89,6 +92,7 @@ impl SignIn {
             sealer,
             access,
             settings,
+            throttled: tokio::sync::Notify::new(),
         }
     }
 

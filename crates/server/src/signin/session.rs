@@ -69,7 +69,7 @@ impl SignIn {
     /// `breakglass login`: user + password (+ code) for a session token.
     pub async fn sign_in(&self, req: SignInRequest) -> Result<Session, ServiceError> {
         let source = req.source.clone();
-        self.check_locks(&[throttle::account(&req.user), throttle::source(&source)])
+        self.check_locks(&throttle::sign_in_subjects(&req.user, &source))
             .await?;
         let principal = match req.user.parse::<Name>() {
             Ok(n) => self.store.principal(n.as_str()).await?,
@@ -204,9 +204,7 @@ impl SignIn {
         self.store
             .create_token(&token.record, &[event], now)
             .await?;
-        self.store
-            .clear_auth_failures(&throttle::account(&user))
-            .await?;
+        self.succeeded(&user, &source).await?;
         Ok(Session {
             token,
             method,
@@ -244,8 +242,8 @@ impl SignIn {
             }
             .into());
         }
-        self.check_locks(&[throttle::account(&user), throttle::source(source)])
-            .await?;
+        // No lock on the account or the address blocks the step-up of a session
+        // that already signed in: wrong codes count against this session alone.
         let Some((f, version)) = self.factors(&user).await? else {
             return Err(AccessError::TotpNotEnrolled { user }.into());
         };
@@ -253,8 +251,10 @@ impl SignIn {
             Ok(a) => a,
             Err(e @ AccessError::TotpNotEnrolled { .. }) => return Err(e.into()),
             Err(e) => {
-                let reason = format!("step-up: {e}");
-                return Err(self.failed(Some(&user), source, &reason, e).await);
+                let reason = e.to_string();
+                return Err(self
+                    .step_up_failed(&user, &caller.token_id, source, &reason, e)
+                    .await);
             }
         };
         if !self.use_code(&user, &a.factors, version, &a.events).await? {
@@ -263,6 +263,7 @@ impl SignIn {
             }
             .into());
         }
+        self.step_up_succeeded(&caller.token_id).await?;
         self.mark_stepped_up(caller, a.method).await
     }
 

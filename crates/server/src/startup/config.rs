@@ -42,6 +42,22 @@ pub struct ServeConfig {
     pub policies_dir: Option<PathBuf>,
     /// Session length and step-up window.
     pub auth: crate::signin::AuthSettings,
+    /// Proxies whose `X-Forwarded-For` is believed (`serve --trusted-proxy`); from any other peer
+    /// the header is ignored and the peer's own address is the source.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// A `--trusted-proxy` value: a network (`10.0.0.0/8`, `fd00::/8`) or one address.
+pub fn parse_trusted_proxy(s: &str) -> Result<ipnet::IpNet, crate::StartupError> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            crate::StartupError::Usage(format!(
+                "`--trusted-proxy {}` is not an address or a network (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`)",
+                breakglass_core::text::shown(s, 60)
+            ))
+        })
 }
 
 impl ServeConfig {
@@ -61,6 +77,7 @@ impl ServeConfig {
             dispatch_interval: Duration::from_millis(500),
             policies_dir: None,
             auth: crate::signin::AuthSettings::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 

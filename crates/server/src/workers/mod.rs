@@ -8,3 +8,4 @@ pub mod checkpoint;
 pub mod reaper;
 pub mod reconciler;
 pub mod roles;
+pub mod throttle;

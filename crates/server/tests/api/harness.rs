@@ -200,8 +200,42 @@ impl Broker {
             .await
     }
 
+    /// Sends a request as if it came over a connection from `source` (an IP address).
+    pub(crate) async fn call_from(
+        &self,
+        source: &str,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Answer {
+        let peer: SocketAddr = format!("{source}:40000").parse().unwrap();
+        self.send(
+            Some(peer),
+            method,
+            path,
+            token,
+            "application/json",
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
     pub(crate) async fn raw(
         &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Answer {
+        self.send(None, method, path, token, content_type, body)
+            .await
+    }
+
+    async fn send(
+        &self,
+        peer: Option<SocketAddr>,
         method: &str,
         path: &str,
         token: Option<&str>,
@@ -215,12 +249,12 @@ impl Broker {
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
+        let mut req = req.body(Body::from(body)).unwrap();
+        if let Some(peer) = peer {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
+        let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
             .await
@@ -424,6 +458,13 @@ impl Broker {
     /// Runs the reaper's pass now, as its tick would.
     pub(crate) async fn reap(&self) {
         breakglass_server::workers::reaper::pass(&self.app.grants)
+            .await
+            .unwrap();
+    }
+
+    /// Runs the throttle sweep now, as it would when due.
+    pub(crate) async fn sweep_throttles(&self) {
+        breakglass_server::workers::throttle::pass(&self.app)
             .await
             .unwrap();
     }

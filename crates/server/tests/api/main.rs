@@ -17,6 +17,7 @@ mod access;
 mod clock;
 mod harness;
 mod routes;
+mod throttle;
 
 use harness::Backend;
 
@@ -61,4 +62,7 @@ api_suite!(
     access::out_of_range_numbers_are_a_400,
     access::free_text_refuses_what_reads_differently,
     routes::a_read_only_token_is_refused_every_route_that_changes_anything,
+    throttle::failures_from_one_source_never_lock_out_another,
+    throttle::a_locked_account_still_steps_up_and_wrong_codes_end_only_the_session,
+    throttle::refusals_while_locked_are_one_event_per_window,
 );

@@ -20,6 +20,17 @@ pub(super) const SQL: AuthSql = AuthSql {
                     RETURNING failures",
     lock: "UPDATE auth_throttle SET locked_until = ?1 WHERE subject = ?2",
     clear: "DELETE FROM auth_throttle WHERE subject = ?1",
+    refuse:
+        "UPDATE auth_throttle SET refused = refused + 1 WHERE subject = ?1 AND locked_until > ?2
+             RETURNING refused",
+    refusals_of: "SELECT refused, locked_until FROM auth_throttle WHERE subject = ?1",
+    ended_windows: "SELECT subject, refused, locked_until FROM auth_throttle
+                    WHERE refused > 0 AND locked_until <= ?1 ORDER BY locked_until, subject",
+    reset_refused: "UPDATE auth_throttle SET refused = 0 WHERE subject = ?1",
+    prune: "DELETE FROM auth_throttle WHERE updated_at <= ?1
+            AND (locked_until IS NULL OR locked_until <= ?2) AND refused = 0",
+    next_window_end: "SELECT MIN(locked_until) AS t FROM auth_throttle WHERE refused > 0",
+    oldest_failure: "SELECT MIN(updated_at) AS t FROM auth_throttle",
 };
 
 impl Throttles for SqliteStore {

@@ -169,7 +169,10 @@ pub(crate) async fn failures_lock_with_backoff_and_are_audited(store: &dyn Store
         .unwrap();
     assert_eq!(st.len(), 1);
     assert_eq!(st[0].failures, 6);
-    store.clear_auth_failures("account alice").await.unwrap();
+    store
+        .clear_auth_failures("account alice", t(17))
+        .await
+        .unwrap();
     assert!(
         store
             .throttles(&["account alice".into()])
@@ -184,4 +187,85 @@ pub(crate) async fn failures_lock_with_backoff_and_are_audited(store: &dyn Store
         .await
         .unwrap();
     assert_eq!(st[0].failures, 1);
+}
+
+pub(crate) async fn refusals_while_locked_are_one_event_per_window_and_counters_are_pruned(
+    store: &dyn Store,
+) {
+    initialized(store).await;
+    let subj = vec![("account bob from 10.0.0.9".to_owned(), POLICY)];
+    for i in 1..=3 {
+        store
+            .record_auth_failure(&subj, &[], t(20 + i))
+            .await
+            .unwrap();
+    }
+    // Locked from t(23) for 1 s: refusals are counted, and no event is written per refusal.
+    let size = store.audit_size().await.unwrap();
+    let locked = vec![
+        "account bob from 10.0.0.9".to_owned(),
+        "source 10.0.0.9".to_owned(),
+    ];
+    let at = |ms: i64| breakglass_core::Timestamp::from_unix_millis(t(23).unix_millis() + ms);
+    let firsts: Vec<bool> = {
+        let mut v = Vec::new();
+        for ms in [100, 200, 300] {
+            v.push(store.record_auth_refusal(&locked, at(ms)).await.unwrap());
+        }
+        v
+    };
+    assert_eq!(
+        firsts,
+        [true, false, false],
+        "only the window's first refusal is news"
+    );
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    // A sweep before the window ends records nothing and says when it will have work.
+    let next = store.sweep_throttles(at(500)).await.unwrap();
+    assert_eq!(next, Some(at(1000)));
+    assert_eq!(store.audit_size().await.unwrap(), size);
+    // Once it ended: one event with the count, once.
+    store.sweep_throttles(at(1000)).await.unwrap();
+    store.sweep_throttles(at(2000)).await.unwrap();
+    let events: Vec<_> = store
+        .audit_tail(5)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.to_json().unwrap())
+        .filter(|e| e["type"] == "auth.refused_while_locked")
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["subject"], "account bob from 10.0.0.9");
+    assert_eq!(events[0]["refused"], 3);
+    assert_eq!(events[0]["until"], at(1000).to_rfc3339());
+    // A refusal outside a lock counts nothing.
+    assert!(!store.record_auth_refusal(&locked, at(3000)).await.unwrap());
+    // A new failure after the next window's refusals records that window first.
+    store
+        .record_auth_failure(&subj, &[], at(3000))
+        .await
+        .unwrap(); // locks 2 s
+    store.record_auth_refusal(&locked, at(3100)).await.unwrap();
+    store
+        .record_auth_failure(&subj, &[], at(5000))
+        .await
+        .unwrap(); // the window ended at 5000
+    let last: Vec<_> = store
+        .audit_tail(3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.to_json().unwrap())
+        .filter(|e| e["type"] == "auth.refused_while_locked")
+        .collect();
+    assert_eq!(last.len(), 1, "{last:?}");
+    assert_eq!(last[0]["refused"], 1);
+    // The counter lives until an hour after its last failure, then the sweep forgets it.
+    let next = store.sweep_throttles(at(6000)).await.unwrap().unwrap();
+    assert!(next > at(6000), "{next:?}");
+    assert_eq!(store.throttles(&locked).await.unwrap().len(), 1);
+    let forget = store.sweep_throttles(next).await.unwrap();
+    assert!(store.throttles(&locked).await.unwrap().is_empty());
+    assert_eq!(forget, None);
 }
