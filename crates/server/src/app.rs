@@ -9,16 +9,14 @@ use breakglass_core::{Actor, Clock, EventDraft, EventKind, GrantId};
 use breakglass_providers::TokenProvider;
 use breakglass_store::{Store, StoredCheckpoint};
 
-use crate::StartupError;
-use crate::alert::{self, Alerting};
+use crate::alert::Alerting;
 use crate::audit::checkpoint::Checkpointer;
 use crate::error::ServiceError;
 use crate::grant::{Grants, GrantsParts, Providers};
 use crate::metrics::Metrics;
-use crate::policy::{self, Access, Catalog, Policies};
+use crate::policy::{Access, Catalog, Policies};
 use crate::signin::{AuthSettings, Caller, SignIn};
 use crate::startup::datadir::DataDir;
-use crate::startup::roles;
 
 /// Everything a request or a worker needs.
 pub struct App {
@@ -40,6 +38,8 @@ pub struct App {
     pub tokens: Arc<TokenProvider>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The config file (`serve --config`), read again on SIGHUP.
+    pub config_file: Option<PathBuf>,
     /// Held for the life of the process (the data directory's lock).
     data: DataDir,
 }
@@ -71,6 +71,8 @@ pub struct Settings<'a> {
     pub policies_dir: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The config file the alert rules came from, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 impl App {
@@ -123,22 +125,9 @@ impl App {
             metrics,
             tokens,
             trusted_proxies: s.trusted_proxies,
+            config_file: s.config_file,
             data,
         }
-    }
-
-    /// Re-reads the roles directory and the policies. On any error the roles and the policies in
-    /// force stay as they were.
-    pub async fn reload_roles(&self) -> Result<usize, StartupError> {
-        let set = roles::load(self.catalog.roles_dir())?;
-        alert::check_role_alerts(&set, &self.alerts.channel_names())?;
-        let policies = policy::build(&set, self.catalog.policies_dir())?;
-        let changed = roles::record(self.store.as_ref(), &set, self.clock.now()).await?;
-        if policy::record(self.store.as_ref(), &policies, self.clock.now()).await? {
-            tracing::info!(hash = %policies.hash(), policies = policies.len(), "policy changed");
-        }
-        self.catalog.replace(set, policies);
-        Ok(changed)
     }
 
     /// The latest signed checkpoint, signing one first if the log grew.

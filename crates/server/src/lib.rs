@@ -14,6 +14,7 @@ pub mod error;
 pub mod grant;
 pub mod metrics;
 pub mod policy;
+mod reload;
 pub mod signin;
 pub mod startup;
 pub mod workers;
@@ -106,6 +107,7 @@ impl Server {
                 policies,
                 policies_dir: Some(policies_dir),
                 trusted_proxies: config.trusted_proxies.clone(),
+                config_file: config.config_file.clone(),
             },
         ));
         tracing::info!(roles = app.catalog.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");

@@ -27,11 +27,11 @@ use config::DEFAULT_MAX_ATTEMPTS;
 pub use config::{FileConfig, check_role_alerts, record_config};
 use route::Audience;
 
-/// The channels in force and the rules for using them.
+/// The channels in force and the rules for using them, and the dispatcher's bookkeeping. The
+/// rules come from the config file and are replaced whole when it is reloaded (SIGHUP); the
+/// bookkeeping (deliveries in flight, checkpoints published) stays.
 pub struct Alerting {
-    channels: BTreeMap<String, Arc<dyn Channel>>,
-    always: Vec<String>,
-    checkpoints: Vec<String>,
+    rules: std::sync::RwLock<Arc<Rules>>,
     /// Per checkpoint channel, the largest checkpoint this process has published there.
     published: tokio::sync::Mutex<HashMap<String, u64>>,
     /// Deliveries in flight in this process, per channel.
@@ -39,16 +39,24 @@ pub struct Alerting {
     /// Signalled whenever a delivery finishes: a slot is free, so the dispatcher may start more
     /// at once instead of waiting for its next tick.
     pub(crate) slot_freed: tokio::sync::Notify,
-    pub(crate) expiring_soon: Option<Duration>,
+}
+
+/// What the config file says about alerts, with its channels built.
+struct Rules {
+    channels: BTreeMap<String, Arc<dyn Channel>>,
+    always: Vec<String>,
+    checkpoints: Vec<String>,
+    expiring_soon: Option<Duration>,
     max_attempts: u32,
     link: Option<String>,
 }
 
 impl std::fmt::Debug for Alerting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rules = self.rules();
         f.debug_struct("Alerting")
-            .field("channels", &self.channels.keys().collect::<Vec<_>>())
-            .field("always", &self.always)
+            .field("channels", &rules.channels.keys().collect::<Vec<_>>())
+            .field("always", &rules.always)
             .finish_non_exhaustive()
     }
 }
@@ -99,49 +107,55 @@ pub(crate) fn text(v: &Value, key: &str) -> Option<String> {
 impl Alerting {
     /// No channels: nothing is routed, the cursor still moves.
     pub fn disabled() -> Self {
-        Self {
+        Self::with(Rules {
             channels: BTreeMap::new(),
             always: Vec::new(),
             checkpoints: Vec::new(),
-            published: tokio::sync::Mutex::new(HashMap::new()),
-            in_flight: std::sync::Mutex::new(HashMap::new()),
-            slot_freed: tokio::sync::Notify::new(),
             expiring_soon: None,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             link: None,
-        }
+        })
     }
 
     /// Builds every channel, reading its secrets now: a missing secret stops the start.
     pub fn build(cfg: &FileConfig, path: &Path) -> Result<Self, StartupError> {
-        let mut channels = BTreeMap::new();
-        for (name, c) in &cfg.channels {
-            let ch = c.build(name.as_str()).map_err(|e| StartupError::Config {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
-            channels.insert(name.to_string(), ch);
-        }
-        Ok(Self {
-            channels,
-            always: cfg.alerts.always.iter().map(ToString::to_string).collect(),
-            checkpoints: cfg
-                .alerts
-                .checkpoints
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+        Ok(Self::with(Rules::build(cfg, path)?))
+    }
+
+    fn with(rules: Rules) -> Self {
+        Self {
+            rules: std::sync::RwLock::new(Arc::new(rules)),
             published: tokio::sync::Mutex::new(HashMap::new()),
             in_flight: std::sync::Mutex::new(HashMap::new()),
             slot_freed: tokio::sync::Notify::new(),
-            expiring_soon: cfg.alerts.expiring_soon,
-            max_attempts: cfg.alerts.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
-            link: cfg
-                .alerts
-                .link
-                .as_ref()
-                .map(|l| l.trim_end_matches('/').to_owned()),
-        })
+        }
+    }
+
+    /// Puts the rules of a reloaded config file in force; deliveries under way finish on the
+    /// channels they started on.
+    pub fn replace(&self, from: Alerting) {
+        let rules = from.rules();
+        match self.rules.write() {
+            Ok(mut r) => *r = rules,
+            Err(poisoned) => *poisoned.into_inner() = rules,
+        }
+    }
+
+    fn rules(&self) -> Arc<Rules> {
+        match self.rules.read() {
+            Ok(r) => Arc::clone(&r),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Warn holders this long before a grant ends, if at all.
+    pub(crate) fn expiring_soon(&self) -> Option<Duration> {
+        self.rules().expiring_soon
+    }
+
+    /// The broker's public URL, for links in alerts.
+    pub(crate) fn link(&self) -> Option<String> {
+        self.rules().link.clone()
     }
 
     /// Counts a delivery to `channel` starting (+1) or ending (-1).
@@ -153,35 +167,36 @@ impl Alerting {
     }
 
     pub fn channel_names(&self) -> BTreeSet<String> {
-        self.channels.keys().cloned().collect()
+        self.rules().channels.keys().cloned().collect()
     }
 
     pub fn is_enabled(&self) -> bool {
-        !self.channels.is_empty()
+        !self.rules().channels.is_empty()
     }
 
     /// The channels an event goes to. `role_alerts` are the alerts of the grant's (or the
     /// changed) role as loaded now.
     pub(crate) fn route(&self, e: &Parsed, role_alerts: &[String]) -> Vec<String> {
+        let rules = self.rules();
         let mut out: BTreeSet<String> = BTreeSet::new();
         match route::audience(&e.kind) {
             Audience::Nobody => {}
             Audience::Role => out.extend(role_alerts.iter().cloned()),
             Audience::RoleAndAlways => {
                 out.extend(role_alerts.iter().cloned());
-                out.extend(self.always.iter().cloned());
+                out.extend(rules.always.iter().cloned());
             }
-            Audience::Always => out.extend(self.always.iter().cloned()),
+            Audience::Always => out.extend(rules.always.iter().cloned()),
             Audience::AllButItsChannel => {
                 // Everyone else hears that one channel has gone quiet.
                 let failed = match &e.kind {
                     EventKind::AlertFailed { channel, .. } => channel.as_str(),
                     _ => "",
                 };
-                out.extend(self.channels.keys().filter(|c| *c != failed).cloned());
+                out.extend(rules.channels.keys().filter(|c| *c != failed).cloned());
             }
         }
-        out.retain(|c| self.channels.contains_key(c));
+        out.retain(|c| rules.channels.contains_key(c));
         out.into_iter().collect()
     }
 
@@ -190,30 +205,30 @@ impl Alerting {
         crate::backoff::delay_ms(attempts, 2000, 300_000)
     }
 
-    pub(crate) fn channel(&self, name: &str) -> Option<&Arc<dyn Channel>> {
-        self.channels.get(name)
+    pub(crate) fn channel(&self, name: &str) -> Option<Arc<dyn Channel>> {
+        self.rules().channels.get(name).cloned()
     }
 
     pub(crate) fn max_attempts(&self) -> u32 {
-        self.max_attempts
+        self.rules().max_attempts
     }
 
     /// Sends the latest signed checkpoint to every `[alerts] checkpoints` channel that has not had
     /// it from this process. A failure is logged and retried at the next checkpoint tick; after a
     /// restart the latest is sent again (receivers keep the largest per origin).
     pub async fn publish_checkpoint(&self, cp: &breakglass_store::StoredCheckpoint, origin: &str) {
-        let alerting = self;
-        if alerting.checkpoints.is_empty() {
+        let rules = self.rules();
+        if rules.checkpoints.is_empty() {
             return;
         }
-        let mut published = alerting.published.lock().await;
+        let mut published = self.published.lock().await;
         // The note: origin, size, base64 root, blank line, signatures (C2SP tlog-checkpoint).
         let root = cp.note.lines().nth(2).unwrap_or_default().to_owned();
-        for name in &alerting.checkpoints {
+        for name in &rules.checkpoints {
             if published.get(name).is_some_and(|s| *s >= cp.size) {
                 continue;
             }
-            let Some(channel) = alerting.channels.get(name) else {
+            let Some(channel) = rules.channels.get(name) else {
                 continue;
             };
             let alert = Alert {
@@ -244,6 +259,36 @@ impl Alerting {
                 }
             }
         }
+    }
+}
+
+impl Rules {
+    fn build(cfg: &FileConfig, path: &Path) -> Result<Self, StartupError> {
+        let mut channels = BTreeMap::new();
+        for (name, c) in &cfg.channels {
+            let ch = c.build(name.as_str()).map_err(|e| StartupError::Config {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+            channels.insert(name.to_string(), ch);
+        }
+        Ok(Self {
+            channels,
+            always: cfg.alerts.always.iter().map(ToString::to_string).collect(),
+            checkpoints: cfg
+                .alerts
+                .checkpoints
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            expiring_soon: cfg.alerts.expiring_soon,
+            max_attempts: cfg.alerts.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+            link: cfg
+                .alerts
+                .link
+                .as_ref()
+                .map(|l| l.trim_end_matches('/').to_owned()),
+        })
     }
 }
 

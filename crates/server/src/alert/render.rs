@@ -37,7 +37,7 @@ impl Alerting {
             if let Some(end) = g.expires_at() {
                 fields.insert("expires_at".into(), end.to_string());
             }
-            if let Some(link) = &self.link {
+            if let Some(link) = self.link() {
                 fields.insert("link".into(), format!("{link}/v1/grants/{}", g.id));
             }
         }

@@ -119,7 +119,7 @@ async fn route_alerts(app: &App) -> Result<(), ServiceError> {
 
 /// Warns the holders of active grants that end within `[alerts] expiring_soon`, once per end.
 async fn warn_expiring(app: &App) -> Result<(), ServiceError> {
-    let Some(window) = app.alerts.expiring_soon else {
+    let Some(window) = app.alerts.expiring_soon() else {
         return Ok(());
     };
     let now = app.clock.now();
