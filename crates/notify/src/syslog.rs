@@ -13,10 +13,13 @@
 //!   and `]`, and control characters become spaces so a record stays on one line downstream.
 //! - MSG is the summary, UTF-8 without a BOM.
 //!
-//! Over `udp` (the default) each alert is one datagram; over `tcp` each alert opens a connection
-//! and writes one RFC 6587 octet-counted frame (`<length> <message>`). Any failure, and any
-//! attempt longer than `timeout`, is [`ChannelError::Unreachable`]: a syslog receiver never
-//! answers, so it cannot refuse.
+//! Over `tcp` (the default) each alert opens a connection and writes one RFC 6587 octet-counted
+//! frame (`<length> <message>`); a send succeeds only once the frame is written to an established
+//! connection, so a collector that is down is an error and the outbox retries it with backoff.
+//! Over `udp` each alert is one datagram: best effort, since nothing says whether it arrived (an
+//! alert to a down collector is lost, yet counted as delivered). Any failure, and any attempt
+//! longer than `timeout`, is [`ChannelError::Unreachable`]: a syslog receiver never answers, so
+//! it cannot refuse.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration as StdDuration;
@@ -33,10 +36,12 @@ use crate::{Alert, Channel, ChannelError, ConfigError, Severity};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
-    /// One datagram per alert (RFC 5426).
-    #[default]
+    /// One datagram per alert (RFC 5426). Best effort: nothing tells the sender whether it
+    /// arrived, so the outbox cannot confirm it.
     Udp,
-    /// A connection per alert, octet-counted framing (RFC 6587).
+    /// A connection per alert, octet-counted framing (RFC 6587). The default: a collector that
+    /// is down is an error, and the outbox retries.
+    #[default]
     Tcp,
 }
 
@@ -46,7 +51,7 @@ pub enum Transport {
 pub struct SyslogConfig {
     /// The receiver, `host:port` (`siem.example.com:514`, `[::1]:514`). Resolved at each send.
     pub address: String,
-    /// `udp` (default) or `tcp`.
+    /// `tcp` (default) or `udp`.
     #[serde(default)]
     pub transport: Transport,
     /// APP-NAME: 1 to 48 printable ASCII characters (default `breakglass`).

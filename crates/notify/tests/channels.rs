@@ -1,6 +1,7 @@
 //! The `smtp` and `syslog` channels against real peers from testkit: a plaintext SMTP server
 //! that keeps what it receives (and can refuse or demand a password), and syslog receivers on
-//! UDP and TCP. Channels are built from `[channels.NAME]` TOML, the way the config file does.
+//! UDP and TCP (one that is down, then comes up). Channels are built from `[channels.NAME]` TOML,
+//! the way the config file does.
 
 #![allow(
     clippy::unwrap_used,
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use breakglass_core::Timestamp;
+use breakglass_notify::syslog::{Syslog, SyslogConfig, Transport};
 use breakglass_notify::{Alert, Channel, ChannelConfig, ChannelError, Severity};
 use breakglass_testkit::sinks::{SmtpSink, SyslogTcpSink, SyslogUdpSink, closed_addr};
 use breakglass_testkit::{DEADLINE, poll_until};
@@ -34,6 +36,15 @@ fn build(toml_text: &str) -> Result<Arc<dyn Channel>, String> {
     let file: File = toml::from_str(toml_text).map_err(|e| e.to_string())?;
     let (name, config) = file.channels.into_iter().next().expect("one channel");
     config.build(&name).map_err(|e| e.to_string())
+}
+
+/// Parses one `kind = "syslog"` table, for tests that look at the config or the exact bytes.
+fn syslog_config(toml_text: &str) -> SyslogConfig {
+    let file: File = toml::from_str(toml_text).unwrap();
+    match file.channels.into_values().next().expect("one channel") {
+        ChannelConfig::Syslog(c) => c,
+        other => panic!("not syslog: {other:?}"),
+    }
 }
 
 fn alert(seq: u64) -> Alert {
@@ -354,7 +365,7 @@ async fn syslog_udp_sends_one_rfc5424_datagram() {
     let sink = SyslogUdpSink::start();
     let ch = build(&syslog_toml(
         &sink.addr().to_string(),
-        "facility = \"local3\"\napp_name = \"bg-test\"",
+        "transport = \"udp\"\nfacility = \"local3\"\napp_name = \"bg-test\"",
     ))
     .unwrap();
     assert_eq!((ch.name(), ch.kind()), ("siem", "syslog"));
@@ -415,7 +426,11 @@ async fn syslog_udp_sends_one_rfc5424_datagram() {
 #[tokio::test]
 async fn syslog_severities_and_default_facility() {
     let sink = SyslogUdpSink::start();
-    let ch = build(&syslog_toml(&sink.addr().to_string(), "")).unwrap();
+    let ch = build(&syslog_toml(
+        &sink.addr().to_string(),
+        "transport = \"udp\"",
+    ))
+    .unwrap();
     for (seq, severity) in [
         (1, Severity::High),
         (2, Severity::Warning),
@@ -469,6 +484,60 @@ async fn syslog_tcp_sends_octet_counted_frames() {
         assert_eq!(r.msg, format!("alert number {seq} with ünïcödé"));
     }
     assert_eq!(sink.connections(), 3);
+}
+
+#[tokio::test]
+async fn syslog_udp_cannot_tell_a_collector_that_is_down() {
+    // Why `udp` is best effort (docs/alerts.md): the datagram leaves, nobody is there, and the
+    // send still succeeds, so the outbox would mark the alert delivered.
+    let ch = build(&syslog_toml(
+        &closed_addr().to_string(),
+        "transport = \"udp\"",
+    ))
+    .unwrap();
+    ch.send(&alert(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn syslog_transport_defaults_to_tcp() {
+    let text = syslog_toml("127.0.0.1:514", "");
+    assert_eq!(syslog_config(&text).transport, Transport::Tcp);
+
+    // And it is what goes on the wire: an octet-counted frame over a TCP connection.
+    let sink = SyslogTcpSink::start();
+    let ch = build(&syslog_toml(&sink.addr().to_string(), "")).unwrap();
+    ch.send(&alert(1)).await.unwrap();
+    assert!(poll_until(DEADLINE, || !sink.frames().is_empty()));
+    assert_eq!(Record::parse(&sink.frames()[0]).param("seq"), Some("1"));
+    assert_eq!(sink.connections(), 1);
+}
+
+#[tokio::test]
+async fn syslog_tcp_collector_down_fails_the_send_until_it_is_up() {
+    // Nothing listens here yet. (The port was just released by the kernel's pick; taking it
+    // back below is what a collector restarting on its configured port does.)
+    let addr = closed_addr();
+    let config = syslog_config(&syslog_toml(&addr.to_string(), ""));
+    let ch = Syslog::new("siem", &config).unwrap();
+    let a = alert(7);
+
+    // Down: an error, so the outbox keeps the delivery and retries it with backoff.
+    let err = ch.send(&a).await.unwrap_err();
+    let ChannelError::Unreachable(msg) = &err else {
+        panic!("{err:?}")
+    };
+    assert!(msg.contains(&format!("`{addr}` (tcp)")), "{msg}");
+
+    // Up on the same port: the retry (the same alert) arrives, exactly as framed.
+    let sink = SyslogTcpSink::start_at(addr);
+    ch.send(&a).await.unwrap();
+    let message = ch.format(&a);
+    let framed = format!("{} {message}", message.len());
+    assert!(poll_until(DEADLINE, || sink.wire().len() >= framed.len()));
+    assert_eq!(String::from_utf8(sink.wire()).unwrap(), framed);
+    assert!(poll_until(DEADLINE, || !sink.frames().is_empty()));
+    assert_eq!(sink.frames(), [message]);
+    assert_eq!(sink.connections(), 1);
 }
 
 #[test]
@@ -553,7 +622,7 @@ to = ["oncall@example.com"]
     let ch = build(&syslog_toml("127.0.0.1:514", "")).unwrap();
     let debug = format!("{ch:?}");
     for want in [
-        "transport: Udp",
+        "transport: Tcp",
         "facility: 4",
         "app_name: \"breakglass\"",
         "timeout: 5s",
