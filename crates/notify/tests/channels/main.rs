@@ -409,6 +409,9 @@ fn config_errors_name_the_channel_and_the_key() {
         unknown.contains("unknown field `port`") && unknown.contains("channels.siem"),
         "{unknown}"
     );
-    let transport = syslog("127.0.0.1:514", "transport = \"tls\"");
-    assert!(transport.contains("unknown variant `tls`"), "{transport}");
+    let transport = syslog("127.0.0.1:514", "transport = \"relp\"");
+    assert!(
+        transport.contains("unknown variant `relp`, expected one of `udp`, `tcp`, `tls`"),
+        "{transport}"
+    );
 }

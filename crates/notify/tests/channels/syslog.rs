@@ -1,12 +1,18 @@
 //! The `syslog` channel against real collectors from testkit: UDP, TCP (one that is down, then
-//! comes up on the same port), and the RFC 5424 message as a collector parses it.
+//! comes up on the same port), TLS with certificates made here by a test CA (trusted, untrusted,
+//! for another name, or no TLS at all), and the RFC 5424 message as a collector parses it.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use breakglass_notify::syslog::{Syslog, Transport};
 use breakglass_notify::{Channel as _, ChannelError};
-use breakglass_testkit::sinks::{SyslogTcpSink, SyslogUdpSink, closed_addr};
+use breakglass_testkit::sinks::{SyslogTcpSink, SyslogTlsSink, SyslogUdpSink, closed_addr};
 use breakglass_testkit::{DEADLINE, poll_until};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
 
 use super::{QUICK, Severity, alert, build, syslog_config};
 
@@ -302,7 +308,10 @@ async fn syslog_tcp_refused_is_unreachable_quickly() {
     let ChannelError::Unreachable(msg) = &err else {
         panic!("{err:?}")
     };
-    assert!(msg.starts_with("syslog receiver `127.0.0.1:"), "{msg}");
+    assert!(
+        msg.starts_with("channel `siem`: syslog receiver `127.0.0.1:"),
+        "{msg}"
+    );
     assert!(started.elapsed() < QUICK, "{:?}", started.elapsed());
 }
 
@@ -311,4 +320,257 @@ async fn syslog_unresolvable_host_is_unreachable() {
     let ch = build(&syslog_toml("no-such-host.invalid:514", "timeout = \"2s\"")).unwrap();
     let err = ch.send(&alert(1)).await.unwrap_err();
     assert!(matches!(err, ChannelError::Unreachable(_)), "{err:?}");
+}
+
+// ----------------------------------------------------------------------------------------- tls
+
+/// A test CA and one collector certificate it signed.
+struct Pki {
+    /// The CA certificate, PEM, written to `ca_file`.
+    ca_file: PathBuf,
+    cert_pem: String,
+    key_pem: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A new CA, and a server certificate from it for `names` (DNS names or IP addresses).
+    fn new(names: &[&str]) -> Self {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "breakglass test CA");
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+        let issuer = Issuer::new(ca, ca_key);
+
+        let key = KeyPair::generate().unwrap();
+        let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let mut leaf = CertificateParams::new(names).unwrap();
+        leaf.distinguished_name
+            .push(DnType::CommonName, "syslog collector");
+        leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert_pem = leaf.signed_by(&key, &issuer).unwrap().pem();
+
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_pem).unwrap();
+        Self {
+            ca_file,
+            cert_pem,
+            key_pem: key.serialize_pem(),
+            _dir: dir,
+        }
+    }
+
+    /// A TLS collector presenting this PKI's certificate.
+    fn collector(&self) -> SyslogTlsSink {
+        SyslogTlsSink::start(&self.cert_pem, &self.key_pem)
+    }
+}
+
+/// `transport = "tls"` to `sink`, with more keys.
+fn tls_toml(sink: &SyslogTlsSink, extra: &str) -> String {
+    syslog_toml(
+        &sink.addr().to_string(),
+        &format!("transport = \"tls\"\n{extra}"),
+    )
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test]
+async fn syslog_tls_sends_octet_counted_frames_to_a_collector_the_ca_file_trusts() {
+    // A certificate for a name that is not the address's host: `server_name` says which.
+    let pki = Pki::new(&["syslog.test"]);
+    let sink = pki.collector();
+    let config = syslog_config(&tls_toml(
+        &sink,
+        &format!(
+            "ca_file = '{}'\nserver_name = \"syslog.test\"",
+            pki.ca_file.display()
+        ),
+    ));
+    assert_eq!(config.transport, Transport::Tls);
+    let ch = Syslog::new("siem", &config).unwrap();
+    let (a, b) = (alert(1), alert(2));
+    ch.send(&a).await.unwrap();
+    ch.send(&b).await.unwrap();
+
+    assert!(poll_until(DEADLINE, || sink.frames().len() >= 2));
+    assert_eq!(sink.frames(), [ch.format(&a), ch.format(&b)]);
+    // Encrypted on the wire: neither the summary nor the idempotency key is there in clear.
+    let wire = sink.wire();
+    assert!(!wire.is_empty());
+    assert!(!contains(&wire, "alice activated"));
+    assert!(!contains(&wire, "breakglass/test/1a2b"));
+
+    // Without `server_name`, the host of `address` is verified: here an IP address.
+    let pki = Pki::new(&["127.0.0.1"]);
+    let sink = pki.collector();
+    let ch = build(&tls_toml(
+        &sink,
+        &format!("ca_file = '{}'", pki.ca_file.display()),
+    ))
+    .unwrap();
+    ch.send(&alert(3)).await.unwrap();
+    assert!(poll_until(DEADLINE, || !sink.frames().is_empty()));
+    assert_eq!(Record::parse(&sink.frames()[0]).param("seq"), Some("3"));
+}
+
+#[tokio::test]
+async fn syslog_tls_refuses_a_collector_it_does_not_trust_and_sends_it_nothing() {
+    let ours = Pki::new(&["127.0.0.1"]);
+    let theirs = Pki::new(&["127.0.0.1"]);
+    let sink = theirs.collector();
+    let a = alert(1);
+
+    // Signed by another CA than the one in `ca_file`.
+    let ch = build(&tls_toml(
+        &sink,
+        &format!("ca_file = '{}'", ours.ca_file.display()),
+    ))
+    .unwrap();
+    let err = ch.send(&a).await.unwrap_err();
+    let ChannelError::Unreachable(msg) = &err else {
+        panic!("{err:?}")
+    };
+    let want = format!(
+        "channel `siem`: syslog receiver `{}` (tls): its certificate is not signed by the CA in `ca_file` `{}`; set `ca_file` to the PEM file of the CA that signed the collector's certificate (",
+        sink.addr(),
+        ours.ca_file.display()
+    );
+    assert!(msg.starts_with(&want), "{msg}");
+
+    // No `ca_file`: the web PKI roots, which do not hold a test CA.
+    let ch = build(&tls_toml(&sink, "")).unwrap();
+    let err = ch.send(&a).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("(tls): its certificate is not signed by a CA in the web PKI roots; for a private CA, set `ca_file`"),
+        "{msg}"
+    );
+
+    // The collector saw both handshakes end with the client's alert, and nothing of the alert:
+    // no frame, and not its text in any byte that reached it.
+    assert!(poll_until(DEADLINE, || sink.errors().len() >= 2));
+    assert!(sink.frames().is_empty(), "{:?}", sink.frames());
+    let wire = sink.wire();
+    assert!(!wire.is_empty());
+    assert!(!contains(&wire, "alice activated"));
+    assert!(!contains(&wire, "breakglass/test/1a2b"));
+}
+
+#[tokio::test]
+async fn syslog_tls_names_the_key_to_fix_when_the_name_does_not_match() {
+    let pki = Pki::new(&["syslog.test"]);
+    let sink = pki.collector();
+    let ch = build(&tls_toml(
+        &sink,
+        &format!("ca_file = '{}'", pki.ca_file.display()),
+    ))
+    .unwrap();
+    let msg = ch.send(&alert(1)).await.unwrap_err().to_string();
+    assert!(
+        msg.contains("(tls): its certificate is not valid for `127.0.0.1`; set `server_name` to a name the certificate carries"),
+        "{msg}"
+    );
+    assert!(msg.starts_with("unreachable: channel `siem`: "), "{msg}");
+    assert!(poll_until(DEADLINE, || !sink.errors().is_empty()));
+    assert!(sink.frames().is_empty());
+}
+
+#[tokio::test]
+async fn syslog_tls_to_a_plaintext_collector_fails_and_sends_it_nothing_readable() {
+    let sink = SyslogTcpSink::start();
+    let ch = build(&syslog_toml(
+        &sink.addr().to_string(),
+        "transport = \"tls\"\nserver_name = \"syslog.test\"",
+    ))
+    .unwrap();
+    let err = ch.send(&alert(1)).await.unwrap_err();
+    assert!(matches!(err, ChannelError::Unreachable(_)), "{err:?}");
+    // It read the ClientHello as a malformed frame and hung up.
+    assert!(poll_until(DEADLINE, || !sink.frames().is_empty()));
+    assert!(!contains(&sink.wire(), "alice activated"));
+}
+
+#[test]
+fn syslog_tls_config_errors_name_the_key_and_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |extra: &str| build(&syslog_toml("127.0.0.1:6514", extra)).unwrap_err();
+
+    // A missing CA file stops the load, with the key and the path.
+    let missing = dir.path().join("no-such-ca.pem");
+    let e = err(&format!(
+        "transport = \"tls\"\nca_file = '{}'",
+        missing.display()
+    ));
+    assert!(
+        e.starts_with(&format!(
+            "channel `siem`: `ca_file` `{}` cannot be read: ",
+            missing.display()
+        )),
+        "{e}"
+    );
+
+    // A file with no certificate in it, even one holding a private key: refused, key unread.
+    let key_only = dir.path().join("key.pem");
+    let key = KeyPair::generate().unwrap().serialize_pem();
+    std::fs::write(&key_only, &key).unwrap();
+    let e = err(&format!(
+        "transport = \"tls\"\nca_file = '{}'",
+        key_only.display()
+    ));
+    assert_eq!(
+        e,
+        format!(
+            "channel `siem`: `ca_file` `{}` holds no certificate; it must hold the CA certificate (`-----BEGIN CERTIFICATE-----`) that signed the collector's certificate",
+            key_only.display()
+        )
+    );
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    assert!(!e.contains(&body[..16]), "{e}");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "-----BEGIN CERTIFICATE-----\nnot base64!\n").unwrap();
+    let e = err(&format!(
+        "transport = \"tls\"\nca_file = '{}'",
+        garbage.display()
+    ));
+    assert!(
+        e.starts_with(&format!(
+            "channel `siem`: `ca_file` `{}` is not a PEM file; ",
+            garbage.display()
+        )),
+        "{e}"
+    );
+
+    // TLS keys without TLS are a mistake, not ignored.
+    assert_eq!(
+        err("ca_file = '/etc/ssl/ca.pem'"),
+        "channel `siem`: `ca_file` is only used with `transport = \"tls\"`, not `tcp`; set `transport = \"tls\"` or remove `ca_file`"
+    );
+    assert_eq!(
+        err("transport = \"udp\"\nserver_name = \"siem.example.com\""),
+        "channel `siem`: `server_name` is only used with `transport = \"tls\"`, not `udp`; set `transport = \"tls\"` or remove `server_name`"
+    );
+    assert_eq!(
+        err("transport = \"tls\"\nserver_name = \"two words\""),
+        "channel `siem`: `server_name` `two words` is not a DNS name or an IP address"
+    );
+
+    // Unknown keys and transports are refused by the parser.
+    let e = err("transport = \"tls\"\nca = '/etc/ssl/ca.pem'");
+    assert!(
+        e.contains("unknown field `ca`") && e.contains("channels.siem"),
+        "{e}"
+    );
+    let e = err("transport = \"ssl\"");
+    assert!(e.contains("unknown variant `ssl`"), "{e}");
 }
