@@ -13,19 +13,34 @@
 //!   and `]`, and control characters become spaces so a record stays on one line downstream.
 //! - MSG is the summary, UTF-8 without a BOM.
 //!
-//! Over `udp` (the default) each alert is one datagram; over `tcp` each alert opens a connection
-//! and writes one RFC 6587 octet-counted frame (`<length> <message>`). Any failure, and any
-//! attempt longer than `timeout`, is [`ChannelError::Unreachable`]: a syslog receiver never
-//! answers, so it cannot refuse.
+//! Over `tcp` (the default) each alert opens a connection and writes one RFC 6587 octet-counted
+//! frame (`<length> <message>`); a send succeeds only once the frame is written to an established
+//! connection, so a collector that is down is an error and the outbox retries it with backoff.
+//! `tls` (RFC 5425) is the same frame inside a TLS session (rustls on ring, like the webhook and
+//! SMTP channels): the collector's certificate must chain to the web PKI roots, or to the CA in
+//! `ca_file`, and carry the host of `address` (or `server_name`); nothing of the alert is written
+//! before it has. Over `udp` each alert is one datagram: best effort, since nothing says whether
+//! it arrived (an alert to a down collector is lost, yet counted as delivered).
+//!
+//! Any failure, and any attempt longer than `timeout`, is [`ChannelError::Unreachable`]: a syslog
+//! receiver never answers, so it cannot refuse. Errors name the channel, the receiver and the
+//! transport; a certificate problem also says what to change.
 
+use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use breakglass_core::Duration;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, RootCertStore};
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpStream, UdpSocket};
+use tokio_rustls::TlsConnector;
 
 use crate::{Alert, Channel, ChannelError, ConfigError, Severity};
 
@@ -33,11 +48,25 @@ use crate::{Alert, Channel, ChannelError, ConfigError, Severity};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
-    /// One datagram per alert (RFC 5426).
-    #[default]
+    /// One datagram per alert (RFC 5426). Best effort: nothing tells the sender whether it
+    /// arrived, so the outbox cannot confirm it.
     Udp,
-    /// A connection per alert, octet-counted framing (RFC 6587).
+    /// A connection per alert, octet-counted framing (RFC 6587). The default: a collector that
+    /// is down is an error, and the outbox retries.
+    #[default]
     Tcp,
+    /// As `tcp`, inside TLS (RFC 5425), the collector's certificate verified first.
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Udp => "udp",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+        }
+    }
 }
 
 /// `[channels.NAME]` with `kind = "syslog"`.
@@ -46,7 +75,7 @@ pub enum Transport {
 pub struct SyslogConfig {
     /// The receiver, `host:port` (`siem.example.com:514`, `[::1]:514`). Resolved at each send.
     pub address: String,
-    /// `udp` (default) or `tcp`.
+    /// `tcp` (default), `tls` or `udp`.
     #[serde(default)]
     pub transport: Transport,
     /// APP-NAME: 1 to 48 printable ASCII characters (default `breakglass`).
@@ -56,9 +85,17 @@ pub struct SyslogConfig {
     /// `cron`, `authpriv`, `ftp` or `local0` to `local7`.
     #[serde(default = "default_facility")]
     pub facility: String,
-    /// How long one send may take (default `5s`).
+    /// How long one send may take, connection and TLS handshake included (default `5s`).
     #[serde(default = "default_timeout")]
     pub timeout: Duration,
+    /// `tls` only: a PEM file of the CA certificate(s) to trust, for a collector whose
+    /// certificate a private CA signed. Replaces the web PKI roots (the default).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `tls` only: the name the collector's certificate must carry, when it differs from the
+    /// host in `address` (default: that host).
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 /// A syslog receiver, ready to send to.
@@ -66,12 +103,38 @@ pub struct SyslogConfig {
 pub struct Syslog {
     name: String,
     address: String,
-    transport: Transport,
+    transport: Link,
     facility: u8,
     app_name: String,
     hostname: String,
     procid: String,
     timeout: StdDuration,
+}
+
+/// How a channel reaches its collector: the transport, with what TLS needs already loaded.
+#[derive(Debug)]
+enum Link {
+    Udp,
+    Tcp,
+    Tls(TlsClient),
+}
+
+/// What a `tls` channel verifies its collector with.
+struct TlsClient {
+    connector: TlsConnector,
+    /// The name the collector's certificate must carry.
+    server_name: ServerName<'static>,
+    /// Where the trusted roots came from: `None` for the web PKI roots.
+    ca_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("server_name", &self.server_name.to_str())
+            .field("ca_file", &self.ca_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The SD-ID: `breakglass` at the private enterprise number the RFC 5424 examples use.
@@ -115,23 +178,24 @@ const MAX_TEXT: usize = 1024;
 
 impl Syslog {
     /// Checks the config: the address has a port, the facility is a known name, the app name
-    /// is valid. Reads the host name once, for HOSTNAME.
+    /// is valid, TLS keys come only with `tls`. For `tls`, loads the trusted roots now (a
+    /// missing or empty `ca_file` stops the start). Reads the host name once, for HOSTNAME.
     pub fn new(name: &str, config: &SyslogConfig) -> Result<Self, ConfigError> {
         let err = |message: String| ConfigError {
             channel: name.to_owned(),
             message,
         };
         let address = config.address.trim();
-        let port = address
+        let Some(host) = address
             .rsplit_once(':')
             .filter(|(host, _)| !host.is_empty())
-            .and_then(|(_, port)| port.parse::<u16>().ok())
-            .filter(|port| *port != 0);
-        if port.is_none() {
+            .filter(|(_, port)| port.parse::<u16>().is_ok_and(|port| port != 0))
+            .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+        else {
             return Err(err(format!(
                 "`address` `{address}` is not `host:port` (for example `siem.example.com:514`)"
             )));
-        }
+        };
         let facility = FACILITIES
             .iter()
             .find(|(n, _)| *n == config.facility)
@@ -153,6 +217,27 @@ impl Syslog {
                 "`app_name` `{app_name}` must be 1 to {MAX_APP_NAME} printable ASCII characters without spaces"
             )));
         }
+        let transport = match config.transport {
+            Transport::Tls => Link::Tls(TlsClient::new(host, config, &err)?),
+            plain => {
+                for (key, set) in [
+                    ("ca_file", config.ca_file.is_some()),
+                    ("server_name", config.server_name.is_some()),
+                ] {
+                    if set {
+                        return Err(err(format!(
+                            "`{key}` is only used with `transport = \"tls\"`, not `{}`; set `transport = \"tls\"` or remove `{key}`",
+                            plain.as_str()
+                        )));
+                    }
+                }
+                if plain == Transport::Udp {
+                    Link::Udp
+                } else {
+                    Link::Tcp
+                }
+            }
+        };
         let hostname = hostname::get()
             .ok()
             .and_then(|h| h.into_string().ok())
@@ -163,7 +248,7 @@ impl Syslog {
         Ok(Self {
             name: name.to_owned(),
             address: address.to_owned(),
-            transport: config.transport,
+            transport,
             facility,
             app_name: app_name.clone(),
             hostname,
@@ -208,12 +293,42 @@ impl Syslog {
     }
 
     async fn send_tcp(&self, message: &str) -> Result<(), ChannelError> {
-        let mut stream = TcpStream::connect(&self.address)
+        let mut stream = self.connect().await?;
+        self.write_frame(&mut stream, message).await
+    }
+
+    async fn send_tls(&self, tls: &TlsClient, message: &str) -> Result<(), ChannelError> {
+        let tcp = self.connect().await?;
+        // The handshake verifies the collector's certificate and name; only then is a byte of
+        // the alert written, so an untrusted collector gets nothing.
+        let mut stream = tls
+            .connector
+            .connect(tls.server_name.clone(), tcp)
             .await
-            .map_err(|e| self.unreachable(&e.to_string()))?;
+            .map_err(|e| self.tls_failure(tls, &e))?;
+        self.write_frame(&mut stream, message).await
+    }
+
+    async fn connect(&self) -> Result<TcpStream, ChannelError> {
+        TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| self.unreachable(&e.to_string()))
+    }
+
+    /// Writes one octet-counted frame (RFC 6587, RFC 5425), flushes it and closes the stream
+    /// (for TLS, with `close_notify`): done once it is written to the established connection.
+    async fn write_frame(
+        &self,
+        stream: &mut (impl AsyncWrite + Unpin),
+        message: &str,
+    ) -> Result<(), ChannelError> {
         let frame = format!("{} {message}", message.len());
         stream
             .write_all(frame.as_bytes())
+            .await
+            .map_err(|e| self.unreachable(&e.to_string()))?;
+        stream
+            .flush()
             .await
             .map_err(|e| self.unreachable(&e.to_string()))?;
         stream
@@ -222,15 +337,103 @@ impl Syslog {
             .map_err(|e| self.unreachable(&e.to_string()))
     }
 
-    fn unreachable(&self, what: &str) -> ChannelError {
-        let transport = match self.transport {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
+    /// A failed TLS handshake, said so that an operator knows which key to change.
+    fn tls_failure(&self, tls: &TlsClient, e: &std::io::Error) -> ChannelError {
+        let Some(cause) = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        else {
+            return self.unreachable(&format!("TLS handshake failed: {e}"));
         };
+        let name = tls.server_name.to_str();
+        let what = match cause {
+            rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer | CertificateError::BadSignature,
+            ) => match &tls.ca_file {
+                Some(path) => format!(
+                    "its certificate is not signed by the CA in `ca_file` `{}`; set `ca_file` to the PEM file of the CA that signed the collector's certificate",
+                    path.display()
+                ),
+                None => "its certificate is not signed by a CA in the web PKI roots; for a private CA, set `ca_file` to the PEM file of the CA that signed the collector's certificate".to_owned(),
+            },
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            ) => format!(
+                "its certificate is not valid for `{name}`; set `server_name` to a name the certificate carries, or give the collector a certificate for `{name}`"
+            ),
+            rustls::Error::InvalidCertificate(
+                CertificateError::Expired | CertificateError::ExpiredContext { .. },
+            ) => "its certificate has expired; renew it on the collector (and check this host's clock)".to_owned(),
+            rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. },
+            ) => "its certificate is not valid yet; check this host's clock and the collector's certificate".to_owned(),
+            rustls::Error::InvalidCertificate(
+                CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. },
+            ) => "its certificate is not for a TLS server; give the collector one with the `serverAuth` extended key usage".to_owned(),
+            rustls::Error::InvalidCertificate(_) => {
+                "its certificate is refused; give the collector a valid certificate".to_owned()
+            }
+            _ => "the TLS handshake failed; check that the collector speaks syslog over TLS on this port".to_owned(),
+        };
+        // rustls's own words too: a certificate error names no secret, only public facts.
+        self.unreachable(&format!("{what} ({cause})"))
+    }
+
+    fn unreachable(&self, what: &str) -> ChannelError {
         ChannelError::Unreachable(format!(
-            "syslog receiver `{}` ({transport}): {what}",
-            self.address
+            "channel `{}`: syslog receiver `{}` ({}): {what}",
+            self.name,
+            self.address,
+            self.transport_name()
         ))
+    }
+
+    fn transport_name(&self) -> &'static str {
+        match self.transport {
+            Link::Udp => Transport::Udp.as_str(),
+            Link::Tcp => Transport::Tcp.as_str(),
+            Link::Tls(_) => Transport::Tls.as_str(),
+        }
+    }
+}
+
+impl TlsClient {
+    /// The roots (from `ca_file`, or the web PKI) and the name to verify, on the ring provider
+    /// the other channels use.
+    fn new(
+        host: &str,
+        config: &SyslogConfig,
+        err: &impl Fn(String) -> ConfigError,
+    ) -> Result<Self, ConfigError> {
+        let roots = match &config.ca_file {
+            Some(path) => ca_roots(path, err)?,
+            None => RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            },
+        };
+        let server_name = match &config.server_name {
+            Some(given) => ServerName::try_from(given.trim().to_owned()).map_err(|_| {
+                err(format!(
+                    "`server_name` `{given}` is not a DNS name or an IP address"
+                ))
+            })?,
+            None => ServerName::try_from(host.to_owned()).map_err(|_| {
+                err(format!(
+                    "`address` host `{host}` cannot be checked against a TLS certificate; set `server_name` to the name the collector's certificate carries"
+                ))
+            })?,
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(format!("cannot set up TLS: {e}")))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(tls)),
+            server_name,
+            ca_file: config.ca_file.clone(),
+        })
     }
 }
 
@@ -247,9 +450,10 @@ impl Channel for Syslog {
     async fn send(&self, alert: &Alert) -> Result<(), ChannelError> {
         let message = self.format(alert);
         let attempt = async {
-            match self.transport {
-                Transport::Udp => self.send_udp(&message).await,
-                Transport::Tcp => self.send_tcp(&message).await,
+            match &self.transport {
+                Link::Udp => self.send_udp(&message).await,
+                Link::Tcp => self.send_tcp(&message).await,
+                Link::Tls(tls) => self.send_tls(tls, &message).await,
             }
         };
         match tokio::time::timeout(self.timeout, attempt).await {
@@ -259,6 +463,37 @@ impl Channel for Syslog {
             }
         }
     }
+}
+
+/// The CA certificates in the PEM file at `path` (`ca_file`), as the only roots a `tls` channel
+/// trusts. Other PEM sections (a key someone left in the file) are skipped and never echoed.
+fn ca_roots(
+    path: &Path,
+    err: &impl Fn(String) -> ConfigError,
+) -> Result<RootCertStore, ConfigError> {
+    let shown = path.display();
+    let bytes =
+        std::fs::read(path).map_err(|e| err(format!("`ca_file` `{shown}` cannot be read: {e}")))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        // The PEM error can quote a line of the file: not echoed.
+        let cert = cert.map_err(|_| {
+            err(format!(
+                "`ca_file` `{shown}` is not a PEM file; it must hold the CA certificate (`-----BEGIN CERTIFICATE-----`) that signed the collector's certificate"
+            ))
+        })?;
+        roots.add(cert).map_err(|e| {
+            err(format!(
+                "`ca_file` `{shown}` holds a certificate that cannot be a trust anchor: {e}"
+            ))
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(err(format!(
+            "`ca_file` `{shown}` holds no certificate; it must hold the CA certificate (`-----BEGIN CERTIFICATE-----`) that signed the collector's certificate"
+        )));
+    }
+    Ok(roots)
 }
 
 fn default_app_name() -> String {
@@ -474,6 +709,8 @@ mod tests {
             app_name: "breakglass".into(),
             facility: facility.into(),
             timeout: default_timeout(),
+            ca_file: None,
+            server_name: None,
         };
         assert_eq!(
             Syslog::new("s", &config("local3", "127.0.0.1:514"))
@@ -493,5 +730,37 @@ mod tests {
         }
         let e = Syslog::new("s", &config("AUTH", "h:1")).unwrap_err();
         assert!(e.message.starts_with("`facility` `AUTH`"), "{e}");
+    }
+
+    #[test]
+    fn tls_verifies_the_host_of_the_address_unless_told_otherwise() {
+        let config = |address: &str, server_name: Option<&str>| SyslogConfig {
+            address: address.into(),
+            transport: Transport::Tls,
+            app_name: "breakglass".into(),
+            facility: "auth".into(),
+            timeout: default_timeout(),
+            ca_file: None,
+            server_name: server_name.map(Into::into),
+        };
+        let name = |c: &SyslogConfig| match Syslog::new("s", c).unwrap().transport {
+            Link::Tls(tls) => tls.server_name.to_str().into_owned(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            name(&config("siem.example.com:6514", None)),
+            "siem.example.com"
+        );
+        assert_eq!(name(&config("[::1]:6514", None)), "::1");
+        assert_eq!(name(&config("10.0.0.7:6514", None)), "10.0.0.7");
+        assert_eq!(
+            name(&config("10.0.0.7:6514", Some("siem.example.com"))),
+            "siem.example.com"
+        );
+        let e = Syslog::new("s", &config("h:6514", Some("not a name"))).unwrap_err();
+        assert_eq!(
+            e.message,
+            "`server_name` `not a name` is not a DNS name or an IP address"
+        );
     }
 }

@@ -1,14 +1,19 @@
 //! Receivers for alert channels: an SMTP server that keeps every mail it is given, and syslog
-//! receivers over UDP and over TCP (RFC 6587 octet counting). Each listens on 127.0.0.1 at a port
-//! the kernel picks and runs on its own threads with plain blocking std IO, so a test needs no
-//! tokio runtime to start or read one. Each stops when dropped.
+//! receivers over UDP, over TCP (RFC 6587 octet counting) and over TLS (RFC 5425: the same frames
+//! inside a TLS session). Each listens on 127.0.0.1 at a port the kernel picks (the TCP one can
+//! also take a given address, to come up where a collector was down) and runs on its own threads
+//! with plain blocking std IO, so a test needs no tokio runtime to start or read one. Each stops
+//! when dropped.
 
-use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, ErrorKind, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::DEADLINE;
 
@@ -81,7 +86,7 @@ impl SmtpSink {
     pub fn start() -> Self {
         let state = Arc::new(Mutex::new(SmtpState::default()));
         let conns = Arc::clone(&state);
-        let (addr, stop, acceptor) = accept_loop("smtp sink", move |stream| {
+        let (addr, stop, acceptor) = accept_loop("smtp sink", LOOPBACK_ANY, move |stream| {
             let _ = smtp_session(stream, &conns);
         });
         Self {
@@ -185,6 +190,7 @@ impl Drop for SyslogUdpSink {
 pub struct SyslogTcpSink {
     addr: SocketAddr,
     frames: Arc<Mutex<Vec<String>>>,
+    wire: Arc<Mutex<Vec<u8>>>,
     connections: Arc<Mutex<usize>>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
@@ -192,16 +198,32 @@ pub struct SyslogTcpSink {
 
 impl SyslogTcpSink {
     pub fn start() -> Self {
+        Self::start_at(LOOPBACK_ANY.into())
+    }
+
+    /// Listens on `addr`: a collector coming up where a client already tried to reach it (take
+    /// the address from [`closed_addr`]).
+    pub fn start_at(addr: SocketAddr) -> Self {
         let frames = Arc::new(Mutex::new(Vec::new()));
+        let wire = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(Mutex::new(0));
-        let (frames2, connections2) = (Arc::clone(&frames), Arc::clone(&connections));
-        let (addr, stop, acceptor) = accept_loop("syslog tcp sink", move |stream| {
+        let (frames2, wire2, connections2) = (
+            Arc::clone(&frames),
+            Arc::clone(&wire),
+            Arc::clone(&connections),
+        );
+        let (addr, stop, acceptor) = accept_loop("syslog tcp sink", addr, move |stream| {
             *lock(&connections2) += 1;
-            octet_counted_session(stream, &frames2);
+            let mut stream = Recorded {
+                stream,
+                wire: Arc::clone(&wire2),
+            };
+            let _ = octet_counted_session(&mut stream, &frames2);
         });
         Self {
             addr,
             frames,
+            wire,
             connections,
             stop,
             acceptor: Some(acceptor),
@@ -216,6 +238,12 @@ impl SyslogTcpSink {
     /// malformed prefix is recorded as `<malformed: …>` and ends that connection.
     pub fn frames(&self) -> Vec<String> {
         lock(&self.frames).clone()
+    }
+
+    /// Every byte received so far, length prefixes included, in arrival order (connections open
+    /// at the same time interleave).
+    pub fn wire(&self) -> Vec<u8> {
+        lock(&self.wire).clone()
     }
 
     /// How many connections were accepted so far.
@@ -233,6 +261,98 @@ impl Drop for SyslogTcpSink {
     }
 }
 
+/// A syslog receiver over TLS (RFC 5425): octet-counted frames, as over TCP, inside a TLS session
+/// in which it presents the certificate it was started with. Besides the frames it decrypts, it
+/// keeps every byte that arrived on the wire (TLS records, before decryption), so a test can show
+/// that nothing reached it in clear, and the TLS error that ended each failed session.
+pub struct SyslogTlsSink {
+    addr: SocketAddr,
+    frames: Arc<Mutex<Vec<String>>>,
+    wire: Arc<Mutex<Vec<u8>>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl SyslogTlsSink {
+    /// `cert_chain_pem`: the collector's certificate, then any intermediates; `key_pem`: its
+    /// private key (PKCS#8, PKCS#1 or SEC1), all PEM. TLS 1.2 and 1.3 on the ring provider.
+    pub fn start(cert_chain_pem: &str, key_pem: &str) -> Self {
+        let certs = CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("syslog tls sink: certificate PEM: {e}"));
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("syslog tls sink: key PEM: {e}"));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("syslog tls sink: {e}"))
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap_or_else(|e| panic!("syslog tls sink: {e}"));
+        let config = Arc::new(config);
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let wire = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let (frames2, wire2, errors2) =
+            (Arc::clone(&frames), Arc::clone(&wire), Arc::clone(&errors));
+        let (addr, stop, acceptor) = accept_loop("syslog tls sink", LOOPBACK_ANY, move |stream| {
+            let wire = Recorded {
+                stream,
+                wire: Arc::clone(&wire2),
+            };
+            // A handshake error surfaces from the first read, as an io::Error around
+            // rustls's own.
+            let ended = match rustls::ServerConnection::new(Arc::clone(&config)) {
+                Ok(c) => octet_counted_session(&mut rustls::StreamOwned::new(c, wire), &frames2)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = ended {
+                lock(&errors2).push(e);
+            }
+        });
+        Self {
+            addr,
+            frames,
+            wire,
+            errors,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Every complete frame decrypted so far, as [`SyslogTcpSink::frames`].
+    pub fn frames(&self) -> Vec<String> {
+        lock(&self.frames).clone()
+    }
+
+    /// Every byte received on any connection, as it came off the wire.
+    pub fn wire(&self) -> Vec<u8> {
+        lock(&self.wire).clone()
+    }
+
+    /// The error that ended each session that did not end cleanly (a handshake the client
+    /// refused shows up here as the alert it sent), in order.
+    pub fn errors(&self) -> Vec<String> {
+        lock(&self.errors).clone()
+    }
+}
+
+impl Drop for SyslogTlsSink {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.acceptor.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// An address on 127.0.0.1 where nothing listens (a port just released), for "connection
 /// refused" tests.
 pub fn closed_addr() -> SocketAddr {
@@ -240,17 +360,46 @@ pub fn closed_addr() -> SocketAddr {
     l.local_addr().unwrap_or_else(|e| panic!("local addr: {e}"))
 }
 
+/// 127.0.0.1 at a port the kernel picks.
+const LOOPBACK_ANY: ([u8; 4], u16) = ([127, 0, 0, 1], 0);
+
+/// A connection that keeps a copy of every byte read from it.
+struct Recorded {
+    stream: TcpStream,
+    wire: Arc<Mutex<Vec<u8>>>,
+}
+
+impl std::io::Read for Recorded {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        lock(&self.wire).extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl std::io::Write for Recorded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.stream.flush()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Listens on 127.0.0.1:0 and runs `serve` on its own thread for each connection until the
-/// returned flag is set.
+/// Listens on `addr` and runs `serve` on its own thread for each connection until the returned
+/// flag is set.
 fn accept_loop(
     what: &'static str,
+    addr: impl Into<SocketAddr>,
     serve: impl Fn(TcpStream) + Send + Sync + 'static,
 ) -> (SocketAddr, Arc<AtomicBool>, JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{what}: {e}"));
+    let addr = addr.into();
+    let listener = TcpListener::bind(addr).unwrap_or_else(|e| panic!("{what} on {addr}: {e}"));
     let addr = listener
         .local_addr()
         .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -438,14 +587,18 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Reads `<len> <msg>` frames until the peer closes, keeping partial frames across reads.
-fn octet_counted_session(mut stream: TcpStream, frames: &Mutex<Vec<String>>) {
+/// Reads `<len> <msg>` frames until the peer closes, keeping partial frames across reads. A
+/// malformed prefix ends the session (recorded as a frame); a read error is returned.
+fn octet_counted_session(
+    stream: &mut impl std::io::Read,
+    frames: &Mutex<Vec<String>>,
+) -> std::io::Result<()> {
     let mut pending: Vec<u8> = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        let n = match stream.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let n = match stream.read(&mut buf)? {
+            0 => return Ok(()),
+            n => n,
         };
         pending.extend_from_slice(&buf[..n]);
         loop {
@@ -453,7 +606,7 @@ fn octet_counted_session(mut stream: TcpStream, frames: &Mutex<Vec<String>>) {
                 if !pending.iter().all(u8::is_ascii_digit) {
                     let bad = String::from_utf8_lossy(&pending).into_owned();
                     lock(frames).push(format!("<malformed: {bad}>"));
-                    return;
+                    return Ok(());
                 }
                 break;
             };
@@ -464,7 +617,7 @@ fn octet_counted_session(mut stream: TcpStream, frames: &Mutex<Vec<String>>) {
                 .filter(|_| prefix.bytes().all(|b| b.is_ascii_digit()))
             else {
                 lock(frames).push(format!("<malformed: {prefix}>"));
-                return;
+                return Ok(());
             };
             let end = space + 1 + len;
             if pending.len() < end {
