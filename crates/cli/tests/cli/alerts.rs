@@ -8,9 +8,9 @@ use breakglass_testkit::webhook::{Received, WebhookReceiver};
 
 use super::*;
 
-const HMAC: &str = "e2e-hmac-key-3f9a0c";
+pub(super) const HMAC: &str = "e2e-hmac-key-3f9a0c";
 
-fn role(id: &str, duration: &str, alerts: &[&str]) -> String {
+pub(super) fn role(id: &str, duration: &str, alerts: &[&str]) -> String {
     let alerts: Vec<String> = alerts.iter().map(|a| format!("\"{a}\"")).collect();
     format!(
         r#"
@@ -33,14 +33,14 @@ scope = ["admin"]
     )
 }
 
-struct AlertWorld {
-    bg: Broker,
-    alice: String,
-    bob: String,
+pub(super) struct AlertWorld {
+    pub(super) bg: Broker,
+    pub(super) alice: String,
+    pub(super) bob: String,
 }
 
 /// A broker whose config file is `config`, with the HMAC key in the environment.
-fn alert_world(config: &str, roles: &[(&str, &str)]) -> AlertWorld {
+pub(super) fn alert_world(config: &str, roles: &[(&str, &str)]) -> AlertWorld {
     let mut bg = Broker::init(Path::new(BIN), roles);
     let path = bg.data_dir().join("breakglass.toml");
     std::fs::write(&path, config).unwrap();
@@ -58,7 +58,7 @@ fn events_of(rx: &[Received]) -> Vec<String> {
         .collect()
 }
 
-fn audit_types(w: &AlertWorld) -> Vec<String> {
+pub(super) fn audit_types(w: &AlertWorld) -> Vec<String> {
     w.bg.cli_json(&w.bg.admin_token, &["audit", "tail", "-n", "1000"])
         .as_array()
         .unwrap()
@@ -71,7 +71,8 @@ fn audit_types(w: &AlertWorld) -> Vec<String> {
 fn every_trigger_reaches_its_channels_signed_and_without_secrets() {
     let hook = WebhookReceiver::start(Some(HMAC.as_bytes()));
     let smtp = SmtpSink::start();
-    let syslog = SyslogUdpSink::start();
+    // No `transport`: the default, TCP.
+    let syslog = SyslogTcpSink::start();
     let config = format!(
         r#"
 [alerts]
@@ -468,6 +469,7 @@ hmac_key = {{ env = "BG_E2E_HMAC" }}
 [channels.siem]
 kind = "syslog"
 address = "{}"
+transport = "udp"
 "#,
         hook.url("/checkpoints"),
         syslog.addr()
@@ -530,4 +532,35 @@ address = "{}"
         .iter()
         .any(|f| f.contains("audit.checkpoint"))));
     bg.kill9();
+}
+
+#[test]
+fn a_tcp_syslog_collector_down_at_activation_receives_the_alert_once_it_is_up() {
+    // Nothing listens at `addr` yet: the activation's alert waits in the outbox.
+    let addr = breakglass_testkit::sinks::closed_addr();
+    let config = format!(
+        "[alerts]\nalways = [\"siem\"]\n[channels.siem]\nkind = \"syslog\"\naddress = \"{addr}\"\n"
+    );
+    let w = alert_world(&config, &[("svc.toml", &role("svc-admin", "30m", &[]))]);
+    let g =
+        w.bg.cli_json(&w.alice, &["request", "svc-admin", "--reason", "db down"]);
+    let id = g["id"].as_str().unwrap().to_owned();
+    w.bg.cli_json(&w.bob, &["approve", &id]);
+    // The first attempt fails (connection refused) and is scheduled again, not marked delivered.
+    assert!(
+        poll_until(DEADLINE, || w.bg.logs().contains("connection refused")
+            || w.bg.logs().contains("Connection refused")),
+        "{}",
+        w.bg.logs()
+    );
+    let collector = SyslogTcpSink::start_at(addr);
+    assert!(
+        poll_until(DEADLINE, || collector
+            .frames()
+            .iter()
+            .any(|f| f.contains("grant.activated") && f.contains(&id))),
+        "{:?}\n{}",
+        collector.frames(),
+        w.bg.logs()
+    );
 }

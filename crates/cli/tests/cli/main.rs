@@ -450,6 +450,7 @@ mod access;
 mod alerts;
 mod audit;
 mod bad_input;
+mod config_reload;
 mod lifecycle;
 mod metrics;
 mod postgres;

@@ -66,13 +66,7 @@ impl FileConfig {
             use sha2::Digest as _;
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
         };
-        let cfg: Self = toml::from_str(&text).map_err(|e| {
-            bad(e
-                .to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "))
-        })?;
+        let cfg: Self = toml::from_str(&text).map_err(|e| bad(toml_reason(&text, &e)))?;
         for (key, names) in [
             ("alerts.always", &cfg.alerts.always),
             ("alerts.checkpoints", &cfg.alerts.checkpoints),
@@ -108,6 +102,21 @@ impl FileConfig {
             )));
         }
         Ok((cfg, hash))
+    }
+}
+
+/// Where and why the file does not parse, as `line L, column C: reason`. The offending text is
+/// not quoted: a secret pasted into the file by mistake must not reach a log line.
+fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let reason = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {reason}")
+        }
+        None => reason,
     }
 }
 
@@ -156,4 +165,18 @@ pub fn check_role_alerts(roles: &RoleSet, channels: &BTreeSet<String>) -> Result
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parse_error_names_line_and_column_and_never_quotes_the_file() {
+        let text = "[alerts]\nalways = []\n\n[channels.x]\nkind = \"webhook\"\nhmac_key = s3cr3t-literal\n";
+        let e = toml::from_str::<FileConfig>(text).unwrap_err();
+        let reason = toml_reason(text, &e);
+        assert!(reason.starts_with("line 6, column 12: "), "{reason}");
+        assert!(!reason.contains("s3cr3t"), "{reason}");
+    }
 }
