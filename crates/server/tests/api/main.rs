@@ -16,6 +16,7 @@
 mod access;
 mod clock;
 mod harness;
+mod limits;
 mod routes;
 
 use harness::Backend;
@@ -61,4 +62,5 @@ api_suite!(
     access::out_of_range_numbers_are_a_400,
     access::free_text_refuses_what_reads_differently,
     routes::a_read_only_token_is_refused_every_route_that_changes_anything,
+    limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
 );
