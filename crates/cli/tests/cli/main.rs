@@ -451,6 +451,8 @@ mod alerts;
 mod audit;
 mod bad_input;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod postgres;
 mod startup;
+mod tls;
