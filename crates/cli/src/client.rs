@@ -217,9 +217,16 @@ impl Client {
             m if m.is_empty() => format!("the broker answered {status}"),
             m => m,
         };
+        let code = field("code");
         Err(CliError {
-            exit_code: exit_code(status),
-            code: field("code"),
+            // The rate limit makes the broker unavailable to this client for now, like a broker
+            // that is down (a locked sign-in, also a 429, is a refusal).
+            exit_code: if code == "rate_limited" {
+                EXIT_UNREACHABLE
+            } else {
+                exit_code(status)
+            },
+            code,
             message,
             help: field("help"),
         })
@@ -249,8 +256,7 @@ fn exit_code(s: StatusCode) -> i32 {
         401 => EXIT_UNAUTHENTICATED,
         403 => EXIT_FORBIDDEN,
         404 => EXIT_NOT_FOUND,
-        // Too many requests: unavailable to this client for now, like a broker that is down.
-        429 | 503 => EXIT_UNREACHABLE,
+        503 => EXIT_UNREACHABLE,
         400..=499 => EXIT_REFUSED,
         _ => EXIT_BROKER_ERROR,
     }

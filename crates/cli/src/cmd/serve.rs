@@ -265,12 +265,15 @@ mod tests {
         );
         let off = Serve::try_parse_from(["serve", "--rate-limit", "0"]).unwrap();
         assert_eq!(off.args.limits().unwrap().rate, None);
-        let zero = Serve::try_parse_from(["serve", "--header-timeout", "0s"]).unwrap();
-        let e = zero.args.limits().unwrap_err();
-        assert!(
-            e.message.contains("`--header-timeout` must be more than 0"),
-            "{}",
-            e.message
+        let long = Serve::try_parse_from(["serve", "--header-timeout", "2h"]).unwrap();
+        let e = long.args.limits().unwrap_err();
+        assert_eq!(e.exit_code, crate::client::EXIT_USAGE);
+        assert_eq!(
+            e.message,
+            "`--header-timeout` must be more than 0 and at most 1h"
         );
+        let zero = Serve::try_parse_from(["serve", "--body-timeout", "0s"]).unwrap();
+        let e = zero.args.limits().unwrap_err();
+        assert!(e.message.starts_with("`--body-timeout`: "), "{}", e.message);
     }
 }

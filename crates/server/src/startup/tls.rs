@@ -358,3 +358,49 @@ impl ClientCertVerifier for AskClientCertificate {
         self.0.supported_verify_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_a_dns_name_or_an_ip_address() {
+        for ok in ["broker.example.com", "localhost", "127.0.0.1", "::1"] {
+            assert!(ok.parse::<TlsHost>().is_ok(), "{ok}");
+        }
+        for bad in ["not a host", "", "https://broker", "a..b"] {
+            let e = bad.parse::<TlsHost>().unwrap_err();
+            assert!(
+                e.to_string()
+                    .ends_with("is not a host name or an IP address"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_self_signed_pair_loads_and_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let host: TlsHost = "broker.example.com".parse().unwrap();
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let made = write_self_signed(dir.path(), &host, now).unwrap();
+        assert_eq!(made.fingerprint.len(), 32 * 3 - 1);
+        let files = TlsFiles {
+            cert: made.cert.clone(),
+            key: made.key.clone(),
+            client_ca: None,
+        };
+        let tls = load(&files).unwrap();
+        assert_eq!(tls.server.alpn_protocols, [b"http/1.1".to_vec()]);
+        let again = write_self_signed(dir.path(), &host, now).unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+        assert_eq!(
+            std::fs::read_to_string(&made.cert).unwrap(),
+            std::fs::read_to_string(&files.cert).unwrap()
+        );
+        // The certificate names the host, once, as subject and as its only alternative name.
+        let pem = std::fs::read(&made.cert).unwrap();
+        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        assert_eq!(common_name(&der).as_deref(), Some("broker.example.com"));
+    }
+}
