@@ -1,5 +1,6 @@
 //! The API client and the CLI's error type, with the documented exit codes.
 
+use std::path::Path;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -55,13 +56,23 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(base: &str, format: Format, totp: Option<String>) -> Result<Self, CliError> {
+    pub(crate) fn new(
+        base: &str,
+        format: Format,
+        totp: Option<String>,
+        ca_cert: Option<&Path>,
+    ) -> Result<Self, CliError> {
         // reqwest is built without a default crypto provider (no C dependencies); pick ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = ca_cert {
+            // A private CA replaces the system's roots: the CLI talks to this broker only.
+            builder = builder.tls_certs_only(ca_certificates(path)?);
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::local(format!("cannot build the HTTP client: {e}")))?;
         // An explicit token wins; otherwise the session `breakglass login` saved for this URL.
@@ -177,7 +188,9 @@ impl Client {
                     self.base,
                     root_cause(&e)
                 ),
-                "check `BREAKGLASS_URL` and that `breakglass serve` is running",
+                tls_help(&e).unwrap_or(
+                    "check `BREAKGLASS_URL` (`https://` for a broker serving TLS) and that `breakglass serve` is running",
+                ),
             )
         })?;
         let status = resp.status();
@@ -204,9 +217,16 @@ impl Client {
             m if m.is_empty() => format!("the broker answered {status}"),
             m => m,
         };
+        let code = field("code");
         Err(CliError {
-            exit_code: exit_code(status),
-            code: field("code"),
+            // The rate limit makes the broker unavailable to this client for now, like a broker
+            // that is down (a locked sign-in, also a 429, is a refusal).
+            exit_code: if code == "rate_limited" {
+                EXIT_UNREACHABLE
+            } else {
+                exit_code(status)
+            },
+            code,
             message,
             help: field("help"),
         })
@@ -240,6 +260,68 @@ fn exit_code(s: StatusCode) -> i32 {
         400..=499 => EXIT_REFUSED,
         _ => EXIT_BROKER_ERROR,
     }
+}
+
+/// The certificates of a `--ca-cert` file (PEM, one or more).
+fn ca_certificates(path: &Path) -> Result<Vec<reqwest::Certificate>, CliError> {
+    let bad = |why: String| {
+        CliError::with_help(
+            EXIT_USAGE,
+            "usage",
+            format!("`--ca-cert` file `{}` {why}", path.display()),
+            "pass the PEM file of the CA that signed the broker's certificate (after `init --self-signed-tls`, the data directory's `tls.crt`)",
+        )
+    };
+    let pem = std::fs::read(path)
+        .map_err(|e| bad(format!("cannot be read: {}", e.to_string().to_lowercase())))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("is not PEM: {}", root_cause(&e))))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)".into(),
+        ));
+    }
+    Ok(certs)
+}
+
+/// What to check when the broker could not be reached because of TLS.
+fn tls_help(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    use rustls::{CertificateError as C, Error as R};
+    let mut cur = Some(e);
+    let mut found = None;
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<R>() {
+            found = Some(r);
+            break;
+        }
+        // An I/O error hides the error it wraps from `source()`: step into it instead.
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    Some(match found? {
+        R::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "the broker's certificate is not from a CA this CLI trusts: pass `--ca-cert FILE` (or set `BREAKGLASS_CA_CERT`) naming the CA that signed it; after `init --self-signed-tls` that is the data directory's `tls.crt`"
+        }
+        R::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "the broker's certificate does not name the host in `BREAKGLASS_URL`: use a host name the certificate was made for"
+        }
+        R::InvalidCertificate(
+            C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. },
+        ) => {
+            "the broker's certificate has expired or is not valid yet: check this host's clock, and have the operator renew the certificate (then send the broker SIGHUP)"
+        }
+        R::InvalidCertificate(_) => {
+            "the broker's certificate was refused: check `--ca-cert` and that the certificate is valid for the host in `BREAKGLASS_URL`"
+        }
+        _ => {
+            "the TLS handshake failed: check that the broker serves HTTPS on that port (`serve --tls-cert`), or use an `http://` URL for one that does not"
+        }
+    })
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

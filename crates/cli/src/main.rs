@@ -41,6 +41,9 @@ struct Cli {
     /// Without it the CLI asks at a terminal.
     #[arg(long, global = true)]
     totp: Option<String>,
+    /// Trust only this CA (PEM) for an `https://` broker URL, instead of the system's roots.
+    #[arg(long, global = true, env = "BREAKGLASS_CA_CERT")]
+    ca_cert: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -137,7 +140,7 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
         })?;
     rt.block_on(async move {
         let totp = cli.totp.clone();
-        let ctx = || Client::new(&cli.url, format, totp.clone());
+        let ctx = || Client::new(&cli.url, format, totp.clone(), cli.ca_cert.as_deref());
         match cli.command {
             Command::Init(a) => cmd::init::run(a, format).await,
             Command::Serve(a) => cmd::serve::run(a).await,

@@ -64,12 +64,10 @@ async fn main() {
     let init = datadir::init(&datadir::Location::Dir(data.clone()), &SystemClock)
         .await
         .unwrap();
-    let server = Server::start(
-        ServeConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap()),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let mut config = ServeConfig::new(data.clone(), "127.0.0.1:0".parse().unwrap());
+    // One client sending as fast as it can is what a benchmark is: no per-source rate limit.
+    config.limits.rate = None;
+    let server = Server::start(config, Arc::new(SystemClock)).await.unwrap();
     let base = format!("http://{}", server.local_addr().unwrap());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async move {

@@ -15,6 +15,7 @@ use crate::error::ServiceError;
 use crate::grant::{Grants, GrantsParts, Providers};
 use crate::metrics::Metrics;
 use crate::policy::{Access, Catalog, Policies};
+use crate::signin::certificate::CertMap;
 use crate::signin::{AuthSettings, Caller, SignIn};
 use crate::startup::datadir::DataDir;
 
@@ -40,6 +41,10 @@ pub struct App {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The config file (`serve --config`), read again on SIGHUP.
     pub config_file: Option<PathBuf>,
+    /// Which client certificates stand for which service principal (`[client_certs]`).
+    pub client_certs: Arc<CertMap>,
+    /// Whether client certificates are asked for (`serve --client-ca`).
+    pub client_ca: bool,
     /// Held for the life of the process (the data directory's lock).
     data: DataDir,
 }
@@ -73,6 +78,9 @@ pub struct Settings<'a> {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The config file the alert rules came from, if any.
     pub config_file: Option<PathBuf>,
+    /// `[client_certs]` as loaded at start, and whether a client CA is configured.
+    pub client_certs: crate::signin::certificate::ClientCerts,
+    pub client_ca: bool,
 }
 
 impl App {
@@ -126,6 +134,8 @@ impl App {
             tokens,
             trusted_proxies: s.trusted_proxies,
             config_file: s.config_file,
+            client_certs: Arc::new(CertMap::new(s.client_certs)),
+            client_ca: s.client_ca,
             data,
         }
     }

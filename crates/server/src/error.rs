@@ -59,6 +59,13 @@ pub enum AuthError {
     Revoked(String),
     #[error("user `{0}` is disabled")]
     Disabled(String),
+    /// A client certificate mapped in `[client_certs]` whose principal cannot act.
+    #[error("client certificate `{cn}` maps to `{principal}`, which {why}")]
+    Certificate {
+        cn: String,
+        principal: String,
+        why: &'static str,
+    },
 }
 
 impl AuthError {
@@ -74,6 +81,9 @@ impl AuthError {
                 "ask an admin for a new token with `breakglass tokens create`"
             }
             Self::Disabled(_) => "ask an admin why the account was disabled",
+            Self::Certificate { .. } => {
+                "ask the broker's operator to map the certificate to an existing service principal (`[client_certs]` in the config file, `breakglass users add NAME --service`)"
+            }
         }
     }
 }

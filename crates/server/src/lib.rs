@@ -37,12 +37,17 @@ pub struct Server {
     app: Arc<App>,
     listener: TcpListener,
     config: ServeConfig,
+    /// The TLS configuration loaded at start, if the broker serves HTTPS.
+    tls: Option<startup::tls::Tls>,
 }
 
 impl Server {
     /// Opens the data directory, loads the roles, reconciles open intents and binds the listener.
     /// Any failure here is fatal and says what to do.
     pub async fn start(config: ServeConfig, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+        // Before anything is created or opened: plain HTTP off loopback, and TLS files that do
+        // not load, stop the start here.
+        let tls = config.check()?;
         if matches!(config.location, datadir::Location::Postgres { .. }) {
             // The local directory holds only the roles and the published checkpoint log here.
             std::fs::DirBuilder::new()
@@ -68,11 +73,20 @@ impl Server {
         let issuer = config
             .issuer
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{}://{addr}", config.scheme()));
+        let mut client_certs = signin::certificate::ClientCerts::default();
         let alerting = match &config.config_file {
             Some(path) => {
                 let (file, hash) = alert::FileConfig::load(path)?;
                 let built = alert::Alerting::build(&file, path)?;
+                client_certs =
+                    signin::certificate::ClientCerts::from_config(&file.client_certs, path)?;
+                if tls.is_some()
+                    && let Some(link) = file.alerts.link.as_deref()
+                    && link.starts_with("http://")
+                {
+                    tracing::warn!(%link, "`alerts.link` says http:// but the broker serves HTTPS");
+                }
                 if alert::record_config(data.store.as_ref(), path, &hash, clock.now()).await? {
                     tracing::info!(file = %path.display(), hash = %hash, "config file changed since last recorded");
                 }
@@ -80,6 +94,15 @@ impl Server {
             }
             None => alert::Alerting::disabled(),
         };
+        let client_ca = config.tls.as_ref().and_then(|t| t.client_ca.as_ref());
+        if let Some(path) = &config.config_file {
+            client_certs.check_served(client_ca.is_some(), path)?;
+        }
+        if let Some(ca) = client_ca
+            && client_certs.is_empty()
+        {
+            tracing::warn!(client_ca = %ca.display(), "client certificates are asked for, but `[client_certs]` in the config file maps none");
+        }
         let roles_dir = config.roles_dir();
         let roles = roles::load(&roles_dir)?;
         alert::check_role_alerts(&roles, &alerting.channel_names())?;
@@ -108,6 +131,8 @@ impl Server {
                 policies_dir: Some(policies_dir),
                 trusted_proxies: config.trusted_proxies.clone(),
                 config_file: config.config_file.clone(),
+                client_certs,
+                client_ca: client_ca.is_some(),
             },
         ));
         tracing::info!(roles = app.catalog.roles().len(), changed, dir = %roles_dir.display(), "roles loaded");
@@ -133,6 +158,7 @@ impl Server {
             app,
             listener,
             config,
+            tls,
         })
     }
 
@@ -172,18 +198,39 @@ impl Server {
             stop_rx.clone(),
         ));
         workers.spawn(workers::throttle::run(self.app(), stop_rx.clone()));
-        workers.spawn(workers::roles::run(self.app(), stop_rx));
+        workers.spawn(workers::roles::run(self.app(), stop_rx.clone()));
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(%addr, issuer = %self.app.tokens.issuer(), store = %self.config.location.describe(), "breakglass serving");
-        let app = api::router(Arc::clone(&self.app));
-        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let res = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let tls = match (self.tls, &self.config.tls) {
+            (Some(tls), Some(files)) => {
+                let (tx, rx) = watch::channel(Arc::new(tls));
+                workers.spawn(startup::tls::reload_on_hangup(files.clone(), tx, stop_rx));
+                Some(rx)
+            }
+            _ => None,
+        };
+        let url = format!("{}://{addr}", self.config.scheme());
+        let limits = self.config.limits;
+        let (rate_limit, rate_burst) = limits
+            .rate
+            .map_or((0, 0), |r| (r.per_second.get(), r.burst.get()));
+        tracing::info!(
+            %addr, %url, issuer = %self.app.tokens.issuer(), store = %self.config.location.describe(),
+            header_timeout_s = limits.header_timeout.as_secs(), body_timeout_s = limits.body_timeout.as_secs(),
+            request_timeout_s = limits.request_timeout.as_secs(), max_connections = limits.max_connections,
+            rate_limit, rate_burst, "breakglass serving"
+        );
+        let serving = startup::listen::Serving {
+            router: api::serving_router(Arc::clone(&self.app), &limits, tls.is_some()),
+            tls,
+            client_certs: Arc::clone(&self.app.client_certs),
+            limits,
+            clock: Arc::clone(&self.app.clock),
+        };
+        startup::listen::serve(self.listener, serving, shutdown).await;
         let _ = stop_tx.send(true);
         while workers.join_next().await.is_some() {}
         self.app.close().await;
-        res
+        Ok(())
     }
 }
 

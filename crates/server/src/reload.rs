@@ -1,5 +1,5 @@
-//! What SIGHUP reads again: the config file (alert channels and their rules), the role files and
-//! the policies. Each part is all or nothing: a part that does not load, or that would leave a
+//! What SIGHUP reads again: the config file (alert channels and their rules, `[client_certs]`),
+//! the role files and the policies. Each part is all or nothing: a part that does not load, or that would leave a
 //! role in force naming a channel nobody configures, keeps what is in force and is reported with
 //! the file and the reason (the line and column too, where the parser can point at them). Both
 //! parts are decided before either is put in force, so the roles in force always name only
@@ -14,6 +14,7 @@ use breakglass_core::RoleSet;
 use crate::alert::{self, Alerting};
 use crate::app::App;
 use crate::policy::{self, Policies};
+use crate::signin::certificate::ClientCerts;
 use crate::{StartupError, roles};
 
 /// What one reload did to each part.
@@ -36,17 +37,18 @@ impl App {
         });
         let current = self.catalog.roles();
         let config = self.config_file.as_deref().map(|path| {
-            let (built, hash) = load_config(path)?;
+            let (built, certs, hash) = load_config(path)?;
+            certs.check_served(self.client_ca, path)?;
             let channels = built.channel_names();
             let new_fit = matches!(&new_roles, Ok((set, _)) if misfit(set, &channels).is_none());
             if !new_fit && let Some(m) = misfit(&current, &channels) {
                 return Err(dropped_channel(path, m));
             }
-            Ok((path, built, hash))
+            Ok((path, built, certs, hash))
         });
         // The channels in force once this reload is done; the new roles must name only these.
         let channels = match &config {
-            Some(Ok((_, built, _))) => built.channel_names(),
+            Some(Ok((_, built, _, _))) => built.channel_names(),
             _ => self.alerts.channel_names(),
         };
         let roles = new_roles.and_then(|(set, policies)| {
@@ -56,7 +58,9 @@ impl App {
         let config = match config {
             None => None,
             Some(Err(e)) => Some(Err(e)),
-            Some(Ok((path, built, hash))) => Some(self.put_config(path, built, &hash).await),
+            Some(Ok((path, built, certs, hash))) => {
+                Some(self.put_config(path, built, certs, &hash).await)
+            }
         };
         let roles = match roles {
             Ok((set, policies)) => self.put_roles(set, policies).await,
@@ -87,19 +91,23 @@ impl App {
         &self,
         path: &Path,
         built: Alerting,
+        certs: ClientCerts,
         hash: &str,
     ) -> Result<bool, StartupError> {
         let changed =
             alert::record_config(self.store.as_ref(), path, hash, self.clock.now()).await?;
         self.alerts.replace(built);
+        self.client_certs.replace(certs);
         Ok(changed)
     }
 }
 
-/// Loads the config file and builds its channels, reading their secrets now.
-fn load_config(path: &Path) -> Result<(Alerting, String), StartupError> {
+/// Loads the config file, builds its channels (reading their secrets now) and checks its
+/// `[client_certs]`.
+fn load_config(path: &Path) -> Result<(Alerting, ClientCerts, String), StartupError> {
     let (file, hash) = alert::FileConfig::load(path)?;
-    Ok((Alerting::build(&file, path)?, hash))
+    let certs = ClientCerts::from_config(&file.client_certs, path)?;
+    Ok((Alerting::build(&file, path)?, certs, hash))
 }
 
 /// A role in `set` that names a channel not in `channels`: (role, its file, the channel).

@@ -21,6 +21,7 @@ use serde_json::Value;
 
 pub mod pg;
 pub mod sinks;
+pub mod tls;
 pub mod webhook;
 
 /// How long anything in a test may take before the test fails.
@@ -86,6 +87,10 @@ pub struct Broker {
     pub audit_key: String,
     logs: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
+    /// More `serve` flags (TLS, limits); `--issuer` among them replaces the kit's.
+    serve_args: Vec<String>,
+    /// Environment for every CLI run against this broker (`BREAKGLASS_CA_CERT`).
+    cli_env: Vec<(String, String)>,
     /// `--database` and `--key-file`, for a broker on PostgreSQL.
     postgres: Option<(String, PathBuf)>,
     /// Where a launched process reports its address once it listens.
@@ -187,6 +192,8 @@ impl Broker {
             audit_key: init["audit_key"].as_str().unwrap_or_default().to_owned(),
             logs: Arc::default(),
             env: Vec::new(),
+            serve_args: Vec::new(),
+            cli_env: Vec::new(),
             postgres,
             ready: None,
             accounts: Arc::default(),
@@ -213,6 +220,8 @@ impl Broker {
             audit_key: self.audit_key.clone(),
             logs: Arc::default(),
             env: self.env.clone(),
+            serve_args: self.serve_args.clone(),
+            cli_env: self.cli_env.clone(),
             postgres: self.postgres.clone(),
             ready: None,
             accounts: Arc::clone(&self.accounts),
@@ -324,7 +333,8 @@ impl Broker {
                 .args(args)
                 .env("BREAKGLASS_URL", &self.url)
                 .env("BREAKGLASS_TOKEN", "")
-                .env("BREAKGLASS_CONFIG_DIR", self.dir.path().join("config")),
+                .env("BREAKGLASS_CONFIG_DIR", self.dir.path().join("config"))
+                .envs(self.cli_env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         )
     }
 
@@ -343,15 +353,12 @@ impl Broker {
     pub fn launch(&mut self) {
         assert!(self.child.is_none(), "already running");
         let mut cmd = Command::new(&self.bin);
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--issuer",
-            ISSUER,
-            "--data-dir",
-        ])
-        .arg(self.data_dir());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(self.data_dir())
+            .args(&self.serve_args);
+        if !self.serve_args.iter().any(|a| a == "--issuer") {
+            cmd.args(["--issuer", ISSUER]);
+        }
         if let Some((db, key)) = &self.postgres {
             cmd.args(["--database", db, "--key-file"]).arg(key);
         }
@@ -385,8 +392,7 @@ impl Broker {
                     if let Ok(v) = serde_json::from_str::<Value>(&line)
                         && v["fields"]["message"] == "breakglass serving"
                     {
-                        let _ =
-                            tx.send(v["fields"]["addr"].as_str().unwrap_or_default().to_owned());
+                        let _ = tx.send(v["fields"]["url"].as_str().unwrap_or_default().to_owned());
                     }
                     if let Ok(mut l) = logs.lock() {
                         l.push(line);
@@ -401,11 +407,31 @@ impl Broker {
     /// Waits until a [`Broker::launch`]ed process listens.
     pub fn wait_ready(&mut self) {
         let rx = self.ready.take().unwrap_or_else(|| panic!("not launched"));
-        let addr = rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+        let url = rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
             self.kill9();
             panic!("broker did not start; logs:\n{}", self.logs())
         });
-        self.url = format!("http://{addr}");
+        self.url = url;
+    }
+
+    /// More flags for the next `serve` (TLS, limits); `--issuer` among them replaces the kit's.
+    pub fn set_serve_args(&mut self, args: &[&str]) {
+        self.serve_args = args.iter().map(|a| (*a).to_owned()).collect();
+    }
+
+    /// Sets an environment variable for every CLI run against this broker (for example
+    /// `BREAKGLASS_CA_CERT` when it serves HTTPS).
+    pub fn set_cli_env(&mut self, key: &str, value: &str) {
+        self.cli_env.retain(|(k, _)| k != key);
+        self.cli_env.push((key.to_owned(), value.to_owned()));
+    }
+
+    /// The broker's address (`127.0.0.1:PORT`), for raw sockets.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let hostport = self.url.rsplit('/').next().unwrap_or_default();
+        hostport
+            .parse()
+            .unwrap_or_else(|e| panic!("broker address `{hostport}`: {e}"))
     }
 
     /// Sets an environment variable for the next `restart` (and for replicas made after).
@@ -452,7 +478,8 @@ impl Broker {
                 .args(args)
                 .env("BREAKGLASS_URL", &self.url)
                 .env("BREAKGLASS_TOKEN", token)
-                .env("BREAKGLASS_CONFIG_DIR", self.dir.path().join("config")),
+                .env("BREAKGLASS_CONFIG_DIR", self.dir.path().join("config"))
+                .envs(self.cli_env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         )
     }
 

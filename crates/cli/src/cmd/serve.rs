@@ -68,6 +68,68 @@ pub(crate) struct Args {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<String>,
+    /// Serve HTTPS with this PEM certificate chain (the broker's certificate first); reloaded on
+    /// SIGHUP.
+    #[arg(long, env = "BREAKGLASS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert`; reloaded on SIGHUP.
+    #[arg(long, env = "BREAKGLASS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A PEM CA whose client certificates may stand in for a service principal's token (mutual
+    /// TLS; the mapping is `[client_certs]` in the config file).
+    #[arg(long, env = "BREAKGLASS_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
+    /// Serve plain HTTP on an address other hosts can reach (only behind a TLS-terminating
+    /// proxy on a trusted network); loopback never needs it.
+    #[arg(long, env = "BREAKGLASS_INSECURE_HTTP")]
+    insecure_http: bool,
+    /// How long a client has to finish the TLS handshake, and then to send each request's
+    /// headers (an idle connection is closed after it).
+    #[arg(long, env = "BREAKGLASS_HEADER_TIMEOUT", default_value = "10s")]
+    header_timeout: String,
+    /// How long a client has to send a request's whole body once its headers are in.
+    #[arg(long, env = "BREAKGLASS_BODY_TIMEOUT", default_value = "30s")]
+    body_timeout: String,
+    /// How long the broker works on one request before it answers `503 timeout`.
+    #[arg(long, env = "BREAKGLASS_REQUEST_TIMEOUT", default_value = "1m")]
+    request_timeout: String,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "BREAKGLASS_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    max_connections: u32,
+    /// Requests a second per source address (an IPv4 address or an IPv6 /64), sustained; more
+    /// get `429` with `Retry-After`. 0 turns the limit off.
+    #[arg(long, env = "BREAKGLASS_RATE_LIMIT", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    rate_limit: u32,
+    /// Requests a source may send at once above `--rate-limit`.
+    #[arg(long, env = "BREAKGLASS_RATE_BURST", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    rate_burst: u32,
+}
+
+impl Args {
+    /// The limits these flags ask for.
+    fn limits(&self) -> Result<breakglass_server::config::Limits, CliError> {
+        let timeout = |flag: &str, value: &str| {
+            core_duration(flag, value, 3600)
+                .map(|d| std::time::Duration::from_secs(d.as_secs().unsigned_abs()))
+        };
+        let rate = std::num::NonZeroU32::new(self.rate_limit).map(|per_second| {
+            breakglass_server::config::RateLimit {
+                per_second,
+                burst: std::num::NonZeroU32::new(self.rate_burst)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            }
+        });
+        Ok(breakglass_server::config::Limits {
+            header_timeout: timeout("--header-timeout", &self.header_timeout)?,
+            body_timeout: timeout("--body-timeout", &self.body_timeout)?,
+            request_timeout: timeout("--request-timeout", &self.request_timeout)?,
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            rate,
+        })
+    }
 }
 
 /// Parses a duration flag, naming the flag in the error.
@@ -115,6 +177,7 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
         session_ttl: core_duration("--session-ttl", &a.session_ttl, 7 * 86_400)?,
         step_up_window: core_duration("--step-up-window", &a.step_up_window, 86_400)?,
     };
+    let limits = a.limits()?;
     init_logging();
     let fail = |e: breakglass_server::StartupError| {
         let code = if e.is_unavailable() {
@@ -127,6 +190,34 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
     let location =
         datadir::Location::from_args(&a.data_dir, a.database.as_deref(), a.key_file.as_deref())
             .map_err(|e| CliError::with_help(EXIT_USAGE, "usage", e.to_string(), &e.help()))?;
+    let mut config = ServeConfig::new(a.data_dir.clone(), a.listen);
+    config.location = location.clone();
+    config.checkpoint_interval = checkpoint_interval;
+    config.reconcile_interval = reconcile_interval;
+    config.revoke_give_up = revoke_give_up;
+    config.checkpoint_log = a.checkpoint_log;
+    config.roles_dir = a.roles;
+    config.policies_dir = a.policies;
+    config.auth = auth;
+    config.config_file = a.config;
+    config.issuer = a.issuer;
+    config.trusted_proxies = a
+        .trusted_proxies
+        .iter()
+        .map(|p| breakglass_server::config::parse_trusted_proxy(p))
+        .collect::<Result<_, _>>()
+        .map_err(fail)?;
+    config.insecure_http = a.insecure_http;
+    config.limits = limits;
+    if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
+        config.tls = Some(breakglass_server::config::TlsFiles {
+            cert,
+            key,
+            client_ca: a.client_ca,
+        });
+    }
+    // What must not be served stops the start before a new data directory is made.
+    config.check().map_err(fail)?;
     // The embedded store initialises itself on first start. A shared database never does: two
     // replicas starting at once would each make a key, so `init` is run once, by hand.
     if matches!(location, datadir::Location::Dir(_)) && !datadir::is_initialized(&a.data_dir) {
@@ -150,23 +241,6 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
             tracing::warn!(file = %file.display(), audit_key = %done.audit_key, "initialised a new data directory; the first admin token is in this file: read it, store it safely, then delete the file");
         }
     }
-    let mut config = ServeConfig::new(a.data_dir, a.listen);
-    config.location = location;
-    config.checkpoint_interval = checkpoint_interval;
-    config.reconcile_interval = reconcile_interval;
-    config.revoke_give_up = revoke_give_up;
-    config.checkpoint_log = a.checkpoint_log;
-    config.roles_dir = a.roles;
-    config.policies_dir = a.policies;
-    config.auth = auth;
-    config.config_file = a.config;
-    config.issuer = a.issuer;
-    config.trusted_proxies = a
-        .trusted_proxies
-        .iter()
-        .map(|p| breakglass_server::config::parse_trusted_proxy(p))
-        .collect::<Result<_, _>>()
-        .map_err(fail)?;
     let server = Server::start(config, Arc::new(SystemClock))
         .await
         .map_err(fail)?;
@@ -185,4 +259,36 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_current_span(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    #[derive(clap::Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    #[test]
+    fn the_flags_defaults_are_the_servers() {
+        let s = Serve::try_parse_from(["serve"]).unwrap();
+        assert_eq!(
+            s.args.limits().unwrap(),
+            breakglass_server::config::Limits::default()
+        );
+        let off = Serve::try_parse_from(["serve", "--rate-limit", "0"]).unwrap();
+        assert_eq!(off.args.limits().unwrap().rate, None);
+        let long = Serve::try_parse_from(["serve", "--header-timeout", "2h"]).unwrap();
+        let e = long.args.limits().unwrap_err();
+        assert_eq!(e.exit_code, crate::client::EXIT_USAGE);
+        assert_eq!(
+            e.message,
+            "`--header-timeout` must be more than 0 and at most 1h"
+        );
+        let zero = Serve::try_parse_from(["serve", "--body-timeout", "0s"]).unwrap();
+        let e = zero.args.limits().unwrap_err();
+        assert!(e.message.starts_with("`--body-timeout`: "), "{}", e.message);
+    }
 }

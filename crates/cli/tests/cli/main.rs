@@ -452,6 +452,8 @@ mod audit;
 mod bad_input;
 mod config_reload;
 mod lifecycle;
+mod limits;
 mod metrics;
 mod postgres;
 mod startup;
+mod tls;

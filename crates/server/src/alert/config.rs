@@ -20,6 +20,10 @@ pub struct FileConfig {
     pub alerts: AlertsSection,
     #[serde(default)]
     pub channels: BTreeMap<Name, ChannelConfig>,
+    /// Client certificate subjects (CN) that stand for service principals over mutual TLS;
+    /// read by `signin::certificate`, not by alerting.
+    #[serde(default)]
+    pub client_certs: BTreeMap<String, crate::signin::certificate::ClientCertEntry>,
 }
 
 /// `[alerts]`.

@@ -33,6 +33,18 @@ pub enum ApiError {
     },
     /// The grant kept changing under concurrent requests.
     Busy,
+    /// The source sent more requests than its rate allows; `retry_after` is in seconds.
+    RateLimited {
+        retry_after: u64,
+    },
+    /// The body did not arrive within the deadline after the headers.
+    BodyTimeout {
+        secs: u64,
+    },
+    /// The broker did not answer within the request deadline.
+    Timeout {
+        secs: u64,
+    },
     /// The database cannot be reached; nothing was changed.
     Unavailable {
         id: String,
@@ -72,6 +84,9 @@ impl ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::Busy => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::Timeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -87,6 +102,9 @@ impl ApiError {
             Self::NotFound { .. } => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::Busy => "busy",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::BodyTimeout { .. } => "request_timeout",
+            Self::Timeout { .. } => "timeout",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal { .. } => "internal",
         }
@@ -102,6 +120,15 @@ impl ApiError {
             | Self::MethodNotAllowed { message } => message.clone(),
             Self::PayloadTooLarge { limit } => format!("request body is larger than {limit} bytes"),
             Self::Busy => "the grant kept changing while this request was applied".into(),
+            Self::RateLimited { retry_after } => {
+                format!("too many requests from this address; try again in {retry_after}s")
+            }
+            Self::BodyTimeout { secs } => {
+                format!("the request body did not arrive within {secs}s")
+            }
+            Self::Timeout { secs } => {
+                format!("the broker did not finish this request within {secs}s")
+            }
             Self::Unavailable { id } => format!("the database is unavailable (error id `{id}`)"),
             Self::Internal { id } => format!("internal error (error id `{id}`)"),
         }
@@ -120,6 +147,15 @@ impl ApiError {
                 "see the API reference in docs/api.md".into()
             }
             Self::Busy => "send the request again".into(),
+            Self::RateLimited { .. } => {
+                "slow down and retry after the seconds in `Retry-After`; the broker's operator sets the rate per source address (`serve --rate-limit`, `--rate-burst`)".into()
+            }
+            Self::BodyTimeout { .. } => {
+                "send the whole body at once; nothing was changed".into()
+            }
+            Self::Timeout { .. } => {
+                "it may or may not have taken effect: look (for example `breakglass grants show ID`) before sending it again, and tell the broker's operator if it keeps happening".into()
+            }
             Self::Unavailable { .. } => {
                 "nothing was changed; retry shortly, and tell the broker's operator the error id"
                     .into()
@@ -133,7 +169,14 @@ impl ApiError {
     /// Whether this refusal is about what the caller asked (audited as `auth.denied`), as opposed
     /// to the broker failing.
     pub fn is_refusal(&self) -> bool {
-        self.status().is_client_error() && !matches!(self, Self::Unauthenticated(_) | Self::Busy)
+        self.status().is_client_error()
+            && !matches!(
+                self,
+                Self::Unauthenticated(_)
+                    | Self::Busy
+                    | Self::RateLimited { .. }
+                    | Self::BodyTimeout { .. }
+            )
     }
 }
 
@@ -184,11 +227,18 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code(), "message": self.message(), "help": self.help() } });
         let mut resp = (self.status(), Json(body)).into_response();
-        if let Self::Unauthenticated(_) = self {
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer"),
-            );
+        match self {
+            Self::Unauthenticated(_) => {
+                resp.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer"),
+                );
+            }
+            Self::RateLimited { retry_after } => {
+                resp.headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+            }
+            _ => {}
         }
         resp
     }

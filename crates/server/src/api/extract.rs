@@ -9,11 +9,14 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use breakglass_core::Action;
 use serde::de::DeserializeOwned;
 
+use crate::api::limits::BodyDeadline;
 use crate::api::{ApiError, AppState, RouteAction};
 use crate::error::AuthError;
 use crate::signin::Caller;
+use crate::signin::certificate::CertIdentity;
 
 /// The largest request body accepted anywhere.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -30,7 +33,18 @@ impl FromRequestParts<AppState> for Caller {
             )));
         };
         let Some(value) = parts.headers.get(AUTHORIZATION) else {
-            return Err(ApiError::Unauthenticated(AuthError::Missing));
+            // No token: a client certificate mapped in `[client_certs]` may stand for a service.
+            let Some(id) = parts.extensions.get::<CertIdentity>() else {
+                return Err(ApiError::Unauthenticated(AuthError::Missing));
+            };
+            if action == Action::Logout {
+                return Err(ApiError::bad_request(
+                    "a client certificate has no session to end",
+                    "stop presenting the certificate; to end its access for good, remove its `[client_certs]` entry or disable the principal",
+                ));
+            }
+            let caller = state.signin.authenticate_certificate(id, action).await?;
+            return check_scope(parts, state, caller).await;
         };
         let token = value
             .to_str()
@@ -44,21 +58,25 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .ok_or(ApiError::Unauthenticated(AuthError::Malformed))?;
         let caller = state.signin.authenticate(token, action).await?;
-        // The scope is the first thing checked, before any body is read or anything is loaded.
-        if let Err(e) = state.access.scope(&caller, action) {
-            let err = ApiError::Access(e);
-            state
-                .record_denial(
-                    &caller,
-                    grant_in(parts.uri.path()),
-                    err.code(),
-                    &err.message(),
-                )
-                .await;
-            return Err(err);
-        }
-        Ok(caller)
+        check_scope(parts, state, caller).await
     }
+}
+
+/// The scope is the first thing checked, before any body is read or anything is loaded.
+async fn check_scope(parts: &Parts, state: &AppState, caller: Caller) -> Result<Caller, ApiError> {
+    if let Err(e) = state.access.scope(&caller, caller.action) {
+        let err = ApiError::Access(e);
+        state
+            .record_denial(
+                &caller,
+                grant_in(parts.uri.path()),
+                err.code(),
+                &err.message(),
+            )
+            .await;
+        return Err(err);
+    }
+    Ok(caller)
 }
 
 /// The raw body, or why it could not be read. Never rejects by itself.
@@ -68,9 +86,12 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = std::convert::Infallible;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let deadline = req.extensions().get::<BodyDeadline>().copied();
         Ok(Self(Bytes::from_request(req, state).await.map_err(|rej| {
             if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge { limit: BODY_LIMIT }
+            } else if let Some(BodyDeadline(d)) = deadline.filter(|_| timed_out(&rej)) {
+                ApiError::BodyTimeout { secs: d.as_secs() }
             } else {
                 ApiError::bad_request(
                     format!(
@@ -120,6 +141,18 @@ impl RawBody {
     }
 }
 
+/// Whether reading the body failed because its deadline passed.
+fn timed_out(rej: &dyn std::error::Error) -> bool {
+    let mut cur = rej.source();
+    while let Some(e) = cur {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
 /// The grant a path is about (`/v1/grants/{id}/…`), if its id is a valid grant id.
 fn grant_in(path: &str) -> Option<breakglass_core::GrantId> {
     path.strip_prefix("/v1/grants/")?
@@ -157,7 +190,11 @@ impl FromRequestParts<AppState> for Source {
 }
 
 /// The client behind `peer` (see [`Source`]).
-fn client(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+pub(super) fn client(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;

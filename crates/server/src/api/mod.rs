@@ -14,6 +14,7 @@ mod extract;
 mod grants;
 mod health;
 mod jwt;
+mod limits;
 mod roles;
 mod signin;
 
@@ -37,6 +38,7 @@ pub use extract::BODY_LIMIT;
 
 use crate::app::App;
 use crate::signin::Caller;
+use crate::startup::config::Limits;
 
 pub type AppState = Arc<App>;
 
@@ -277,7 +279,18 @@ pub fn routes() -> Vec<Route> {
     table().into_iter().map(|(r, _)| r).collect()
 }
 
+/// The routes alone, as the in-process tests drive them: no limits, no HSTS.
 pub fn router(state: AppState) -> Router {
+    build(state, None)
+}
+
+/// The routes as `serve` answers them: rate limited per source, with body and request
+/// deadlines, and HSTS on every answer when `https`.
+pub fn serving_router(state: AppState, limits: &Limits, https: bool) -> Router {
+    build(state, Some((limits, https)))
+}
+
+fn build(state: AppState, serving: Option<(&Limits, bool)>) -> Router {
     let mut router = Router::new();
     for (route, handler) in table() {
         let handler = match route.action {
@@ -286,16 +299,43 @@ pub fn router(state: AppState) -> Router {
         };
         router = router.route(route.path, handler);
     }
-    router
+    let mut router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(on_panic))
-        .layer(middleware::from_fn(log_request))
-        .layer(SetSensitiveRequestHeadersLayer::new([
-            axum::http::header::AUTHORIZATION,
-        ]))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(on_panic));
+    // The first layer added runs last: a request meets the rate limit, then the request
+    // deadline, then the body deadline; every answer, refusals included, is logged.
+    if let Some((limits, _)) = serving {
+        router = router
+            .layer(middleware::from_fn_with_state(
+                limits.body_timeout,
+                limits::body_deadline,
+            ))
+            .layer(middleware::from_fn_with_state(
+                limits.request_timeout,
+                limits::request_timeout,
+            ));
+        if let Some(rate) = limits.rate {
+            router = router.layer(middleware::from_fn_with_state(
+                Arc::new(limits::SourceLimiter::new(
+                    rate,
+                    state.trusted_proxies.clone(),
+                )),
+                limits::rate_limit,
+            ));
+        }
+    }
+    let mut router =
+        router
+            .layer(middleware::from_fn(log_request))
+            .layer(SetSensitiveRequestHeadersLayer::new([
+                axum::http::header::AUTHORIZATION,
+            ]));
+    if let Some((_, true)) = serving {
+        router = router.layer(middleware::from_fn(limits::hsts));
+    }
+    router.with_state(state)
 }
 
 /// A path as it may be shown or logged: cut, with any whole API token cut down to its id.

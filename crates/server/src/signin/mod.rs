@@ -7,6 +7,7 @@
 //! - [`accounts`]: what administrators do to accounts (add, reset, disable);
 //! - [`tokens`]: API tokens, their format and their lifecycle;
 //! - [`throttle`]: locks after repeated failures;
+//! - [`certificate`]: client certificates that stand for service principals (mutual TLS);
 //! - [`crypto`]: the primitives (Argon2id, TOTP, recovery codes), with no database.
 //!
 //! A principal's factors are one JSON record in the store, replaced by compare-and-set: accepting
@@ -14,6 +15,7 @@
 //! requests race with it.
 
 pub mod accounts;
+pub mod certificate;
 pub mod crypto;
 pub mod factors;
 pub mod session;

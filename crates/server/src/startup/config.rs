@@ -45,6 +45,66 @@ pub struct ServeConfig {
     /// Proxies whose `X-Forwarded-For` is believed (`serve --trusted-proxy`); from any other peer
     /// the header is ignored and the peer's own address is the source.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// HTTPS: the certificate and key served, and the CA of client certificates; `None` serves
+    /// plain HTTP, which [`ServeConfig::check`] allows only on loopback or with `insecure_http`.
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    pub insecure_http: bool,
+    /// What one client may hold or ask of the broker.
+    pub limits: Limits,
+}
+
+/// The files of HTTPS, all PEM, read at start and again on SIGHUP.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, the broker's own certificate first.
+    pub cert: PathBuf,
+    /// The private key of the first certificate.
+    pub key: PathBuf,
+    /// The CA (one or more certificates) whose client certificates may stand in for a service
+    /// token; see `[client_certs]` in the config file.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Timeouts, the connection cap and the per-source rate limit. The defaults are what `serve`
+/// uses when no flag says otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How long a client has to send a request's line and headers after connecting (or after
+    /// its previous request); the TLS handshake must also finish within it.
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's whole body once its headers are in.
+    pub body_timeout: Duration,
+    /// How long the broker works on one request (body included) before it answers `503`.
+    pub request_timeout: Duration,
+    /// Connections served at once; more wait to be accepted until one closes.
+    pub max_connections: usize,
+    /// Requests per source address; `None` for no limit.
+    pub rate: Option<RateLimit>,
+}
+
+/// A token bucket per source address (an IPv4 address, or an IPv6 /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests a second, sustained.
+    pub per_second: std::num::NonZeroU32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: std::num::NonZeroU32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            rate: Some(RateLimit {
+                per_second: nonzero(50),
+                burst: nonzero(500),
+            }),
+        }
+    }
 }
 
 /// A `--trusted-proxy` value: a network (`10.0.0.0/8`, `fd00::/8`) or one address.
@@ -78,7 +138,28 @@ impl ServeConfig {
             policies_dir: None,
             auth: crate::signin::AuthSettings::default(),
             trusted_proxies: Vec::new(),
+            tls: None,
+            insecure_http: false,
+            limits: Limits::default(),
         }
+    }
+
+    /// Refuses what must not be served, before anything is created or opened: plain HTTP on an
+    /// address other hosts can reach (without `insecure_http`), and TLS files that do not load.
+    /// Returns the TLS configuration loaded, if any.
+    pub fn check(&self) -> Result<Option<crate::startup::tls::Tls>, crate::StartupError> {
+        match &self.tls {
+            Some(files) => crate::startup::tls::load(files).map(Some),
+            None if self.listen.ip().is_loopback() || self.insecure_http => Ok(None),
+            None => Err(crate::StartupError::PlainHttp {
+                addr: self.listen.to_string(),
+            }),
+        }
+    }
+
+    /// `https` with TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 
     pub fn checkpoint_log(&self) -> PathBuf {
@@ -98,5 +179,13 @@ impl ServeConfig {
         self.roles_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("roles"))
+    }
+}
+
+/// `n`, or 1 for 0 (for constants).
+const fn nonzero(n: u32) -> std::num::NonZeroU32 {
+    match std::num::NonZeroU32::new(n) {
+        Some(v) => v,
+        None => std::num::NonZeroU32::MIN,
     }
 }

@@ -37,6 +37,10 @@ pub enum StartupError {
     MasterKeyMismatch { path: PathBuf },
     #[error("cannot listen on `{addr}`: {reason}")]
     Bind { addr: String, reason: String },
+    #[error("refusing to serve plain HTTP on `{addr}`, which other hosts can reach")]
+    PlainHttp { addr: String },
+    #[error("TLS file `{path}`: {reason}")]
+    Tls { path: PathBuf, reason: String },
     #[error(transparent)]
     Roles(#[from] DomainError),
     #[error("cannot read roles directory `{path}`: {reason}")]
@@ -112,6 +116,12 @@ impl StartupError {
                 "fix the config file; docs/alerts.md describes every key (secrets go in environment variables or files it names, never in the file itself)".into()
             }
             Self::Bind { .. } => "pick a free address with `--listen HOST:PORT`".into(),
+            Self::PlainHttp { .. } => {
+                "tokens and passwords would cross the network in clear: pass `--tls-cert FILE --tls-key FILE` to serve HTTPS (`breakglass init --self-signed-tls HOSTNAME` makes a pair to start with), or `--insecure-http` if a TLS-terminating proxy on a trusted network stands in front; or listen on loopback (`--listen 127.0.0.1:7070`)".into()
+            }
+            Self::Tls { .. } => {
+                "pass the PEM certificate chain (the broker's certificate first) with `--tls-cert`, its PEM private key with `--tls-key`, and a PEM CA with `--client-ca`; `openssl x509 -in FILE -noout -subject -dates` shows what a certificate file holds".into()
+            }
             Self::Roles(e) => e.help(),
             Self::RolesDir { .. } => "create the directory or point `--roles` at the one holding your role files".into(),
             Self::Verify(_) => {

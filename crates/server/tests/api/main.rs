@@ -16,6 +16,7 @@
 mod access;
 mod clock;
 mod harness;
+mod limits;
 mod routes;
 mod throttle;
 
@@ -65,4 +66,5 @@ api_suite!(
     throttle::failures_from_one_source_never_lock_out_another,
     throttle::a_locked_account_still_steps_up_and_wrong_codes_end_only_the_session,
     throttle::refusals_while_locked_are_one_event_per_window,
+    limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
 );
