@@ -19,6 +19,7 @@ use crate::policy::{self, Access, Catalog, Policies};
 use crate::signin::{AuthSettings, Caller, SignIn};
 use crate::startup::datadir::DataDir;
 use crate::startup::roles;
+use crate::workers::wake::Alarms;
 
 /// Everything a request or a worker needs.
 pub struct App {
@@ -38,6 +39,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// The token provider's keys, for the key set and introspection.
     pub tokens: Arc<TokenProvider>,
+    /// Wakes the workers that sleep until their next due item (the reaper, the alert dispatcher).
+    pub alarms: Arc<Alarms>,
     /// Held for the life of the process (the data directory's lock).
     data: DataDir,
 }
@@ -89,6 +92,7 @@ impl App {
             s.auth.step_up_window,
         ));
         let metrics = Arc::new(Metrics::new(&s.alerting.channel_names()));
+        let alarms = Arc::new(Alarms::default());
         let grants = Grants::new(GrantsParts {
             store: Arc::clone(&store),
             clock: Arc::clone(&clock),
@@ -99,6 +103,8 @@ impl App {
             checkpoints: Arc::clone(&checkpoints),
             metrics: Arc::clone(&metrics),
             revoke_give_up: s.revoke_give_up,
+            alarms: Arc::clone(&alarms),
+            expiring_soon: s.alerting.expiring_soon,
         });
         let signin = SignIn::new(
             Arc::clone(&store),
@@ -118,6 +124,7 @@ impl App {
             checkpoints,
             metrics,
             tokens,
+            alarms,
             data,
         }
     }
@@ -133,6 +140,8 @@ impl App {
             tracing::info!(hash = %policies.hash(), policies = policies.len(), "policy changed");
         }
         self.catalog.replace(set, policies);
+        // Request time-outs follow the roles in force.
+        self.alarms.reaper.ring();
         Ok(changed)
     }
 

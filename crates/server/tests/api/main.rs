@@ -17,6 +17,7 @@ mod access;
 mod clock;
 mod harness;
 mod routes;
+mod workers;
 
 use harness::Backend;
 
@@ -61,4 +62,5 @@ api_suite!(
     access::out_of_range_numbers_are_a_400,
     access::free_text_refuses_what_reads_differently,
     routes::a_read_only_token_is_refused_every_route_that_changes_anything,
+    workers::the_reaper_sleeps_until_its_next_due_item,
 );
