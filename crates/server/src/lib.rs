@@ -92,6 +92,7 @@ impl Server {
             tracing::info!(hash = %policies.hash(), dir = %policies_dir.display(), "policy changed since last recorded");
         }
         let checkpoint_log = config.checkpoint_log();
+        signin::crypto::password::start_pool(config.password_workers).await;
         let app = Arc::new(App::new(
             data,
             clock,

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub config_file: Option<PathBuf>,
     /// The least time between two alert dispatcher passes (it sleeps until its next due item).
     pub dispatch_interval: Duration,
+    /// Password hashing workers, each keeping the 19 MiB an Argon2id hash needs.
+    pub password_workers: usize,
     /// `policies/*.cedar`; `None` means `<data-dir>/policies`.
     pub policies_dir: Option<PathBuf>,
     /// Session length and step-up window.
@@ -61,6 +63,7 @@ impl ServeConfig {
             checkpoint_log: None,
             config_file: None,
             dispatch_interval: Duration::from_millis(500),
+            password_workers: crate::signin::crypto::pool::DEFAULT_WORKERS,
             policies_dir: None,
             auth: crate::signin::AuthSettings::default(),
         }
