@@ -4,7 +4,8 @@
 //! latency, and as ratios to floors measured in the same run on the same machine: a raw Argon2id
 //! hash with the OWASP parameters called straight on the argon2 crate (what any password check
 //! must cost), and a raw SHA-256 of 16 bytes (for the cheap checks). `auth::password::verify` is
-//! also run from two concurrent tasks, to show what the blocking pool gets out of the cores.
+//! also run from two concurrent tasks, to show what the hashing pool (two workers by default)
+//! gets out of the cores.
 //! These machines are shared and noisy, so the ratios are the numbers to compare across runs.
 
 #![allow(
@@ -138,7 +139,7 @@ async fn main() {
     let argon_floor = Stats::of(floor);
 
     // Two at once: raw hashes on two OS threads (what the cores give), then `verify` from two
-    // tasks (what the blocking pool gets of it).
+    // tasks (what the hashing pool gets of it).
     let raw_pair_start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -199,9 +200,9 @@ async fn main() {
         fmt(argon_floor.p99)
     );
     let f = "raw Argon2id";
-    Stats::of(hashed).line("password::hash (spawn_blocking)", &argon_floor, f);
+    Stats::of(hashed).line("password::hash (pool)", &argon_floor, f);
     let verify_stats = Stats::of(verified);
-    verify_stats.line("password::verify (spawn_blocking)", &argon_floor, f);
+    verify_stats.line("password::verify (pool)", &argon_floor, f);
     Stats::of(dummy).line("password::verify_dummy", &argon_floor, f);
     let concurrent = Stats::of(concurrent_samples);
     println!(

@@ -18,6 +18,7 @@ use crate::policy::{Access, Catalog, Policies};
 use crate::signin::certificate::CertMap;
 use crate::signin::{AuthSettings, Caller, SignIn};
 use crate::startup::datadir::DataDir;
+use crate::workers::wake::Alarms;
 
 /// Everything a request or a worker needs.
 pub struct App {
@@ -45,6 +46,8 @@ pub struct App {
     pub client_certs: Arc<CertMap>,
     /// Whether client certificates are asked for (`serve --client-ca`).
     pub client_ca: bool,
+    /// Wakes the workers that sleep until their next due item (the reaper, the alert dispatcher).
+    pub alarms: Arc<Alarms>,
     /// Held for the life of the process (the data directory's lock).
     data: DataDir,
 }
@@ -103,6 +106,7 @@ impl App {
             s.auth.step_up_window,
         ));
         let metrics = Arc::new(Metrics::new(&s.alerting.channel_names()));
+        let alarms = Arc::new(Alarms::default());
         let grants = Grants::new(GrantsParts {
             store: Arc::clone(&store),
             clock: Arc::clone(&clock),
@@ -113,6 +117,8 @@ impl App {
             checkpoints: Arc::clone(&checkpoints),
             metrics: Arc::clone(&metrics),
             revoke_give_up: s.revoke_give_up,
+            alarms: Arc::clone(&alarms),
+            alerting: Arc::clone(&s.alerting),
         });
         let signin = SignIn::new(
             Arc::clone(&store),
@@ -136,6 +142,7 @@ impl App {
             config_file: s.config_file,
             client_certs: Arc::new(CertMap::new(s.client_certs)),
             client_ca: s.client_ca,
+            alarms,
             data,
         }
     }

@@ -116,6 +116,7 @@ impl Server {
             tracing::info!(hash = %policies.hash(), dir = %policies_dir.display(), "policy changed since last recorded");
         }
         let checkpoint_log = config.checkpoint_log();
+        signin::crypto::password::start_pool(config.password_workers).await;
         let app = Arc::new(App::new(
             data,
             clock,
@@ -177,9 +178,15 @@ impl Server {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut workers = tokio::task::JoinSet::new();
+        // The reaper and the dispatcher sleep until their next due item; another replica's
+        // writes do not wake them, so they look again each reconcile interval.
+        let pace = |min_gap| workers::wake::Pace {
+            min_gap,
+            recheck: self.config.reconcile_interval,
+        };
         workers.spawn(workers::reaper::run(
             self.app(),
-            self.config.reaper_interval,
+            pace(self.config.reaper_interval),
             stop_rx.clone(),
         ));
         workers.spawn(workers::reconciler::run(
@@ -194,7 +201,7 @@ impl Server {
         ));
         workers.spawn(workers::alerts::run(
             self.app(),
-            self.config.dispatch_interval,
+            pace(self.config.dispatch_interval),
             stop_rx.clone(),
         ));
         workers.spawn(workers::throttle::run(self.app(), stop_rx.clone()));

@@ -84,6 +84,8 @@ impl App {
             tracing::info!(hash = %policies.hash(), policies = policies.len(), "policy changed");
         }
         self.catalog.replace(set, policies);
+        // Request time-outs follow the roles in force.
+        self.alarms.reaper.ring();
         Ok(changed)
     }
 
@@ -98,6 +100,8 @@ impl App {
             alert::record_config(self.store.as_ref(), path, hash, self.clock.now()).await?;
         self.alerts.replace(built);
         self.client_certs.replace(certs);
+        // Warnings before a grant's end and retries follow the rules in force.
+        self.alarms.alerts.ring();
         Ok(changed)
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct AlertSql {
     /// Per channel: `channel`, `pending`, `oldest_pending`, `dead`, `delivered` and `failing`.
     /// It reads every delivery ever made (nothing prunes delivered ones yet).
     pub(crate) backlog: &'static str,
+    /// No parameters: `at`, when the earliest pending delivery can next be claimed (the later
+    /// of its `next_attempt_at` and its lease's end), NULL if none is pending.
+    pub(crate) next_due: &'static str,
 }
 
 /// What each backend does its own way: how routing passes and claims of several processes take
@@ -75,6 +78,11 @@ pub(crate) async fn failed<C: Conn>(
         .int(id);
     let done = tx.execute(failed).await?;
     record_if(tx, done > 0, events, now).await
+}
+
+/// See [`crate::Store::next_delivery_due`].
+pub(crate) async fn next_due<C: Conn>(c: &mut C) -> Result<Option<Timestamp>> {
+    c.one(Stmt::new(C::ALERTS.next_due)).await?.opt_time("at")
 }
 
 /// See [`crate::Store::alert_backlog`].

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
 use breakglass_core::{AuditEvent, EventDraft, Grant, GrantId, Principal, StateKind, Timestamp};
+use tokio::sync::watch;
 
 use crate::alerts::{self, Outbox};
 use crate::audit::{self, AuditReads};
@@ -23,6 +24,21 @@ use crate::{
 };
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A count of this process's committed writes that may have appended audit events, for the
+/// workers that wait for new events instead of polling for them ([`Store::watch_appends`]).
+#[derive(Debug)]
+pub(crate) struct Appends(watch::Sender<u64>);
+
+impl Appends {
+    pub(crate) fn new() -> Self {
+        Self(watch::Sender::new(0))
+    }
+
+    fn committed(&self) {
+        self.0.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
 
 /// What a backend provides to [`Store`].
 pub(crate) trait Backend: Outbox + AuditReads + Throttles + Send + Sync + 'static {
@@ -38,11 +54,31 @@ pub(crate) trait Backend: Outbox + AuditReads + Throttles + Send + Sync + 'stati
     /// through `args`: it may run on another task (SQLite's writer), and more than once (a
     /// PostgreSQL transaction that failed only because of a concurrent one is run again from the
     /// start).
-    fn write<A, T, W>(&self, args: A, work: W) -> impl Future<Output = Result<T>> + Send
+    fn transaction<A, T, W>(&self, args: A, work: W) -> impl Future<Output = Result<T>> + Send
     where
         A: Send + Sync + 'static,
         T: Send + 'static,
         W: for<'c> Fn(&'c mut Self::Conn, &'c A) -> BoxFut<'c, Result<T>> + Send + Sync + 'static;
+
+    /// Who is told when this process's writes may have grown the audit log.
+    fn appends(&self) -> &Appends;
+
+    /// A [`Backend::transaction`] that may append audit events: once it has committed, whoever
+    /// watches the log ([`Store::watch_appends`]) hears of it.
+    fn write<A, T, W>(&self, args: A, work: W) -> impl Future<Output = Result<T>> + Send
+    where
+        A: Send + Sync + 'static,
+        T: Send + 'static,
+        W: for<'c> Fn(&'c mut Self::Conn, &'c A) -> BoxFut<'c, Result<T>> + Send + Sync + 'static,
+    {
+        async move {
+            let done = self.transaction(args, work).await;
+            if done.is_ok() {
+                self.appends().committed();
+            }
+            done
+        }
+    }
 
     /// See [`Store::close`].
     fn close_in(&self) -> impl Future<Output = ()> + Send;
@@ -291,6 +327,14 @@ impl<B: Backend> Store for B {
         grants::requested_before(&mut *self.read().await?, cutoff).await
     }
 
+    async fn next_expiry(&self) -> Result<Option<Timestamp>> {
+        grants::next_expiry(&mut *self.read().await?).await
+    }
+
+    async fn oldest_requests(&self) -> Result<Vec<(String, Timestamp)>> {
+        grants::oldest_requests(&mut *self.read().await?).await
+    }
+
     async fn deliver_credential(
         &self,
         id: GrantId,
@@ -332,7 +376,8 @@ impl<B: Backend> Store for B {
     }
 
     async fn save_checkpoint(&self, size: u64, note: &str, now: Timestamp) -> Result<()> {
-        self.write(note.to_owned(), move |tx, note| {
+        // Appends nothing: the checkpointer's own write does not wake the log's watchers.
+        self.transaction(note.to_owned(), move |tx, note| {
             Box::pin(audit::save_checkpoint(tx, size, note, now))
         })
         .await
@@ -401,7 +446,8 @@ impl<B: Backend> Store for B {
     }
 
     async fn delivery_succeeded(&self, id: i64, now: Timestamp) -> Result<()> {
-        self.write((), move |tx, ()| Box::pin(alerts::succeeded(tx, id, now)))
+        // Appends nothing: a delivery done does not wake the dispatcher's router.
+        self.transaction((), move |tx, ()| Box::pin(alerts::succeeded(tx, id, now)))
             .await
     }
 
@@ -422,6 +468,14 @@ impl<B: Backend> Store for B {
 
     async fn alert_backlog(&self) -> Result<Vec<ChannelBacklog>> {
         alerts::backlog(&mut *self.read().await?).await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
+        alerts::next_due(&mut *self.read().await?).await
+    }
+
+    fn watch_appends(&self) -> watch::Receiver<u64> {
+        self.appends().0.subscribe()
     }
 
     async fn close(&self) {

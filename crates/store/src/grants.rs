@@ -42,6 +42,10 @@ pub(crate) struct GrantSql {
     pub(crate) due_for_expiry: &'static str,
     /// `cutoff`: requests made at or before it, oldest first.
     pub(crate) requested_before: &'static str,
+    /// No parameters: `at`, the earliest `expires_at` of an active grant (NULL if none).
+    pub(crate) next_expiry: &'static str,
+    /// No parameters: `role` and `at`, its oldest pending request's `requested_at`, by role.
+    pub(crate) oldest_requests: &'static str,
     /// `role, requester`: newest first.
     pub(crate) of_requester: &'static str,
 }
@@ -214,6 +218,22 @@ pub(crate) async fn requested_before<C: Conn>(
     cutoff: Timestamp,
 ) -> Result<Vec<StoredGrant>> {
     stored_all(c, Stmt::new(C::GRANTS.requested_before).time(cutoff)).await
+}
+
+/// See [`crate::Store::next_expiry`].
+pub(crate) async fn next_expiry<C: Conn>(c: &mut C) -> Result<Option<Timestamp>> {
+    c.one(Stmt::new(C::GRANTS.next_expiry))
+        .await?
+        .opt_time("at")
+}
+
+/// See [`crate::Store::oldest_requests`].
+pub(crate) async fn oldest_requests<C: Conn>(c: &mut C) -> Result<Vec<(String, Timestamp)>> {
+    c.all(Stmt::new(C::GRANTS.oldest_requests))
+        .await?
+        .iter()
+        .map(|r| Ok((r.text("role")?, r.time("at")?)))
+        .collect()
 }
 
 /// See [`crate::Store::grants_for`].

@@ -405,6 +405,12 @@ pub trait Store: Send + Sync + 'static {
     async fn due_for_expiry(&self, now: Timestamp) -> Result<Vec<StoredGrant>>;
     /// Pending requests made at or before `cutoff`, oldest first (candidates for time-out).
     async fn requested_before(&self, cutoff: Timestamp) -> Result<Vec<StoredGrant>>;
+    /// The earliest end of an active grant (past or not), or `None` if no grant is active: when
+    /// the reaper next has a grant to expire.
+    async fn next_expiry(&self) -> Result<Option<Timestamp>>;
+    /// For each role with pending requests, when its oldest was made, by role: the reaper adds
+    /// the role's `request_ttl` to know when it next has a request to time out.
+    async fn oldest_requests(&self) -> Result<Vec<(String, Timestamp)>>;
 
     /// Hands over the latest undelivered credential of grant `id` to `to` exactly once: reads the
     /// grant and its credential under the grant's lock, lets the core decide
@@ -508,6 +514,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     /// The backlog of every channel that has had a delivery, by channel name.
     async fn alert_backlog(&self) -> Result<Vec<ChannelBacklog>>;
+    /// When the earliest pending delivery can next be claimed (due, and its lease, if any,
+    /// ended), past or not; `None` if nothing is pending: when the dispatcher next has a delivery
+    /// to make.
+    async fn next_delivery_due(&self) -> Result<Option<Timestamp>>;
+
+    /// Changes after each write of this process that may have appended audit events has
+    /// committed (the count is of such writes, not of events): the workers that route new events
+    /// wait on it instead of polling the log. Alert routing, claims, finished deliveries and saved
+    /// checkpoints, which append nothing, do not change it. Writes by other processes (other
+    /// replicas on one PostgreSQL database) are not seen here: whoever waits on this must also
+    /// look at the log now and then.
+    fn watch_appends(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Finishes the writes already accepted and closes every connection.
     async fn close(&self);

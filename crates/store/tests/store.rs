@@ -25,6 +25,7 @@ use alerts::{
     alerts_are_routed_once_from_the_cursor, alerts_go_to_every_channel_named_or_none,
     an_alert_given_up_is_dead_and_recorded_once, claims_respect_due_times_and_leases,
     claims_skip_the_channels_asked, the_backlog_counts_each_channel,
+    the_next_delivery_due_is_the_earliest_claimable,
 };
 use auth::{
     disabling_ends_every_token_once, factors_change_by_compare_and_set,
@@ -144,8 +145,20 @@ fn request(id: u8) -> Grant {
 
 /// Drives a fresh grant to `active` with a sealed credential, returning its version.
 async fn activate(store: &dyn Store, id: u8) -> (Grant, i64) {
+    activate_for(store, id, None).await
+}
+
+/// [`activate`] for `duration` (the role's default if `None`).
+async fn activate_for(
+    store: &dyn Store,
+    id: u8,
+    duration: Option<breakglass_core::Duration>,
+) -> (Grant, i64) {
     let role = Role::parse("db.toml", ROLE).unwrap();
-    let g = request(id);
+    let mut g = request(id);
+    if let Some(d) = duration {
+        g.duration = d;
+    }
     store.insert_grant(&g, &[], t(2)).await.unwrap();
     let tr = g
         .approve(&role, &user("bob", &["leads"]), None, t(3))
@@ -361,6 +374,77 @@ async fn due_for_expiry_finds_only_ended_windows(store: &dyn Store) {
             .len(),
         0
     );
+}
+
+async fn the_next_expiry_is_the_earliest_active_end(store: &dyn Store) {
+    initialized(store).await;
+    assert_eq!(store.next_expiry().await.unwrap(), None, "no grant");
+    store.insert_grant(&request(20), &[], t(2)).await.unwrap();
+    assert_eq!(
+        store.next_expiry().await.unwrap(),
+        None,
+        "a request has no end"
+    );
+    let (long, _) = activate(store, 21).await; // the role's 30m
+    let (short, v) = activate_for(store, 22, Some("10m".parse().unwrap())).await;
+    let (long_end, short_end) = (long.expires_at().unwrap(), short.expires_at().unwrap());
+    assert!(short_end < long_end);
+    assert_eq!(store.next_expiry().await.unwrap(), Some(short_end));
+    // An end in the past still counts while the grant is active: the reaper has it to do now.
+    assert_eq!(store.due_for_expiry(long_end).await.unwrap().len(), 2);
+    assert_eq!(store.next_expiry().await.unwrap(), Some(short_end));
+    // Once it is ending (revoking), the next is the other's.
+    let tr = short.begin_expiry(short_end).unwrap();
+    store
+        .update_grant(&tr.grant, v, None, &tr.events, short_end)
+        .await
+        .unwrap();
+    assert_eq!(store.next_expiry().await.unwrap(), Some(long_end));
+}
+
+async fn the_oldest_request_of_each_role_is_found(store: &dyn Store) {
+    initialized(store).await;
+    assert!(store.oldest_requests().await.unwrap().is_empty());
+    let mut a = request(30);
+    a.requested_at = t(7);
+    let mut b = request(31);
+    b.requested_at = t(3);
+    let mut other = request(32);
+    other.role = "web".parse().unwrap();
+    other.requested_at = t(9);
+    for g in [&a, &b, &other] {
+        store.insert_grant(g, &[], g.requested_at).await.unwrap();
+    }
+    activate(store, 33).await; // requested at t(2), approved at t(3): not pending any more
+    assert_eq!(
+        store.oldest_requests().await.unwrap(),
+        [("db".to_owned(), t(3)), ("web".to_owned(), t(9))],
+        "by role, the oldest still pending"
+    );
+}
+
+async fn appending_writes_wake_the_log_watchers(store: &dyn Store) {
+    let mut watch = store.watch_appends();
+    assert!(!watch.has_changed().unwrap());
+    initialized(store).await;
+    assert!(watch.has_changed().unwrap(), "writes with events");
+    watch.borrow_and_update();
+    // What appends nothing leaves the watchers asleep: a routing pass, a claim, a delivery done,
+    // a checkpoint saved.
+    store
+        .route_alerts(
+            10,
+            &|_: &breakglass_core::AuditEvent| Some(vec!["ops".to_owned()]),
+            t(3),
+        )
+        .await
+        .unwrap();
+    let claimed = store.claim_deliveries(t(3), 1000, 10, &[]).await.unwrap();
+    store.delivery_succeeded(claimed[0].id, t(4)).await.unwrap();
+    store.save_checkpoint(3, "note", t(4)).await.unwrap();
+    assert!(!watch.has_changed().unwrap());
+    store.append(&[created("carol")], t(5)).await.unwrap();
+    assert!(watch.has_changed().unwrap(), "an append");
 }
 
 async fn tokens_revoke_once(store: &dyn Store) {
@@ -668,6 +752,10 @@ store_suite!(
     due_for_expiry_finds_only_ended_windows,
     tokens_revoke_once,
     requested_before_finds_only_old_pending_requests,
+    the_next_expiry_is_the_earliest_active_end,
+    the_oldest_request_of_each_role_is_found,
+    appending_writes_wake_the_log_watchers,
+    the_next_delivery_due_is_the_earliest_claimable,
     roles_are_replaced_and_recorded,
     secrets_are_added_once,
     checkpoints_keep_the_first_of_a_size,

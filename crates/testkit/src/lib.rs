@@ -440,6 +440,11 @@ impl Broker {
         self.env.push((key.to_owned(), value.to_owned()));
     }
 
+    /// The running `serve` process's id (for reading its `/proc` entries), if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is still running (it may have exited on an error).
     pub fn is_running(&mut self) -> bool {
         self.child

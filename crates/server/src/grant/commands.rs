@@ -43,7 +43,7 @@ impl Grants {
         let tr = Grant::request(new_id()?, role, &caller.principal, input, now)?;
         self.access
             .check(caller, caller.action, Some(role), false)?;
-        self.store.insert_grant(&tr.grant, &tr.events, now).await?;
+        self.insert(&tr, now).await?;
         self.metrics.requested();
         tracing::info!(grant = %tr.grant.id, role = %role.id, requester = %caller.principal.name, "grant requested");
         Ok(tr.grant)
@@ -77,9 +77,9 @@ impl Grants {
         let tr = Grant::request_emergency(new_id()?, role, &caller.principal, input, now)?;
         let actor = Actor::User(caller.principal.name.clone());
         // The request and the activation intent commit together: the grant is never seen waiting.
-        let next = self.begin_activation(&tr.grant, actor.clone(), now)?;
-        let events: Vec<_> = tr.events.into_iter().chain(next.events).collect();
-        self.store.insert_grant(&next.grant, &events, now).await?;
+        let mut next = self.begin_activation(&tr.grant, actor.clone(), now)?;
+        next.events = tr.events.into_iter().chain(next.events).collect();
+        self.insert(&next, now).await?;
         self.metrics.requested();
         tracing::warn!(grant = %next.grant.id, role = %role.id, requester = %caller.principal.name, "emergency self-activation");
         let sg = StoredGrant {

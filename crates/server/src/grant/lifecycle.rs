@@ -235,6 +235,7 @@ impl Grants {
                 return Ok(self.write(&sg, tr, None, now).await?);
             }
             let retry = self.retries.schedule(g.id, now);
+            self.alarms.reaper.due_at(retry.next_at);
             self.metrics.revoke_retry_scheduled();
             tracing::warn!(grant = %g.id, error = %e, attempts = retry.attempts, next_attempt_at = %retry.next_at, "provider could not revoke; will retry");
             return Ok(sg);

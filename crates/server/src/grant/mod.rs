@@ -4,7 +4,8 @@
 //! Each command loads the grant, lets the core decide, writes the decision with its audit events,
 //! and only then talks to the provider. A concurrent change to the same grant makes the write
 //! fail; the command reloads and decides again. The reaper and the reconciler (in `workers/`)
-//! drive the same lifecycle on their own schedule.
+//! drive the same lifecycle on their own schedule. Every grant written tells the workers that
+//! sleep until their next due item about the work it brings ([`Grants::wake_for`]).
 
 mod commands;
 mod lifecycle;
@@ -12,17 +13,19 @@ mod lifecycle;
 use std::sync::Arc;
 
 use breakglass_core::{
-    Clock, DomainError, Grant, GrantId, PolicyAction, Principal, RoleSet, StateKind, Target,
-    Timestamp, Transition,
+    Clock, DomainError, Grant, GrantId, GrantState, PolicyAction, Principal, RoleSet, StateKind,
+    Target, Timestamp, Transition,
 };
 use breakglass_providers::{PostgresProvider, Provider, Secret, TokenProvider};
 use breakglass_store::{NewCredential, Store, StoreError, StoredGrant};
 
+use crate::alert::Alerting;
 use crate::audit::checkpoint::Checkpointer;
 use crate::error::ServiceError;
 use crate::metrics::Metrics;
 use crate::policy::{Access, Catalog, Policies, Query};
 use crate::startup::sealing::Sealer;
+use crate::workers::wake::Alarms;
 
 pub(crate) use lifecycle::RetrySchedule;
 
@@ -81,6 +84,11 @@ pub struct Grants {
     pub(crate) checkpoints: Arc<Checkpointer>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) retries: RetrySchedule,
+    /// The workers to wake when a write brings work due earlier than they expect.
+    pub(crate) alarms: Arc<Alarms>,
+    /// The alert rules in force, for `[alerts] expiring_soon` (how long before a grant's end its
+    /// holder is warned), which a config reload may change.
+    alerting: Arc<Alerting>,
 }
 
 /// What the grant service is built from.
@@ -95,6 +103,8 @@ pub struct GrantsParts {
     pub metrics: Arc<Metrics>,
     /// How long a refused revocation is retried before the grant is marked `failed`.
     pub revoke_give_up: std::time::Duration,
+    pub alarms: Arc<Alarms>,
+    pub alerting: Arc<Alerting>,
 }
 
 impl Grants {
@@ -109,6 +119,8 @@ impl Grants {
             checkpoints: p.checkpoints,
             metrics: p.metrics,
             retries: RetrySchedule::new(p.revoke_give_up),
+            alarms: p.alarms,
+            alerting: p.alerting,
         }
     }
 
@@ -141,9 +153,52 @@ impl Grants {
         credential: Option<&NewCredential>,
         now: Timestamp,
     ) -> Result<StoredGrant, StoreError> {
-        self.store
+        let stored = self
+            .store
             .update_grant(&tr.grant, from.version, credential, &tr.events, now)
-            .await
+            .await?;
+        self.wake_for(&stored.grant);
+        Ok(stored)
+    }
+
+    /// Adds a new grant.
+    pub(crate) async fn insert(&self, tr: &Transition, now: Timestamp) -> Result<(), StoreError> {
+        self.store.insert_grant(&tr.grant, &tr.events, now).await?;
+        self.wake_for(&tr.grant);
+        Ok(())
+    }
+
+    /// Tells the workers about the work `g`, just committed, brings: its end (to the reaper, and
+    /// the warning before it to the alert dispatcher), its request's time-out, or, while it is
+    /// revoking, the moment the reaper would take the revocation over. A worker expecting
+    /// earlier work anyway is left asleep.
+    fn wake_for(&self, g: &Grant) {
+        match &g.state {
+            GrantState::Requested => {
+                let ttl = self.catalog.roles().request_ttl(g.role.as_str());
+                self.alarms
+                    .reaper
+                    .due_at(g.requested_at.saturating_add(ttl));
+            }
+            GrantState::Active {
+                expires_at,
+                expiry_warned,
+                ..
+            } => {
+                self.alarms.reaper.due_at(*expires_at);
+                if let Some(window) = self.alerting.expiring_soon()
+                    && *expiry_warned != Some(*expires_at)
+                {
+                    let at = expires_at.unix_millis().saturating_sub(window.as_millis());
+                    self.alarms.alerts.due_at(Timestamp::from_unix_millis(at));
+                }
+            }
+            GrantState::Revoking { .. } => {
+                let at = g.updated_at.unix_millis().saturating_add(SETTLED_MS);
+                self.alarms.reaper.due_at(Timestamp::from_unix_millis(at));
+            }
+            _ => {}
+        }
     }
 
     /// Loads, decides and writes, retrying on concurrent changes.

@@ -22,9 +22,11 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// The `iss` of issued tokens; `None` means `http://<bound address>`.
     pub issuer: Option<String>,
-    /// How often the reaper looks for grants to expire or time out.
+    /// The least time between two reaper passes (it sleeps until its next due item).
     pub reaper_interval: Duration,
-    /// How often the reconciler re-checks every open intent and sweeps targets for orphans.
+    /// How often the reconciler re-checks every open intent and sweeps targets for orphans; also
+    /// the longest the reaper and the alert dispatcher sleep without looking at the store, since
+    /// another replica's writes do not wake them.
     pub reconcile_interval: Duration,
     /// How long a revocation the target keeps refusing is retried before the grant is marked
     /// `failed` (the target's own end still bounds the privilege, and the orphan sweep keeps
@@ -36,8 +38,10 @@ pub struct ServeConfig {
     pub checkpoint_log: Option<PathBuf>,
     /// The config file (`[alerts]`, `[channels.NAME]`); `None` means no alert channels.
     pub config_file: Option<PathBuf>,
-    /// How often the alert dispatcher routes and delivers.
+    /// The least time between two alert dispatcher passes (it sleeps until its next due item).
     pub dispatch_interval: Duration,
+    /// Password hashing workers, each keeping the 19 MiB an Argon2id hash needs.
+    pub password_workers: usize,
     /// `policies/*.cedar`; `None` means `<data-dir>/policies`.
     pub policies_dir: Option<PathBuf>,
     /// Session length and step-up window.
@@ -135,6 +139,7 @@ impl ServeConfig {
             checkpoint_log: None,
             config_file: None,
             dispatch_interval: Duration::from_millis(500),
+            password_workers: crate::signin::crypto::pool::DEFAULT_WORKERS,
             policies_dir: None,
             auth: crate::signin::AuthSettings::default(),
             trusted_proxies: Vec::new(),

@@ -1,16 +1,22 @@
 //! The alert dispatcher: routes new audit events to their channels, warns holders of grants about
 //! to end, and delivers what is due, in its own task so no request ever waits on a channel, and
 //! each delivery in a task of its own so no channel waits on another.
+//!
+//! It sleeps until its next due item (see [`super::wake`]): a new event to route (the store tells
+//! it of this process's appends), the next `expiring_soon` warning, or the next delivery due (a
+//! retry, or a lease that ends). A delivery that finishes wakes it to start the next.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use breakglass_core::{
-    Actor, EventDraft, EventKind, Grant, GrantId, RoleSet, StateKind, Timestamp,
+    Actor, EventDraft, EventKind, Grant, GrantId, GrantState, RoleSet, StateKind, Timestamp,
 };
 use breakglass_store::{Delivery, StoreError};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use super::wake::{Pace, earliest};
 
 use crate::alert::{
     Alerting, CLAIM_BATCH, DELIVERY_SLOTS, LEASE_MS, PER_CHANNEL_SLOTS, Parsed, ROUTE_BATCH, parse,
@@ -19,52 +25,106 @@ use crate::alert::{
 use crate::app::App;
 use crate::error::ServiceError;
 
-pub async fn run(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(DELIVERY_SLOTS));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+pub async fn run(app: Arc<App>, pace: Pace, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(DELIVERY_SLOTS));
+    let alarm = &app.alarms.alerts;
+    let mut appended = app.store.watch_appends();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                // A full batch means more is waiting: keep going until the backlog is drained
-                // (or every slot is busy), rather than one batch per tick.
-                loop {
-                    match pass(&app, &slots).await {
-                        Ok(n) if n > 0 => {
-                            if *shutdown.borrow() {
-                                return;
-                            }
-                        }
-                        Ok(_) => break,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "alert dispatch pass failed; retrying next tick");
-                            break;
-                        }
+        let (last, began) = (Instant::now(), app.clock.now());
+        alarm.clear();
+        // Events appended from here on are this pass's or the next's to route.
+        appended.borrow_and_update();
+        let mut next_warning = None;
+        // A full batch means more is waiting: keep going until the backlog is drained
+        // (or every slot is busy), rather than one batch per pass.
+        loop {
+            match run_pass(&app, &slots).await {
+                Ok(p) if p.started > 0 => {
+                    if *shutdown.borrow() {
+                        return;
                     }
                 }
-            }
-            // A delivery finished: its slot (and its channel's) can take the next one now.
-            () = app.alerts.slot_freed.notified() => {
-                if let Err(e) = deliver_alerts(&app, &slots).await {
-                    tracing::warn!(error = %e, "alert delivery pass failed; retrying next tick");
+                Ok(p) => {
+                    next_warning = p.next_warning;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "alert dispatch pass failed; retrying shortly");
+                    alarm.ring();
+                    break;
                 }
             }
-            _ = shutdown.changed() => return,
+        }
+        plan(&app, began, next_warning).await;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(alarm.wake_at(app.clock.as_ref(), pace, last, Instant::now())) => break,
+                // Earlier work: sleep less.
+                () = alarm.moved() => {}
+                // New events to route.
+                Ok(()) = appended.changed() => alarm.ring(),
+                // A delivery finished: its slot (and its channel's) can take the next one now.
+                () = app.alerts.slot_freed.notified() => {
+                    if let Err(e) = deliver_alerts(&app, &slots).await {
+                        tracing::warn!(error = %e, "alert delivery pass failed; retrying shortly");
+                        alarm.ring();
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
         }
     }
+}
+
+/// What one pass did, and what it found due next.
+struct Pass {
+    /// Deliveries started: a full batch means more is waiting.
+    started: usize,
+    /// The next `expiring_soon` warning.
+    next_warning: Option<Timestamp>,
 }
 
 /// One dispatcher pass: route new events, warn holders of grants about to end, and start
 /// delivering what is due, each delivery in its own task holding one of `slots`, so a slow or
 /// hanging channel holds only its own slot. Returns how many deliveries were started: when
 /// that is a full batch the caller runs another pass at once.
-pub async fn pass(
-    app: &Arc<App>,
-    slots: &Arc<tokio::sync::Semaphore>,
-) -> Result<usize, ServiceError> {
+pub async fn pass(app: &Arc<App>, slots: &Arc<Semaphore>) -> Result<usize, ServiceError> {
+    Ok(run_pass(app, slots).await?.started)
+}
+
+async fn run_pass(app: &Arc<App>, slots: &Arc<Semaphore>) -> Result<Pass, ServiceError> {
     route_alerts(app).await?;
-    warn_expiring(app).await?;
-    deliver_alerts(app, slots).await
+    let next_warning = warn_expiring(app).await?;
+    let started = deliver_alerts(app, slots).await?;
+    Ok(Pass {
+        started,
+        next_warning,
+    })
+}
+
+/// When the dispatcher next has work: the next warning (found by the pass that began at `began`)
+/// or the next delivery due.
+pub async fn next_due(
+    app: &App,
+    began: Timestamp,
+    next_warning: Option<Timestamp>,
+) -> Result<Option<Timestamp>, ServiceError> {
+    let delivery = app.store.next_delivery_due().await?;
+    // One due before the pass began and still waiting is held back by its channel's limit (or
+    // every slot is busy): a delivery finishing wakes the dispatcher for it, not the clock.
+    let delivery = delivery.filter(|at| *at > began);
+    Ok(earliest(next_warning, delivery))
+}
+
+/// Sets the dispatcher's alarm to its next due item.
+async fn plan(app: &App, began: Timestamp, next_warning: Option<Timestamp>) {
+    match next_due(app, began, next_warning).await {
+        Ok(at) => app.alarms.alerts.found(at),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not find the dispatcher's next due item; retrying shortly");
+            app.alarms.alerts.ring();
+        }
+    }
 }
 
 async fn route_alerts(app: &App) -> Result<(), ServiceError> {
@@ -118,28 +178,40 @@ async fn route_alerts(app: &App) -> Result<(), ServiceError> {
 }
 
 /// Warns the holders of active grants that end within `[alerts] expiring_soon`, once per end.
-async fn warn_expiring(app: &App) -> Result<(), ServiceError> {
+/// Returns when the next warning is due.
+async fn warn_expiring(app: &App) -> Result<Option<Timestamp>, ServiceError> {
     let Some(window) = app.alerts.expiring_soon() else {
-        return Ok(());
+        return Ok(None);
     };
     let now = app.clock.now();
+    let mut next = None;
     for sg in app.grants.in_states(&[StateKind::Active]).await? {
-        let Some(tr) = sg.grant.warn_expiring(window, now) else {
+        if let Some(tr) = sg.grant.warn_expiring(window, now) {
+            match app.grants.write(&sg, tr, None, now).await {
+                Ok(_) => {}
+                // Another replica (or a revoke, or an extension) got there first: look again.
+                Err(StoreError::Conflict) => next = earliest(next, Some(now)),
+                Err(e) => return Err(e.into()),
+            }
             continue;
-        };
-        match app.grants.write(&sg, tr, None, now).await {
-            // Another replica (or a revoke) got there first.
-            Ok(_) | Err(StoreError::Conflict) => {}
-            Err(e) => return Err(e.into()),
+        }
+        if let GrantState::Active {
+            expires_at,
+            expiry_warned,
+            ..
+        } = sg.grant.state
+            && expiry_warned != Some(expires_at)
+            && now < expires_at
+        {
+            // Not in the window yet: due when it is.
+            let at = expires_at.unix_millis().saturating_sub(window.as_millis());
+            next = earliest(next, Some(Timestamp::from_unix_millis(at)));
         }
     }
-    Ok(())
+    Ok(next)
 }
 
-async fn deliver_alerts(
-    app: &Arc<App>,
-    slots: &Arc<tokio::sync::Semaphore>,
-) -> Result<usize, ServiceError> {
+async fn deliver_alerts(app: &Arc<App>, slots: &Arc<Semaphore>) -> Result<usize, ServiceError> {
     let mut started = 0;
     // Claim only what can start now (a claimed delivery is leased, and a lease should be
     // spent sending, not waiting), a few per channel at a time: a channel with

@@ -1,7 +1,8 @@
 //! Background workers, one per file, each owning its loop and its logic. Each loops until
-//! shutdown, doing its pass on an interval (or on a signal); a failed pass is logged and retried
-//! on the next tick, never fatal. The passes are public so tests can drive them with a manual
-//! clock instead of waiting for a tick.
+//! shutdown: the reaper and the alert dispatcher sleep until their next due item or until a
+//! service wakes them with earlier work ([`wake`]); the reconciler and the checkpointer pass on
+//! their interval; the roles worker on SIGHUP. A failed pass is logged and retried shortly, never
+//! fatal. The passes are public so tests can drive them with a manual clock instead of waiting.
 
 pub mod alerts;
 pub mod checkpoint;
@@ -9,3 +10,4 @@ pub mod reaper;
 pub mod reconciler;
 pub mod roles;
 pub mod throttle;
+pub mod wake;

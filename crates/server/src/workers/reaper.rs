@@ -1,15 +1,21 @@
 //! The reaper: expires active grants when their window closes (revoking at the provider first,
 //! then recording `grant.expired`), retries the revocations a target refused, and times out
 //! requests nobody approved. One grant's failure never holds up the others.
+//!
+//! It sleeps until its next due item (see [`super::wake`]): the earliest active grant's end, the
+//! next request time-out, or the next revocation retry (or take-over of a revocation left alone),
+//! whichever comes first ([`next_due`]). The grant service moves its alarm forward when it commits
+//! earlier work.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use breakglass_core::{Actor, StateKind, Timestamp};
 use breakglass_store::{StoreError, StoredGrant};
 use futures_util::StreamExt as _;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
+use super::wake::{Pace, earliest};
 use crate::app::App;
 use crate::error::ServiceError;
 use crate::grant::{Grants, SETTLED_MS};
@@ -17,19 +23,59 @@ use crate::grant::{Grants, SETTLED_MS};
 /// How many grants one pass ends at the same time.
 const REAP_CONCURRENCY: usize = 16;
 
-pub async fn run(app: Arc<App>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+pub async fn run(app: Arc<App>, pace: Pace, mut shutdown: watch::Receiver<bool>) {
+    let alarm = &app.alarms.reaper;
+    // The start-up pass has just run (`Server::start`): begin with what is due after it.
+    let mut last = Instant::now();
+    plan(&app.grants).await;
     loop {
         tokio::select! {
-            _ = tick.tick() => {
-                if let Err(e) = pass(&app.grants).await {
-                    tracing::warn!(error = %e, "reaper pass failed; retrying next tick");
-                }
-            }
+            () = tokio::time::sleep_until(alarm.wake_at(app.clock.as_ref(), pace, last, Instant::now())) => {}
+            // Earlier work: sleep less.
+            () = alarm.moved() => continue,
             _ = shutdown.changed() => return,
         }
+        last = Instant::now();
+        alarm.clear();
+        if let Err(e) = pass(&app.grants).await {
+            tracing::warn!(error = %e, "reaper pass failed; retrying shortly");
+            alarm.ring();
+        }
+        plan(&app.grants).await;
     }
+}
+
+/// Sets the reaper's alarm to its next due item.
+async fn plan(grants: &Grants) {
+    match next_due(grants).await {
+        Ok(at) => grants.alarms.reaper.found(at),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not find the reaper's next due item; retrying shortly");
+            grants.alarms.reaper.ring();
+        }
+    }
+}
+
+/// When the reaper next has work (at or before now: at once), or `None` if it has none: the
+/// earliest of the earliest active grant's end, the oldest pending request of each role plus the
+/// role's `request_ttl`, and for each grant being revoked, its retry (or, with none scheduled in
+/// this process, when it is left alone long enough to be taken over).
+pub async fn next_due(grants: &Grants) -> Result<Option<Timestamp>, ServiceError> {
+    let mut next = grants.store.next_expiry().await?;
+    let roles = grants.catalog.roles();
+    for (role, oldest) in grants.store.oldest_requests().await? {
+        next = earliest(next, Some(oldest.saturating_add(roles.request_ttl(&role))));
+    }
+    for sg in grants.in_states(&[StateKind::Revoking]).await? {
+        let at = match grants.retries.get(sg.grant.id) {
+            Some(r) => r.next_at,
+            None => Timestamp::from_unix_millis(
+                sg.grant.updated_at.unix_millis().saturating_add(SETTLED_MS),
+            ),
+        };
+        next = earliest(next, Some(at));
+    }
+    Ok(next)
 }
 
 /// One pass: expire every active grant whose window has closed, retry refused revocations, and

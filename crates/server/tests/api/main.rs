@@ -19,6 +19,7 @@ mod harness;
 mod limits;
 mod routes;
 mod throttle;
+mod workers;
 
 use harness::Backend;
 
@@ -67,4 +68,5 @@ api_suite!(
     throttle::a_locked_account_still_steps_up_and_wrong_codes_end_only_the_session,
     throttle::refusals_while_locked_are_one_event_per_window,
     limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
+    workers::the_reaper_sleeps_until_its_next_due_item,
 );

@@ -35,6 +35,9 @@ pub(super) const SQL: AlertSql = AlertSql {
                   COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0)
                       AS failing
               FROM alert_deliveries GROUP BY channel ORDER BY channel",
+    // GREATEST ignores a NULL lease.
+    next_due: "SELECT MIN(GREATEST(next_attempt_at, claimed_until)) AS at
+               FROM alert_deliveries WHERE delivered_at IS NULL AND dead_at IS NULL",
 };
 
 impl Outbox for PostgresStore {

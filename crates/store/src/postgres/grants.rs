@@ -33,4 +33,7 @@ pub(super) const SQL: GrantSql = GrantSql {
                        WHERE state = 'requested' AND requested_at <= $1 ORDER BY requested_at, id",
     of_requester: "SELECT body, version FROM grants WHERE role = $1 AND requester = $2
                    ORDER BY requested_at DESC, id",
+    next_expiry: "SELECT MIN(expires_at) AS at FROM grants WHERE state = 'active'",
+    oldest_requests: "SELECT role, MIN(requested_at) AS at FROM grants WHERE state = 'requested'
+                      GROUP BY role ORDER BY role",
 };

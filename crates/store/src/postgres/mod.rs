@@ -30,6 +30,7 @@
 
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use breakglass_audit::leaf_hash;
@@ -44,7 +45,7 @@ use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Postgres}
 use crate::alerts::AlertSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
-use crate::backend::{Backend, BoxFut};
+use crate::backend::{Appends, Backend, BoxFut};
 use crate::grants::GrantSql;
 use crate::principals::PrincipalSql;
 use crate::roles::RoleSql;
@@ -82,6 +83,8 @@ const IDLE_IN_TRANSACTION_TIMEOUT: &str = "30s";
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// This process's writes only: another replica's appends are not seen here.
+    appends: Arc<Appends>,
 }
 
 impl PostgresStore {
@@ -105,7 +108,7 @@ impl PostgresStore {
             pool.close().await;
             return Err(e);
         }
-        Ok(Self { pool })
+        Ok(Self::with_pool(pool))
     }
 
     /// Opens an existing database without changing anything in it (no migrations, every session
@@ -121,7 +124,14 @@ impl PostgresStore {
         if !present {
             return Err(StoreError::NotInitialized);
         }
-        Ok(Self { pool: pool(opts) })
+        Ok(Self::with_pool(pool(opts)))
+    }
+
+    fn with_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            appends: Arc::new(Appends::new()),
+        }
     }
 
     /// Closes every connection once the calls using them are done.
@@ -132,7 +142,7 @@ impl PostgresStore {
     /// Runs `work` in one transaction and commits it, trying again from the start (a fresh
     /// transaction) when PostgreSQL reports a serialization failure or a deadlock. `work` hands
     /// the transaction back with its result to have it committed; on an error it drops it, which
-    /// rolls it back. Every write runs here: through [`Backend::write`], or directly for the
+    /// rolls it back. Every write runs here: through [`Backend::transaction`], or directly for the
     /// alert routing pass, which works with a borrowed router.
     async fn transact<T, F, Fut>(&self, mut work: F) -> Result<T>
     where
@@ -314,7 +324,7 @@ impl Backend for PostgresStore {
         Ok(self.pool.acquire().await?)
     }
 
-    async fn write<A, T, W>(&self, args: A, work: W) -> Result<T>
+    async fn transaction<A, T, W>(&self, args: A, work: W) -> Result<T>
     where
         A: Send + Sync + 'static,
         T: Send + 'static,
@@ -325,6 +335,10 @@ impl Backend for PostgresStore {
             Ok((tx, value))
         })
         .await
+    }
+
+    fn appends(&self) -> &Appends {
+        &self.appends
     }
 
     async fn close_in(&self) {

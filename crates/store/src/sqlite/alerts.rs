@@ -24,6 +24,10 @@ pub(super) const SQL: AlertSql = AlertSql {
         COUNT(*) FILTER (WHERE delivered_at IS NULL AND dead_at IS NULL AND attempts > 0)
             AS failing
     FROM alert_deliveries GROUP BY channel ORDER BY channel",
+    // SQLite's two-argument MAX is the larger of the two (a delivery not leased is due at its
+    // attempt time).
+    next_due: "SELECT MIN(MAX(next_attempt_at, COALESCE(claimed_until, next_attempt_at))) AS at
+               FROM alert_deliveries WHERE delivered_at IS NULL AND dead_at IS NULL",
 };
 
 /// How many times one routing pass starts again after finding that another process's pass moved

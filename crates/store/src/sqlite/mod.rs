@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alerts::AlertSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
-use crate::backend::{Backend, BoxFut};
+use crate::backend::{Appends, Backend, BoxFut};
 use crate::grants::GrantSql;
 use crate::principals::PrincipalSql;
 use crate::roles::RoleSql;
@@ -61,6 +61,7 @@ pub struct SqliteStore {
     /// Taken for a whole alert routing pass, so that the passes of this process take turns (see
     /// [`alerts`]).
     routing: Arc<tokio::sync::Mutex<()>>,
+    appends: Arc<Appends>,
 }
 
 type Reply = oneshot::Sender<Result<Box<dyn Any + Send>>>;
@@ -239,6 +240,7 @@ impl SqliteStore {
             commits,
             submitted: Arc::new(AtomicU64::new(0)),
             routing: Arc::new(tokio::sync::Mutex::new(())),
+            appends: Arc::new(Appends::new()),
         }
     }
 
@@ -427,7 +429,7 @@ impl Backend for SqliteStore {
         Ok(self.reader.acquire().await?)
     }
 
-    async fn write<A, T, W>(&self, args: A, work: W) -> Result<T>
+    async fn transaction<A, T, W>(&self, args: A, work: W) -> Result<T>
     where
         A: Send + Sync + 'static,
         T: Send + 'static,
@@ -438,6 +440,10 @@ impl Backend for SqliteStore {
     {
         self.submit(move |tx| Box::pin(async move { work(tx, &args).await }))
             .await
+    }
+
+    fn appends(&self) -> &Appends {
+        &self.appends
     }
 
     async fn close_in(&self) {

@@ -496,3 +496,49 @@ pub(crate) async fn claims_skip_the_channels_asked(store: &dyn Store) {
         .unwrap();
     assert!(rest.iter().all(|d| d.channel == "stuck") && rest.len() == 3);
 }
+
+pub(crate) async fn the_next_delivery_due_is_the_earliest_claimable(store: &dyn Store) {
+    initialized(store).await;
+    assert_eq!(
+        store.next_delivery_due().await.unwrap(),
+        None,
+        "none routed"
+    );
+    store.route_alerts(2, &to(&["ops"]), t(10)).await.unwrap();
+    assert_eq!(store.next_delivery_due().await.unwrap(), Some(t(10)));
+    // One leased until t(40): the other is still due at t(10).
+    let first = store
+        .claim_deliveries(t(10), secs(30), 1, &[])
+        .await
+        .unwrap();
+    assert_eq!(store.next_delivery_due().await.unwrap(), Some(t(10)));
+    // Both leased: due again when the first lease ends.
+    let second = store
+        .claim_deliveries(t(12), secs(30), 1, &[])
+        .await
+        .unwrap();
+    assert_eq!(store.next_delivery_due().await.unwrap(), Some(t(40)));
+    // A failure due again at t(20) is earlier than either lease.
+    store
+        .delivery_failed(first[0].id, "refused", Some(t(20)), &[], t(13))
+        .await
+        .unwrap();
+    assert_eq!(store.next_delivery_due().await.unwrap(), Some(t(20)));
+    assert_eq!(
+        seqs(
+            &store
+                .claim_deliveries(t(19), secs(30), 10, &[])
+                .await
+                .unwrap()
+        ),
+        [] as [u64; 0],
+        "and not claimable before it"
+    );
+    // Done or dead: nothing left to wake for.
+    store.delivery_succeeded(second[0].id, t(14)).await.unwrap();
+    store
+        .delivery_failed(first[0].id, "gave up", None, &[gave_up("ops")], t(15))
+        .await
+        .unwrap();
+    assert_eq!(store.next_delivery_due().await.unwrap(), None);
+}

@@ -3,9 +3,11 @@
 //!
 //! Pure primitives with no database and no HTTP: the broker stores what they return (a PHC string,
 //! a sealed TOTP secret with the last accepted step, recovery-code hashes) and
-//! passes the current time in. Nothing here logs a password, a code or a secret.
+//! passes the current time in. Nothing here logs a password, a code or a secret. Argon2id runs on
+//! the process's small pool of workers that keep their memory ([`pool`]).
 
 pub mod password;
+pub mod pool;
 pub mod recovery;
 pub mod totp;
 
@@ -30,7 +32,7 @@ impl AuthCryptoError {
                 "each Argon2id hash needs about 19 MiB of memory; check the broker's memory limit, then retry"
             }
             Self::TaskFailed => {
-                "the broker may be shutting down or its blocking thread pool failed; retry once it is serving"
+                "the broker's password hashing workers did not answer: it may be shutting down, or they could not get their memory at start (see its log); retry once it is serving"
             }
         }
     }

@@ -1,18 +1,18 @@
-//! Passwords: Argon2id hashing and verification off the async runtime, the rules a new password
-//! must meet, and random initial passwords for accounts an admin creates.
+//! Passwords: Argon2id hashing and verification, the rules a new password must meet, and random
+//! initial passwords for accounts an admin creates.
 //!
 //! Hashes use the OWASP parameters for Argon2id (19 MiB, 2 passes, 1 lane) and are stored as PHC
 //! strings, so a later change of parameters still verifies old hashes. Each hash or verify costs
-//! tens of milliseconds of CPU and 19 MiB, so both run on `spawn_blocking`; the caller's failed-
-//! attempt throttle (see [`super::throttle`]) is what bounds how often they run.
+//! tens of milliseconds of CPU and 19 MiB of memory, so all of them (the dummy verify for an
+//! unknown user included) run on the bounded pool of [`super::pool`], whose workers keep their
+//! memory: a sign-in allocates none of it, and no more hashes run at once than there are workers.
+//! The caller's failed-attempt throttle (see `signin::throttle`) is what bounds how often they run.
 
-use std::sync::OnceLock;
-
-use argon2::password_hash::Error as HashError;
-use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use breakglass_providers::Secret;
 
-use super::{AuthCryptoError, random_fill};
+use super::{AuthCryptoError, constant_time_eq, pool, random_fill};
 
 /// Argon2id memory cost in KiB (OWASP: 19 MiB).
 pub const M_COST_KIB: u32 = 19_456;
@@ -20,6 +20,8 @@ pub const M_COST_KIB: u32 = 19_456;
 pub const T_COST: u32 = 2;
 /// Argon2id lanes (OWASP: 1).
 pub const P_COST: u32 = 1;
+/// Bytes of random salt in a new hash (what the argon2 crate's own `hash_password` uses).
+const SALT_LEN: usize = 16;
 
 /// The fewest characters a new password may have.
 pub const MIN_CHARS: usize = 12;
@@ -29,28 +31,40 @@ pub const MAX_BYTES: usize = 1024;
 /// Length of [`generate_initial`] passwords.
 pub const INITIAL_CHARS: usize = 20;
 
+/// Starts the hashing pool with `workers` workers (at least one), each allocating its memory now,
+/// so that a broker short of memory says so at start rather than at an emergency sign-in. Call it
+/// once at start-up; without it, the first hash starts the pool with
+/// [`pool::DEFAULT_WORKERS`]. A later call changes nothing.
+pub async fn start_pool(workers: usize) {
+    let blocks = blocks();
+    match tokio::task::spawn_blocking(move || pool::start(workers)).await {
+        Ok(Some(ready)) if ready > 0 => tracing::info!(
+            workers = ready,
+            memory_mib = ready * blocks / 1024,
+            "password hashing pool ready"
+        ),
+        Ok(Some(_)) | Err(_) => tracing::error!(
+            "no password hashing worker could start; every sign-in fails until the broker is restarted with more memory"
+        ),
+        // Already running.
+        Ok(None) => {}
+    }
+}
+
 /// Hashes `password` with Argon2id and a fresh random salt; returns the PHC string to store.
 pub async fn hash(password: &Secret) -> Result<String, AuthCryptoError> {
     let password = password.clone();
-    tokio::task::spawn_blocking(move || {
-        argon2()?
-            .hash_password(password.expose().as_bytes())
-            .map(|phc| phc.to_string())
-            .map_err(|e| match e {
-                HashError::RngFailure => AuthCryptoError::Random,
-                other => AuthCryptoError::Hash(other.to_string()),
-            })
-    })
-    .await
-    .map_err(|_| AuthCryptoError::TaskFailed)?
+    let mut salt = [0u8; SALT_LEN];
+    random_fill(&mut salt)?;
+    pool::run(move |memory| hash_in(memory, password.expose().as_bytes(), &salt)).await?
 }
 
 /// Whether `password` matches the stored PHC string `phc`. A malformed or unsupported PHC string,
-/// or a hashing task that did not finish, is a non-match.
+/// or a hash that could not be computed, is a non-match.
 pub async fn verify(password: &Secret, phc: &str) -> bool {
     let password = password.clone();
     let phc = phc.to_owned();
-    tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
+    pool::run(move |memory| verify_in(memory, password.expose().as_bytes(), &phc))
         .await
         .unwrap_or(false)
 }
@@ -59,19 +73,8 @@ pub async fn verify(password: &Secret, phc: &str) -> bool {
 /// time does not tell an attacker which names exist.
 pub async fn verify_dummy(password: &Secret) {
     let password = password.clone();
-    let _ = tokio::task::spawn_blocking(move || match dummy_phc() {
-        Some(phc) => {
-            std::hint::black_box(verify_blocking(&password, phc));
-        }
-        // Only if hashing itself is broken, in which case real verifies fail too; burn the same
-        // time regardless.
-        None => {
-            if let Ok(a) = argon2() {
-                let _ = std::hint::black_box(
-                    a.hash_password_with_salt(password.expose().as_bytes(), DUMMY_SALT),
-                );
-            }
-        }
+    let _ = pool::run(move |memory| {
+        std::hint::black_box(verify_in(memory, password.expose().as_bytes(), DUMMY_PHC));
     })
     .await;
 }
@@ -134,36 +137,73 @@ pub fn generate_initial() -> Result<Secret, AuthCryptoError> {
 
 const UNAMBIGUOUS: &[u8; 56] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
 
-const DUMMY_PASSWORD: &[u8] = b"breakglass dummy password for unknown users";
-const DUMMY_SALT: &[u8] = b"breakglass-dummy-salt";
+/// A hash of a fixed password (`breakglass dummy password for unknown users`) with a fixed salt
+/// (`breakglass-dummy-salt`) and the current parameters: verifying against it costs what verifying
+/// against a real user's hash costs. Nothing is protected by it; a test checks that it is what the
+/// current parameters make.
+const DUMMY_PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$YnJlYWtnbGFzcy1kdW1teS1zYWx0$0/bvozJCxMfUdw4P+iouLD8mQhk20lvVMvjeJbMQgTg";
 
-fn argon2() -> Result<Argon2<'static>, AuthCryptoError> {
-    let params = Params::new(M_COST_KIB, T_COST, P_COST, None)
-        .map_err(|e| AuthCryptoError::Hash(e.to_string()))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// The current parameters.
+fn params() -> Result<Params, AuthCryptoError> {
+    Params::new(M_COST_KIB, T_COST, P_COST, None).map_err(hash_error)
 }
 
-fn verify_blocking(password: &Secret, phc: &str) -> bool {
-    // Verification takes the algorithm and parameters from `phc`, not from `argon2()`.
-    Argon2::default()
-        .verify_password(password.expose().as_bytes(), phc)
-        .is_ok()
+/// The memory a hash with the current parameters needs, in 1 KiB blocks: what each worker keeps.
+pub(super) fn blocks() -> usize {
+    params().map_or(M_COST_KIB as usize, |p| p.block_count())
 }
 
-/// A hash of a fixed password with the current parameters, made once: verifying against it costs
-/// what verifying against a real user's hash costs. The salt is fixed because nothing is protected
-/// by this hash.
-fn dummy_phc() -> Option<&'static str> {
-    static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    DUMMY
-        .get_or_init(|| {
-            argon2()
-                .ok()?
-                .hash_password_with_salt(DUMMY_PASSWORD, DUMMY_SALT)
-                .ok()
-                .map(|phc| phc.to_string())
-        })
-        .as_deref()
+fn hash_error(e: impl std::fmt::Display) -> AuthCryptoError {
+    AuthCryptoError::Hash(e.to_string())
+}
+
+/// Argon2id of `password` with `salt` and the current parameters, computed in `memory`, as the PHC
+/// string the argon2 crate's own `hash_password` makes.
+fn hash_in(memory: &mut [Block], password: &[u8], salt: &[u8]) -> Result<String, AuthCryptoError> {
+    let params = params()?;
+    let salt = Salt::new(salt).map_err(hash_error)?;
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into_with_memory(password, &salt, &mut out, &mut *memory)
+        .map_err(hash_error)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&params).map_err(hash_error)?,
+        salt: Some(salt),
+        hash: Some(Output::new(&out).map_err(hash_error)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches `phc`, with the algorithm, version and parameters `phc` names,
+/// computed in `memory`; a hash made with more memory than that (other parameters, before a
+/// change) gets memory of its own for the one call.
+fn verify_in(memory: &mut [Block], password: &[u8], phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(&hash) else {
+        return false;
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    let mut out = vec![0u8; expected.len()];
+    let computed = if argon2.params().block_count() <= memory.len() {
+        argon2.hash_password_into_with_memory(password, salt, &mut out, &mut *memory)
+    } else {
+        argon2.hash_password_into(password, salt, &mut out)
+    };
+    computed.is_ok() && constant_time_eq(&out, expected.as_bytes())
 }
 
 #[cfg(test)]
@@ -175,6 +215,8 @@ fn dummy_phc() -> Option<&'static str> {
     reason = "tests fail loudly"
 )]
 mod tests {
+    use argon2::{PasswordHasher as _, PasswordVerifier as _};
+
     use super::*;
 
     fn secret(s: &str) -> Secret {
@@ -215,15 +257,88 @@ mod tests {
         }
     }
 
+    /// A worker's memory, as the pool gives it.
+    fn memory() -> Vec<Block> {
+        vec![Block::new(); blocks()]
+    }
+
+    fn argon2id() -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params().unwrap())
+    }
+
     #[tokio::test]
-    async fn dummy_hash_uses_current_parameters() {
-        let phc = dummy_phc().unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(verify_blocking(
-            &Secret::new(String::from_utf8(DUMMY_PASSWORD.to_vec()).unwrap()),
-            phc
+    async fn the_dummy_hash_is_what_the_current_parameters_make() {
+        let made = argon2id()
+            .hash_password_with_salt(
+                b"breakglass dummy password for unknown users",
+                b"breakglass-dummy-salt",
+            )
+            .unwrap()
+            .to_string();
+        assert_eq!(DUMMY_PHC, made);
+        assert!(DUMMY_PHC.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(verify_in(
+            &mut memory(),
+            b"breakglass dummy password for unknown users",
+            DUMMY_PHC
         ));
         verify_dummy(&secret("anything at all")).await;
+    }
+
+    #[test]
+    fn a_hash_is_the_argon2_crates_own_phc_string() {
+        let salt = [7u8; SALT_LEN];
+        let ours = hash_in(&mut memory(), b"correct horse battery", &salt).unwrap();
+        let theirs = argon2id()
+            .hash_password_with_salt(b"correct horse battery", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(ours, theirs);
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse battery", ours.as_str())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn hashes_made_with_other_parameters_still_verify() {
+        let mut memory = memory();
+        for (algorithm, version, m, t, p) in [
+            (Algorithm::Argon2id, Version::V0x13, 8_192, 1, 1),
+            // More memory than a worker keeps: that one call gets its own.
+            (Algorithm::Argon2id, Version::V0x13, 32_768, 1, 1),
+            (Algorithm::Argon2id, Version::V0x13, 4_096, 3, 2),
+            (Algorithm::Argon2i, Version::V0x13, 4_096, 2, 1),
+            (Algorithm::Argon2d, Version::V0x10, 4_096, 2, 1),
+        ] {
+            let params = Params::new(m, t, p, None).unwrap();
+            let phc = Argon2::new(algorithm, version, params)
+                .hash_password(b"an older password")
+                .unwrap()
+                .to_string();
+            assert!(verify_in(&mut memory, b"an older password", &phc), "{phc}");
+            assert!(!verify_in(&mut memory, b"an older passworD", &phc), "{phc}");
+        }
+    }
+
+    #[tokio::test]
+    async fn verifies_at_once_queue_for_the_workers_and_each_gets_its_answer() {
+        let phc = hash(&secret("correct horse battery")).await.unwrap();
+        let checks: Vec<_> = (0..8)
+            .map(|i| {
+                let phc = phc.clone();
+                let pw = if i % 2 == 0 {
+                    "correct horse battery"
+                } else {
+                    "wrong horse battery"
+                };
+                tokio::spawn(async move { verify(&secret(pw), &phc).await })
+            })
+            .collect();
+        for (i, check) in checks.into_iter().enumerate() {
+            assert_eq!(check.await.unwrap(), i % 2 == 0, "check {i}");
+        }
     }
 
     #[test]
