@@ -102,6 +102,11 @@ pub(crate) struct Args {
     #[arg(long, env = "BREAKGLASS_RATE_LIMIT", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     rate_limit: u32,
+    /// Password hashes computed at once. Each worker keeps the 19 MiB an Argon2id hash needs,
+    /// allocated at start; more sign-ins than workers wait their turn.
+    #[arg(long, env = "BREAKGLASS_PASSWORD_WORKERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    password_workers: u32,
     /// Requests a source may send at once above `--rate-limit`.
     #[arg(long, env = "BREAKGLASS_RATE_BURST", default_value_t = 500,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -209,6 +214,7 @@ pub(crate) async fn run(a: Args) -> Result<(), CliError> {
         .map_err(fail)?;
     config.insecure_http = a.insecure_http;
     config.limits = limits;
+    config.password_workers = usize::try_from(a.password_workers).unwrap_or(1);
     if let (Some(cert), Some(key)) = (a.tls_cert, a.tls_key) {
         config.tls = Some(breakglass_server::config::TlsFiles {
             cert,
@@ -290,5 +296,11 @@ mod tests {
         let zero = Serve::try_parse_from(["serve", "--body-timeout", "0s"]).unwrap();
         let e = zero.args.limits().unwrap_err();
         assert!(e.message.starts_with("`--body-timeout`: "), "{}", e.message);
+        assert_eq!(
+            usize::try_from(s.args.password_workers).unwrap(),
+            breakglass_server::signin::crypto::pool::DEFAULT_WORKERS
+        );
+        assert!(Serve::try_parse_from(["serve", "--password-workers", "0"]).is_err());
+        assert!(Serve::try_parse_from(["serve", "--password-workers", "65"]).is_err());
     }
 }
