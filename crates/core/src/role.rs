@@ -9,12 +9,19 @@ use sha2::{Digest, Sha256};
 
 use crate::{DomainError, Duration, Name, Principal, Subject};
 
+mod governance;
+
+pub use governance::{
+    DEFAULT_ATTEST_EVERY, DEFAULT_DRILL_EVERY, DEFAULT_REVIEW_WITHIN, Governance,
+    MAX_GOVERNANCE_INTERVAL, MAX_REVIEW_WITHIN, MIN_GOVERNANCE_INTERVAL, OnLapse, ReviewRequired,
+    ReviewRule,
+};
+use governance::{GovernanceFile, ReviewFile};
+
 /// The longest a pending request may wait for approval unless the role says otherwise.
 /// How long a request may wait for approval when its role does not say (or no longer exists).
 pub const DEFAULT_REQUEST_TTL: Duration = Duration::from_secs(3600);
 const MAX_QUORUM: u32 = 16;
-/// The longest an emergency use may go unreviewed: a review owed for longer is no review at all.
-const MAX_REVIEW_WITHIN: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A role as written in its file. `Role` is the validated form.
 #[derive(Debug, Deserialize)]
@@ -40,6 +47,12 @@ struct RoleFile {
     alerts: Vec<Name>,
     #[serde(default)]
     step_up: StepUpFile,
+    /// `[review]`: the post-use review each use owes.
+    #[serde(default)]
+    review: ReviewFile,
+    /// `[governance]`: attestation, the role's end date and drills.
+    #[serde(default)]
+    governance: GovernanceFile,
     target: Target,
 }
 
@@ -184,6 +197,10 @@ pub struct Role {
     /// Whether service principals act on this role's grants without step-up (which they cannot
     /// do); by default they need it like people.
     pub step_up_exempt_services: bool,
+    /// The post-use review this role's grants owe (`[review]`).
+    pub review: ReviewRule,
+    /// Attestation, end date and drills (`[governance]`).
+    pub governance: Governance,
     pub target: Target,
     /// SHA-256 of the file's bytes, hex: what `role.changed` events record.
     pub hash: String,
@@ -288,6 +305,8 @@ impl Role {
                 }
             }
         }
+        let review = governance::review(raw.review).map_err(invalid)?;
+        let governance = governance::governance(raw.governance).map_err(invalid)?;
         Ok(Self {
             id: raw.id,
             title: raw.title,
@@ -305,6 +324,8 @@ impl Role {
             alerts: raw.alerts,
             emergency,
             step_up_exempt_services: raw.step_up.exempt_services,
+            review,
+            governance,
             target: raw.target,
             hash: hex::encode(Sha256::digest(text.as_bytes())),
             file: file.to_owned(),
@@ -321,6 +342,20 @@ impl Role {
 
     pub fn is_owner(&self, p: &Principal) -> bool {
         p.matches_any(std::slice::from_ref(&self.owner))
+    }
+
+    /// Who may review this role's uses: `[review] reviewers`, or the owner when it names nobody.
+    /// (Separation of duties is the review rule's: see `governance::review`.)
+    pub fn reviewers(&self) -> &[Subject] {
+        if self.review.reviewers.is_empty() {
+            std::slice::from_ref(&self.owner)
+        } else {
+            &self.review.reviewers
+        }
+    }
+
+    pub fn may_review(&self, p: &Principal) -> bool {
+        p.matches_any(self.reviewers())
     }
 }
 

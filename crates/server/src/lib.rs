@@ -1,9 +1,10 @@
 //! The breakglass server, in rooms by domain noun: `grant` (commands and the activate/revoke
 //! lifecycle), `signin` (passwords, TOTP, sessions, API tokens, throttling, accounts), `policy`
 //! (Cedar, scopes, step-up: who may do what), `alert` (routing and rendering), `audit`
-//! (checkpoints, offline verify), `startup` (configuration, the data directory, sealing, role
-//! files), `workers` (one file per background worker, owning its loop and its logic) and `api`
-//! (thin JSON handlers). One [`App`] holds the per-domain services.
+//! (checkpoints, offline verify), `governance` (reviews, attestations, drills, lockdown),
+//! `startup` (configuration, the data directory, sealing, role files), `workers` (one file per
+//! background worker, owning its loop and its logic) and `api` (thin JSON handlers). One [`App`]
+//! holds the per-domain services.
 
 pub mod alert;
 pub mod api;
@@ -11,6 +12,7 @@ pub mod app;
 pub mod audit;
 mod backoff;
 pub mod error;
+pub mod governance;
 pub mod grant;
 pub mod metrics;
 pub mod policy;

@@ -1,0 +1,2 @@
+//! The lockdown switch: revoke everything in scope now and refuse every new request, emergency
+//! ones included, until it is lifted. (Being built.)
