@@ -190,10 +190,17 @@ pub enum Action {
     AuditProve,
     AuditConsistency,
     AuditExport,
+    // Lockdown.
+    /// Engage a lockdown of one role or of every role.
+    LockdownEngage,
+    /// Lift a lockdown.
+    LockdownLift,
+    /// See the lockdowns in force.
+    LockdownStatus,
 }
 
 impl Action {
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 43] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -234,6 +241,9 @@ impl Action {
         Action::AuditProve,
         Action::AuditConsistency,
         Action::AuditExport,
+        Action::LockdownEngage,
+        Action::LockdownLift,
+        Action::LockdownStatus,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -259,7 +269,8 @@ impl Action {
             | Self::AuditCheckpoint
             | Self::AuditProve
             | Self::AuditConsistency
-            | Self::AuditExport => Scope::Read,
+            | Self::AuditExport
+            | Self::LockdownStatus => Scope::Read,
             Self::GrantRequest
             | Self::GrantEmergency
             | Self::GrantCancel
@@ -275,7 +286,9 @@ impl Action {
             | Self::UserPasswordReset
             | Self::UserTotpReset
             | Self::UserDisable
-            | Self::UserEnable => Scope::Admin,
+            | Self::UserEnable
+            | Self::LockdownEngage
+            | Self::LockdownLift => Scope::Admin,
         })
     }
 
@@ -298,7 +311,9 @@ impl Action {
             | Self::UserPasswordReset
             | Self::UserTotpReset
             | Self::UserDisable
-            | Self::UserEnable => true,
+            | Self::UserEnable
+            | Self::LockdownEngage
+            | Self::LockdownLift => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -321,7 +336,8 @@ impl Action {
             | Self::AuditCheckpoint
             | Self::AuditProve
             | Self::AuditConsistency
-            | Self::AuditExport => false,
+            | Self::AuditExport
+            | Self::LockdownStatus => false,
         }
     }
 
@@ -349,7 +365,9 @@ impl Action {
             | Self::UserPasswordReset
             | Self::UserTotpReset
             | Self::UserDisable
-            | Self::UserEnable => Some(PolicyAction::Administer),
+            | Self::UserEnable
+            | Self::LockdownEngage
+            | Self::LockdownLift => Some(PolicyAction::Administer),
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -365,7 +383,8 @@ impl Action {
             | Self::Introspect
             | Self::TokenList
             | Self::TokenCreate
-            | Self::TokenRevoke => None,
+            | Self::TokenRevoke
+            | Self::LockdownStatus => None,
         }
     }
 
@@ -407,6 +426,9 @@ impl Action {
             Self::AuditProve => "audit.prove",
             Self::AuditConsistency => "audit.consistency",
             Self::AuditExport => "audit.export",
+            Self::LockdownEngage => "lockdown.engage",
+            Self::LockdownLift => "lockdown.lift",
+            Self::LockdownStatus => "lockdown.status",
         }
     }
 
@@ -449,6 +471,9 @@ impl Action {
             Self::AuditProve => "audit prove",
             Self::AuditConsistency => "audit consistency",
             Self::AuditExport => "audit export",
+            Self::LockdownEngage => "lockdown",
+            Self::LockdownLift => "lockdown lift",
+            Self::LockdownStatus => "lockdown status",
         }
     }
 }

@@ -133,6 +133,29 @@ pub enum DomainError {
         grant: String,
         due: crate::Timestamp,
     },
+    // Lockdown (crate::lockdown).
+    #[error("{what} for role `{role}` is refused: {scope} is locked down")]
+    LockedDown {
+        role: String,
+        what: &'static str,
+        scope: String,
+        by: String,
+        reason: String,
+        since: crate::Timestamp,
+        lift: String,
+    },
+    #[error("{scope} is already locked down (by the lockdown of {covering})")]
+    AlreadyLockedDown {
+        scope: String,
+        by: String,
+        since: crate::Timestamp,
+        covering: String,
+    },
+    #[error("no lockdown of {scope} is in force")]
+    NotLockedDown {
+        scope: String,
+        covered_by: Option<String>,
+    },
 }
 
 impl DomainError {
@@ -212,6 +235,27 @@ impl DomainError {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
             Self::EmergencyReviewOverdue { .. } => "ask for a review of that use first, or request the role the normal way (`breakglass request ROLE` without --emergency) so approvers decide".into(),
+            Self::LockedDown {
+                by,
+                reason,
+                since,
+                lift,
+                ..
+            } => format!(
+                "`{by}` engaged the lockdown at {since} because: {reason}; once the path is trusted again, an administrator lifts it with `{lift}`"
+            ),
+            Self::AlreadyLockedDown { by, since, .. } => format!(
+                "nothing to do: `{by}` engaged it at {since}; see `breakglass lockdown status`"
+            ),
+            Self::NotLockedDown {
+                covered_by: Some(flag),
+                ..
+            } => format!(
+                "it is covered by a lockdown of every role; lift that with `breakglass lockdown lift {flag}`, or see `breakglass lockdown status`"
+            ),
+            Self::NotLockedDown { .. } => {
+                "nothing to lift; see what is in force with `breakglass lockdown status`".into()
+            }
         }
     }
 
@@ -239,7 +283,8 @@ impl DomainError {
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. }
             | Self::RequesterNoLongerAllowed { .. }
-            | Self::EmergencyReviewOverdue { .. } => ErrorCategory::Forbidden,
+            | Self::EmergencyReviewOverdue { .. }
+            | Self::LockedDown { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -250,7 +295,9 @@ impl DomainError {
             | Self::ExtensionsExhausted { .. }
             | Self::ExtensionPending { .. }
             | Self::CredentialAlreadyDelivered { .. }
-            | Self::CredentialNotAvailable { .. } => ErrorCategory::Conflict,
+            | Self::CredentialNotAvailable { .. }
+            | Self::AlreadyLockedDown { .. }
+            | Self::NotLockedDown { .. } => ErrorCategory::Conflict,
         }
     }
 
@@ -291,6 +338,9 @@ impl DomainError {
             Self::CredentialAlreadyDelivered { .. } => "credential_already_delivered",
             Self::CredentialNotAvailable { .. } => "credential_not_available",
             Self::EmergencyReviewOverdue { .. } => "review_overdue",
+            Self::LockedDown { .. } => "locked_down",
+            Self::AlreadyLockedDown { .. } => "already_locked_down",
+            Self::NotLockedDown { .. } => "not_locked_down",
         }
     }
 }

@@ -50,6 +50,8 @@ pub enum EndCauseKind {
     Revoke,
     /// The requester's account was disabled.
     PrincipalDisabled,
+    /// A lockdown of its role (or of every role) was engaged.
+    Lockdown,
 }
 
 /// Every kind of audit event with its fields. The `type` names are part of the public format.
@@ -278,6 +280,24 @@ pub enum EventKind {
         action: String,
         code: String,
         message: String,
+    },
+    // Lockdown (crate::lockdown).
+    /// An administrator engaged a lockdown: every live grant in `scope` (`all` or `role:ID`) is
+    /// being ended, and every new request in it is refused until it is lifted.
+    #[serde(rename = "lockdown.engaged")]
+    LockdownEngaged {
+        lockdown: String,
+        scope: String,
+        reason: String,
+    },
+    /// An administrator lifted a lockdown (engaged by `engaged_by`); requests in `scope` are
+    /// accepted again.
+    #[serde(rename = "lockdown.lifted")]
+    LockdownLifted {
+        lockdown: String,
+        scope: String,
+        engaged_by: String,
+        reason: Option<String>,
     },
 }
 

@@ -77,6 +77,12 @@ pub enum EndCause {
         revoked_by: String,
         revoke_reason: String,
     },
+    /// A lockdown (`lockdown`, its id) covers its role: the grant ends with who engaged it and why.
+    Lockdown {
+        revoked_by: String,
+        revoke_reason: String,
+        lockdown: String,
+    },
 }
 
 /// Where a grant is in its life. Each variant carries only what is true in that state: the
@@ -849,6 +855,11 @@ impl Grant {
             | EndCause::PrincipalDisabled {
                 revoked_by: by,
                 revoke_reason: reason,
+            }
+            | EndCause::Lockdown {
+                revoked_by: by,
+                revoke_reason: reason,
+                ..
             } => {
                 next.state = GrantState::Revoked {
                     activated_at,

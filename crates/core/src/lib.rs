@@ -12,6 +12,7 @@ pub mod error;
 pub mod event;
 pub mod grant;
 pub mod id;
+pub mod lockdown;
 pub mod principal;
 pub mod role;
 pub mod stepup;
@@ -28,6 +29,7 @@ pub use grant::{
     PendingExtension, StateKind, Transition,
 };
 pub use id::{GrantId, Name, Subject};
+pub use lockdown::{Lockdown, LockdownScope};
 pub use principal::{ADMIN_GROUP, AUDITOR_GROUP, Principal, PrincipalKind};
 pub use role::{
     Emergency, PostgresMode, Role, RoleSet, Target, is_allowed_env_name, is_allowed_pg_identifier,
