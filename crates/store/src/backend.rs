@@ -10,7 +10,9 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
-use breakglass_core::{AuditEvent, EventDraft, Grant, GrantId, Principal, StateKind, Timestamp};
+use breakglass_core::{
+    AuditEvent, EventDraft, Grant, GrantId, Lockdown, Principal, StateKind, Timestamp,
+};
 use tokio::sync::watch;
 
 use crate::alerts::{self, Outbox};
@@ -20,7 +22,7 @@ use crate::sql::Conn;
 use crate::{
     ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, NewCredential, Result,
     RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
-    ThrottlePolicy, ThrottleState, grants, principals, roles, settings, tokens,
+    ThrottlePolicy, ThrottleState, grants, lockdown, principals, roles, settings, tokens,
 };
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -476,6 +478,37 @@ impl<B: Backend> Store for B {
 
     fn watch_appends(&self) -> watch::Receiver<u64> {
         self.appends().0.subscribe()
+    }
+
+    async fn engage_lockdown(
+        &self,
+        l: &Lockdown,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (l.clone(), events.to_vec());
+        self.write(args, move |tx, (l, events)| {
+            Box::pin(lockdown::engage(tx, l, events, now))
+        })
+        .await
+    }
+
+    async fn lift_lockdowns(
+        &self,
+        ids: &[String],
+        by: &str,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (ids.to_vec(), by.to_owned(), events.to_vec());
+        self.write(args, move |tx, (ids, by, events)| {
+            Box::pin(lockdown::lift(tx, ids, by, events, now))
+        })
+        .await
+    }
+
+    async fn lockdowns(&self) -> Result<Vec<Lockdown>> {
+        lockdown::in_force(&mut *self.read().await?).await
     }
 
     async fn close(&self) {

@@ -24,6 +24,7 @@ mod audit;
 mod auth;
 mod backend;
 mod grants;
+mod lockdown;
 mod postgres;
 mod principals;
 mod roles;
@@ -41,7 +42,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
 use breakglass_core::{
-    AuditEvent, DomainError, EventDraft, Grant, GrantId, Principal, Scope, StateKind, Timestamp,
+    AuditEvent, DomainError, EventDraft, Grant, GrantId, Lockdown, Principal, Scope, StateKind,
+    Timestamp,
 };
 
 pub use postgres::PostgresStore;
@@ -526,6 +528,28 @@ pub trait Store: Send + Sync + 'static {
     /// replicas on one PostgreSQL database) are not seen here: whoever waits on this must also
     /// look at the log now and then.
     fn watch_appends(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    // Lockdown.
+    /// Records lockdown `l` as in force, with `events`, unless one of the same scope is in force
+    /// already: then nothing is written and `false` comes back (the caller reads the lockdowns
+    /// again and lets the core decide again).
+    async fn engage_lockdown(
+        &self,
+        l: &Lockdown,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Lifts the lockdowns `ids` (by `by`), with `events`, all or nothing: if one of them is no
+    /// longer in force, [`StoreError::Conflict`] and nothing written.
+    async fn lift_lockdowns(
+        &self,
+        ids: &[String],
+        by: &str,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Every lockdown in force, oldest first.
+    async fn lockdowns(&self) -> Result<Vec<Lockdown>>;
 
     /// Finishes the writes already accepted and closes every connection.
     async fn close(&self);

@@ -16,6 +16,7 @@ use crate::alerts::AlertSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
 use crate::grants::GrantSql;
+use crate::lockdown::LockdownSql;
 use crate::principals::PrincipalSql;
 use crate::roles::RoleSql;
 use crate::settings::MetaSql;
@@ -31,6 +32,7 @@ pub(crate) trait Conn: Send {
     const AUDIT: AuditSql;
     const AUTH: AuthSql;
     const GRANTS: GrantSql;
+    const LOCKDOWNS: LockdownSql;
     const META: MetaSql;
     const PRINCIPALS: PrincipalSql;
     const ROLES: RoleSql;

@@ -33,6 +33,7 @@ use auth::{
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     sessions_keep_kind_scopes_and_step_up,
 };
+use lockdown::lockdowns_are_in_force_until_lifted_once_per_scope;
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
@@ -41,6 +42,8 @@ mod alerts;
 mod auth;
 #[path = "store/corrupt.rs"]
 mod corrupt;
+#[path = "store/lockdown.rs"]
+mod lockdown;
 #[path = "store/pgdb.rs"]
 mod pgdb;
 #[path = "store/replicas.rs"]
@@ -776,6 +779,7 @@ store_suite!(
     disabling_ends_every_token_once,
     failures_lock_with_backoff_and_are_audited,
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
+    lockdowns_are_in_force_until_lifted_once_per_scope,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

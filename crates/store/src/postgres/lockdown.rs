@@ -1,0 +1,14 @@
+//! The SQL of lockdowns on PostgreSQL. Two replicas engaging the same scope at once meet on the
+//! unique index of lockdowns in force: the second insert waits for the first, then inserts
+//! nothing.
+
+use crate::lockdown::LockdownSql;
+
+pub(super) const SQL: LockdownSql = LockdownSql {
+    insert: "INSERT INTO lockdowns (id, scope, reason, engaged_by, engaged_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    lift: "UPDATE lockdowns SET lifted_by = $1, lifted_at = $2
+           WHERE lifted_at IS NULL AND id = ANY($3)",
+    in_force: "SELECT id, scope, reason, engaged_by, engaged_at FROM lockdowns
+               WHERE lifted_at IS NULL ORDER BY engaged_at, id",
+};
