@@ -262,13 +262,19 @@ impl Grant {
     /// What lockdown `l` does to this grant, if it covers its role: privilege at the target (or
     /// about to be) starts revoking with cause `lockdown`, naming who engaged it and why; a
     /// request still waiting (or approved and not yet activating) is cancelled. `None` for a
-    /// grant outside the scope, or already ending or ended.
-    pub fn end_for_lockdown(&self, l: &Lockdown, now: Timestamp) -> Option<Transition> {
+    /// grant outside the scope, or already ending or ended. `actor` carries it out: the
+    /// administrator engaging it, or the reconciler finishing what a crash interrupted.
+    pub fn end_for_lockdown(
+        &self,
+        l: &Lockdown,
+        actor: &Actor,
+        now: Timestamp,
+    ) -> Option<Transition> {
         if !l.scope.covers(self.role.as_str()) {
             return None;
         }
         let by = l.engaged_by.to_string();
-        let actor = Actor::User(l.engaged_by.clone());
+        let actor = actor.clone();
         let reason = format!("lockdown of {}: {}", l.scope, l.reason);
         let mut next = self.clone();
         next.updated_at = now;

@@ -72,6 +72,10 @@ fn engaged(scope: LockdownScope, id: &str, at: i64) -> Lockdown {
     .0
 }
 
+fn by() -> Actor {
+    Actor::User("root".parse().unwrap())
+}
+
 fn requested() -> Grant {
     Grant::request(
         GrantId::from_bytes([7; 16]),
@@ -288,7 +292,7 @@ fn lifting_names_what_it_lifts() {
 #[test]
 fn a_lockdown_revokes_live_privilege_and_cancels_waiting_requests() {
     let l = engaged(scope_role("db"), "l1", 0);
-    let tr = active().end_for_lockdown(&l, t(10)).unwrap();
+    let tr = active().end_for_lockdown(&l, &by(), t(10)).unwrap();
     let GrantState::Revoking { end, handle, .. } = &tr.grant.state else {
         panic!("{:?}", tr.grant.state)
     };
@@ -305,13 +309,13 @@ fn a_lockdown_revokes_live_privilege_and_cancels_waiting_requests() {
         &ended.events.first().unwrap().kind,
         EventKind::GrantRevoked { by, reason } if by == "root" && reason.contains("path compromised")
     ));
-    let tr = requested().end_for_lockdown(&l, t(10)).unwrap();
+    let tr = requested().end_for_lockdown(&l, &by(), t(10)).unwrap();
     assert_eq!(tr.grant.state.kind(), StateKind::Cancelled);
     // Out of scope, or already ending: nothing to do.
     let web = engaged(scope_role("web"), "l2", 0);
-    assert!(active().end_for_lockdown(&web, t(10)).is_none());
-    let revoking = active().end_for_lockdown(&l, t(10)).unwrap().grant;
-    assert!(revoking.end_for_lockdown(&l, t(12)).is_none());
+    assert!(active().end_for_lockdown(&web, &by(), t(10)).is_none());
+    let revoking = active().end_for_lockdown(&l, &by(), t(10)).unwrap().grant;
+    assert!(revoking.end_for_lockdown(&l, &by(), t(12)).is_none());
 }
 
 #[test]

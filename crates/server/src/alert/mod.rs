@@ -195,6 +195,7 @@ impl Alerting {
                 };
                 out.extend(rules.channels.keys().filter(|c| *c != failed).cloned());
             }
+            Audience::Every => out.extend(rules.channels.keys().cloned()),
         }
         out.retain(|c| rules.channels.contains_key(c));
         out.into_iter().collect()

@@ -155,6 +155,21 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
         EventKind::TargetOrphanRemoved { target, handle, .. } => {
             format!("removed an orphaned {target} privilege at a target: {handle}")
         }
+        EventKind::LockdownEngaged { scope, reason, .. } => format!(
+            "LOCKDOWN of {scope}: every grant in it is being revoked and new requests are refused: {reason}"
+        ),
+        EventKind::LockdownLifted {
+            scope,
+            engaged_by,
+            reason,
+            ..
+        } => format!(
+            "lockdown of {scope} (engaged by {engaged_by}) lifted: requests are accepted again{}",
+            reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
         // Never routed anywhere; named by their type should that change.
         other => other.type_name(),
     }

@@ -16,6 +16,8 @@ pub(super) enum Audience {
     Always,
     /// Every channel but the one the event is about (a channel that has gone quiet).
     AllButItsChannel,
+    /// Every configured channel (a lockdown engaged or lifted).
+    Every,
 }
 
 /// How loud an event is. Everything about an emergency grant is high, whatever its kind.
@@ -29,7 +31,9 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
         | EventKind::GrantFailed { .. }
         | EventKind::AlertFailed { .. }
         | EventKind::TargetOrphanRemoved { .. }
-        | EventKind::AuthLocked { .. } => Severity::High,
+        | EventKind::AuthLocked { .. }
+        | EventKind::LockdownEngaged { .. }
+        | EventKind::LockdownLifted { .. } => Severity::High,
         EventKind::GrantExpiringSoon { .. }
         | EventKind::GrantRevoked { .. }
         | EventKind::GrantDenied { .. }
@@ -92,6 +96,7 @@ pub(super) fn audience(kind: &EventKind) -> Audience {
         | EventKind::UserDisabled { .. }
         | EventKind::AuthRefusedWhileLocked { .. } => Audience::Always,
         EventKind::AlertFailed { .. } => Audience::AllButItsChannel,
+        EventKind::LockdownEngaged { .. } | EventKind::LockdownLifted { .. } => Audience::Every,
         EventKind::BrokerInitialized { .. }
         | EventKind::AuditKeyCreated { .. }
         | EventKind::GrantActivating { .. }

@@ -15,6 +15,7 @@ mod grants;
 mod health;
 mod jwt;
 mod limits;
+mod lockdown;
 mod roles;
 mod signin;
 
@@ -266,10 +267,29 @@ fn table() -> Vec<(Route, Handler)> {
             get(audit::consistency),
         ),
         r(
-            g,
+            g.clone(),
             "/v1/audit/export",
             Some(A::AuditExport),
             get(audit::export),
+        ),
+        // Lockdown.
+        r(
+            p.clone(),
+            "/v1/lockdown",
+            Some(A::LockdownEngage),
+            post(lockdown::engage),
+        ),
+        r(
+            p,
+            "/v1/lockdown/lift",
+            Some(A::LockdownLift),
+            post(lockdown::lift),
+        ),
+        r(
+            g,
+            "/v1/lockdown",
+            Some(A::LockdownStatus),
+            get(lockdown::status),
         ),
     ]
 }

@@ -4,6 +4,7 @@
 //! is are known), and the core decides the rest.
 
 use breakglass_core::grant::{RequestInput, overdue_emergency_review};
+use breakglass_core::lockdown::Refused;
 use breakglass_core::{Actor, DomainError, Duration, Grant, GrantId, GrantState, StateKind};
 use breakglass_providers::Secret;
 use breakglass_store::StoredGrant;
@@ -37,6 +38,8 @@ impl Grants {
     ) -> Result<Grant, ServiceError> {
         let roles = self.catalog.roles();
         let role = roles.require(role)?;
+        self.refuse_if_locked_down(role.id.as_str(), Refused::Request)
+            .await?;
         let now = self.clock.now();
         // The core's refusal (not a requester, a bad field) says most precisely what is wrong;
         // policy is asked about what the role file allows, and can only narrow it.
@@ -61,6 +64,8 @@ impl Grants {
     ) -> Result<Grant, ServiceError> {
         let roles = self.catalog.roles();
         let role = roles.require(role)?;
+        self.refuse_if_locked_down(role.id.as_str(), Refused::Emergency)
+            .await?;
         self.access
             .check(caller, caller.action.emergency(), Some(role), false)?;
         let now = self.clock.now();
@@ -124,6 +129,8 @@ impl Grants {
         let g = self.load(id).await?.grant;
         self.may_decide(caller, &g)?;
         self.still_allowed(caller, &g).await?;
+        self.refuse_if_locked_down(g.role.as_str(), Refused::Approval)
+            .await?;
         let roles = self.catalog.roles();
         let actor = Actor::User(caller.principal.name.clone());
         let sg = self
@@ -252,6 +259,8 @@ impl Grants {
         self.access
             .step_up(caller, caller.action, roles.get(g.role.as_str()))?;
         self.still_allowed(caller, &g).await?;
+        self.refuse_if_locked_down(g.role.as_str(), Refused::Extension)
+            .await?;
         let sg = self
             .decide(id, |g, now| {
                 g.request_extension(

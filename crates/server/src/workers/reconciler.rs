@@ -47,6 +47,9 @@ pub enum Intents {
 /// One pass. Returns how many open intents it finished or undid.
 pub async fn pass(grants: &Grants, intents: Intents) -> Result<usize, ServiceError> {
     let actor = Actor::System("reconciler");
+    // A lockdown in force ends every live grant in its scope, whatever it was interrupted by.
+    let locked = grants.end_for_lockdowns(&actor).await?;
+    let mut repaired = locked.revoked + locked.cancelled;
     // Revocations are the reaper's alone: it retries those a target refused on their backoff and
     // takes over any left `revoking` with no schedule (a crash, a stopped replica). A second
     // attempt from here could race it, and drop the privilege unrecorded after it gave up.
@@ -57,7 +60,6 @@ pub async fn pass(grants: &Grants, intents: Intents) -> Result<usize, ServiceErr
             StateKind::Active,
         ])
         .await?;
-    let mut repaired = 0;
     let mut disabled: BTreeMap<String, bool> = BTreeMap::new();
     for sg in open {
         let id = sg.grant.id;

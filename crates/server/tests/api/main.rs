@@ -17,6 +17,7 @@ mod access;
 mod clock;
 mod harness;
 mod limits;
+mod lockdown;
 mod routes;
 mod throttle;
 mod workers;
@@ -69,4 +70,8 @@ api_suite!(
     throttle::refusals_while_locked_are_one_event_per_window,
     limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
     workers::the_reaper_sleeps_until_its_next_due_item,
+    lockdown::a_lockdown_revokes_everything_in_scope_and_refuses_requests_until_lifted,
+    lockdown::a_lockdown_of_every_role_covers_each_and_is_lifted_as_one,
+    lockdown::lockdown_bad_input_is_refused_and_changes_nothing,
+    lockdown::a_lockdown_interrupted_by_a_crash_is_finished_by_the_reconciler,
 );
