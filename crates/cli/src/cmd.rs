@@ -8,6 +8,7 @@ pub(crate) mod deny;
 pub(crate) mod extend;
 pub(crate) mod grants;
 pub(crate) mod init;
+pub(crate) mod lockdown;
 pub(crate) mod policy;
 pub(crate) mod recover_admin;
 pub(crate) mod request;

@@ -113,6 +113,9 @@ enum Command {
     Policy(cmd::policy::Command),
     /// Offline, broker stopped: issue a new API token for an admin from the data directory.
     RecoverAdmin(cmd::recover_admin::Args),
+    /// Shut the break-glass path: revoke every grant in scope now and refuse every new request,
+    /// emergency ones included, until lifted (admins, with a step-up).
+    Lockdown(cmd::lockdown::Args),
 }
 
 fn main() {
@@ -170,6 +173,7 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             }
             Command::Policy(c) => cmd::policy::explain(c, &ctx()?).await,
             Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,
+            Command::Lockdown(a) => cmd::lockdown::run(a, &ctx()?).await,
         }
     })
     .map_err(|e| (e, format))
