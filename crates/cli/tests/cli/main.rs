@@ -453,6 +453,7 @@ mod bad_input;
 mod config_reload;
 mod lifecycle;
 mod limits;
+mod lockdown;
 mod metrics;
 mod postgres;
 mod startup;
