@@ -134,15 +134,12 @@ pub enum DomainError {
         due: crate::Timestamp,
     },
     // Lockdown (crate::lockdown).
-    #[error("{what} for role `{role}` is refused: {scope} is locked down")]
+    #[error("{what} for role `{role}` is refused: {} is locked down", lockdown.scope)]
     LockedDown {
         role: String,
         what: &'static str,
-        scope: String,
-        by: String,
-        reason: String,
-        since: crate::Timestamp,
-        lift: String,
+        /// The lockdown that covers the role (boxed: it is the largest refusal by far).
+        lockdown: Box<crate::Lockdown>,
     },
     #[error("{scope} is already locked down (by the lockdown of {covering})")]
     AlreadyLockedDown {
@@ -235,14 +232,12 @@ impl DomainError {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
             Self::EmergencyReviewOverdue { .. } => "ask for a review of that use first, or request the role the normal way (`breakglass request ROLE` without --emergency) so approvers decide".into(),
-            Self::LockedDown {
-                by,
-                reason,
-                since,
-                lift,
-                ..
-            } => format!(
-                "`{by}` engaged the lockdown at {since} because: {reason}; once the path is trusted again, an administrator lifts it with `{lift}`"
+            Self::LockedDown { lockdown: l, .. } => format!(
+                "`{}` engaged the lockdown at {} because: {}; once the path is trusted again, an administrator lifts it with `breakglass lockdown lift {}`",
+                l.engaged_by,
+                l.engaged_at,
+                l.reason,
+                l.scope.flag()
             ),
             Self::AlreadyLockedDown { by, since, .. } => format!(
                 "nothing to do: `{by}` engaged it at {since}; see `breakglass lockdown status`"

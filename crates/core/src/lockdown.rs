@@ -59,7 +59,7 @@ impl LockdownScope {
     }
 
     /// The flag that names it on the command line.
-    fn flag(&self) -> String {
+    pub(crate) fn flag(&self) -> String {
         match self {
             Self::All => "--all".into(),
             Self::Role(r) => format!("--role {r}"),
@@ -137,11 +137,7 @@ pub fn refusal(in_force: &[Lockdown], role: &str, what: Refused) -> Result<(), D
         Some(l) => Err(DomainError::LockedDown {
             role: role.to_owned(),
             what: what.as_str(),
-            scope: l.scope.to_string(),
-            by: l.engaged_by.to_string(),
-            reason: l.reason.clone(),
-            since: l.engaged_at,
-            lift: format!("breakglass lockdown lift {}", l.scope.flag()),
+            lockdown: Box::new(l.clone()),
         }),
     }
 }

@@ -181,7 +181,7 @@ fn engaging_records_who_why_and_the_scope() {
 fn a_scope_already_covered_is_refused_but_all_goes_over_a_role() {
     let db = engaged(scope_role("db"), "l1", 0);
     let e = engage(
-        &[db.clone()],
+        std::slice::from_ref(&db),
         &roles(),
         &admin(),
         scope_role("db"),
@@ -193,7 +193,7 @@ fn a_scope_already_covered_is_refused_but_all_goes_over_a_role() {
     assert_eq!(e.code(), "already_locked_down");
     assert_eq!(e.category(), ErrorCategory::Conflict);
     let (all, _) = engage(
-        &[db.clone()],
+        std::slice::from_ref(&db),
         &roles(),
         &admin(),
         LockdownScope::All,
@@ -275,7 +275,7 @@ fn lifting_names_what_it_lifts() {
         Some("false alarm"),
     )
     .unwrap();
-    assert_eq!(lifted, [web.clone()]);
+    assert_eq!(lifted, std::slice::from_ref(&web));
     assert_eq!(
         events.first().map(|e| &e.kind),
         Some(&EventKind::LockdownLifted {

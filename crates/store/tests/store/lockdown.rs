@@ -65,7 +65,7 @@ pub(crate) async fn lockdowns_are_in_force_until_lifted_once_per_scope(store: &d
         .lift_lockdowns(
             &["l1".into(), "nope".into()],
             "admin",
-            &[lifted.clone()],
+            std::slice::from_ref(&lifted),
             t(13),
         )
         .await
@@ -78,7 +78,7 @@ pub(crate) async fn lockdowns_are_in_force_until_lifted_once_per_scope(store: &d
         .lift_lockdowns(&["l1".into()], "admin", &[lifted], t(14))
         .await
         .unwrap();
-    assert_eq!(store.lockdowns().await.unwrap(), [all.clone()]);
+    assert_eq!(store.lockdowns().await.unwrap(), std::slice::from_ref(&all));
     assert_eq!(store.audit_size().await.unwrap(), size + 3);
     // Once lifted, the scope may be locked down again.
     let db2 = lockdown("l4", LockdownScope::Role("db".parse().unwrap()), 15);
