@@ -244,6 +244,28 @@ const ROUTES: &[Row] = &[
         Some("read"),
         false,
     ),
+    // Lockdown.
+    (
+        "POST",
+        "/v1/lockdown",
+        Some(Action::LockdownEngage),
+        Some("admin"),
+        true,
+    ),
+    (
+        "POST",
+        "/v1/lockdown/lift",
+        Some(Action::LockdownLift),
+        Some("admin"),
+        true,
+    ),
+    (
+        "GET",
+        "/v1/lockdown",
+        Some(Action::LockdownStatus),
+        Some("read"),
+        false,
+    ),
 ];
 
 /// The stronger actions a service moves to on someone else's grant or token, or when replacing
