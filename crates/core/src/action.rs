@@ -190,10 +190,13 @@ pub enum Action {
     AuditProve,
     AuditConsistency,
     AuditExport,
+    // Owner attestation (issue 13, item 2).
+    /// A member of a role's owner group re-confirms the role (the core's owner rule decides).
+    RoleAttest,
 }
 
 impl Action {
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 41] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -234,6 +237,7 @@ impl Action {
         Action::AuditProve,
         Action::AuditConsistency,
         Action::AuditExport,
+        Action::RoleAttest,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -266,6 +270,8 @@ impl Action {
             | Self::GrantCancelOther
             | Self::GrantExtend => Scope::Request,
             Self::GrantApprove | Self::GrantDeny => Scope::Approve,
+            // Deciding that a role may go on, like deciding that a request may.
+            Self::RoleAttest => Scope::Approve,
             Self::GrantRevoke | Self::GrantRevokeOther => Scope::Revoke,
             Self::CredentialReveal => Scope::Credential,
             Self::TokenCreate
@@ -298,7 +304,8 @@ impl Action {
             | Self::UserPasswordReset
             | Self::UserTotpReset
             | Self::UserDisable
-            | Self::UserEnable => true,
+            | Self::UserEnable
+            | Self::RoleAttest => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -365,7 +372,8 @@ impl Action {
             | Self::Introspect
             | Self::TokenList
             | Self::TokenCreate
-            | Self::TokenRevoke => None,
+            | Self::TokenRevoke
+            | Self::RoleAttest => None,
         }
     }
 
@@ -407,6 +415,7 @@ impl Action {
             Self::AuditProve => "audit.prove",
             Self::AuditConsistency => "audit.consistency",
             Self::AuditExport => "audit.export",
+            Self::RoleAttest => "role.attest",
         }
     }
 
@@ -449,6 +458,7 @@ impl Action {
             Self::AuditProve => "audit prove",
             Self::AuditConsistency => "audit consistency",
             Self::AuditExport => "audit export",
+            Self::RoleAttest => "roles attest",
         }
     }
 }

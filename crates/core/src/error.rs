@@ -133,6 +133,28 @@ pub enum DomainError {
         grant: String,
         due: crate::Timestamp,
     },
+    // Owner attestation (issue 13, item 2).
+    #[error("`{principal}` is not in the owner group `{owner}` of role `{role}`, so may not attest it")]
+    NotOwner {
+        principal: String,
+        role: String,
+        owner: String,
+    },
+    #[error("service principal `{principal}` may not attest role `{role}`; only a person can")]
+    ServiceCannotAttest {
+        principal: String,
+        role: String,
+        owner: String,
+    },
+    #[error("role `{role}` is disabled: {why}")]
+    RoleLapsed {
+        role: String,
+        owner: String,
+        why: String,
+        /// Past its `expires` date (else its attestation lapsed).
+        expired: bool,
+        file: String,
+    },
 }
 
 impl DomainError {
@@ -212,6 +234,15 @@ impl DomainError {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
             Self::EmergencyReviewOverdue { .. } => "ask for a review of that use first, or request the role the normal way (`breakglass request ROLE` without --emergency) so approvers decide".into(),
+            Self::NotOwner { role, owner, .. } | Self::ServiceCannotAttest { role, owner, .. } => format!(
+                "a member of `{owner}` must attest it: `breakglass roles attest {role} --note \"…\"`"
+            ),
+            Self::RoleLapsed { role, owner, expired: false, .. } => format!(
+                "ask a member of `{owner}` (its owner) to attest it: `breakglass roles attest {role} --note \"…\"`; grants already active are not affected"
+            ),
+            Self::RoleLapsed { role, owner, expired: true, file, .. } => format!(
+                "its end date has passed: ask a member of `{owner}` (its owner) to change or remove `expires` under `[governance]` in `{file}` and reload, then attest it (`breakglass roles attest {role} --note \"…\"`)"
+            ),
         }
     }
 
@@ -239,7 +270,10 @@ impl DomainError {
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. }
             | Self::RequesterNoLongerAllowed { .. }
-            | Self::EmergencyReviewOverdue { .. } => ErrorCategory::Forbidden,
+            | Self::EmergencyReviewOverdue { .. }
+            | Self::NotOwner { .. }
+            | Self::ServiceCannotAttest { .. }
+            | Self::RoleLapsed { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -291,6 +325,9 @@ impl DomainError {
             Self::CredentialAlreadyDelivered { .. } => "credential_already_delivered",
             Self::CredentialNotAvailable { .. } => "credential_not_available",
             Self::EmergencyReviewOverdue { .. } => "review_overdue",
+            Self::NotOwner { .. } => "not_owner",
+            Self::ServiceCannotAttest { .. } => "service_cannot_attest",
+            Self::RoleLapsed { .. } => "role_lapsed",
         }
     }
 }

@@ -30,6 +30,10 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
         | EventKind::AlertFailed { .. }
         | EventKind::TargetOrphanRemoved { .. }
         | EventKind::AuthLocked { .. } => Severity::High,
+        // Owner attestation (issue 13, item 2).
+        EventKind::RoleLapsed { .. } => Severity::High,
+        EventKind::RoleAttestationDue { .. } => Severity::Warning,
+        EventKind::RoleAttested { .. } => Severity::Info,
         EventKind::GrantExpiringSoon { .. }
         | EventKind::GrantRevoked { .. }
         | EventKind::GrantDenied { .. }
@@ -92,6 +96,9 @@ pub(super) fn audience(kind: &EventKind) -> Audience {
         | EventKind::UserDisabled { .. }
         | EventKind::AuthRefusedWhileLocked { .. } => Audience::Always,
         EventKind::AlertFailed { .. } => Audience::AllButItsChannel,
+        // Owner attestation (issue 13, item 2).
+        EventKind::RoleAttested { .. } | EventKind::RoleAttestationDue { .. } => Audience::Role,
+        EventKind::RoleLapsed { .. } => Audience::RoleAndAlways,
         EventKind::BrokerInitialized { .. }
         | EventKind::AuditKeyCreated { .. }
         | EventKind::GrantActivating { .. }
