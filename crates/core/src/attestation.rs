@@ -20,7 +20,7 @@
 use serde::Serialize;
 
 use crate::role::OnLapse;
-use crate::{Actor, Duration, DomainError, EventDraft, EventKind, Principal, PrincipalKind, Role};
+use crate::{Actor, DomainError, Duration, EventDraft, EventKind, Principal, PrincipalKind, Role};
 use crate::{Timestamp, text};
 
 /// Reminders start this long before an attestation is due (Teleport's two weeks).
@@ -95,10 +95,8 @@ pub fn status(
         Some(a) => a.at.saturating_add(role.governance.attest_every),
         None => since.saturating_add(FIRST_ATTEST_WITHIN),
     };
-    let remind_from = Timestamp::from_unix_millis(
-        due.unix_millis()
-            .saturating_sub(REMIND_BEFORE.as_millis()),
-    );
+    let remind_from =
+        Timestamp::from_unix_millis(due.unix_millis().saturating_sub(REMIND_BEFORE.as_millis()));
     let state = match role.governance.expires {
         Some(end) if now >= end => AttestationState::Expired,
         _ if now >= due => AttestationState::Lapsed,
@@ -335,9 +333,14 @@ scope = ["db:admin"]
     }
 
     fn attested(r: &Role, at: Timestamp) -> Attestation {
-        attest(r, &person(&["dba-leads"], PrincipalKind::Human), "still needed", at)
-            .unwrap()
-            .0
+        attest(
+            r,
+            &person(&["dba-leads"], PrincipalKind::Human),
+            "still needed",
+            at,
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -361,7 +364,13 @@ scope = ["db:admin"]
         assert_eq!(at(1), AttestationState::Current);
         assert_eq!(at(76), AttestationState::Current);
         assert_eq!(
-            status(&r, Some(&a), t(0), Timestamp::from_unix_millis(t(77).unix_millis())).state,
+            status(
+                &r,
+                Some(&a),
+                t(0),
+                Timestamp::from_unix_millis(t(77).unix_millis())
+            )
+            .state,
             AttestationState::DueSoon
         );
         assert_eq!(at(90), AttestationState::DueSoon);
@@ -436,14 +445,29 @@ scope = ["db:admin"]
         let e = attest(&r, &person(&["sre"], PrincipalKind::Human), "ok", t(0)).unwrap_err();
         assert_eq!(e.code(), "not_owner");
         assert!(e.help().contains(&r.owner.to_string()), "{}", e.help());
-        let e = attest(&r, &person(&["dba-leads"], PrincipalKind::Service), "ok", t(0))
-            .unwrap_err();
+        let e = attest(
+            &r,
+            &person(&["dba-leads"], PrincipalKind::Service),
+            "ok",
+            t(0),
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "service_cannot_attest");
-        let e = attest(&r, &person(&["dba-leads"], PrincipalKind::Human), "  ", t(0)).unwrap_err();
+        let e = attest(
+            &r,
+            &person(&["dba-leads"], PrincipalKind::Human),
+            "  ",
+            t(0),
+        )
+        .unwrap_err();
         assert_eq!(e.code(), "invalid_field");
-        let (a, ev) =
-            attest(&r, &person(&["dba-leads"], PrincipalKind::Human), " still needed ", t(0))
-                .unwrap();
+        let (a, ev) = attest(
+            &r,
+            &person(&["dba-leads"], PrincipalKind::Human),
+            " still needed ",
+            t(0),
+        )
+        .unwrap();
         assert_eq!(a.note, "still needed");
         assert_eq!(ev.kind.type_name(), "role.attested");
         assert_eq!(ev.actor, Actor::User("dana".parse().unwrap()));

@@ -134,7 +134,9 @@ pub enum DomainError {
         due: crate::Timestamp,
     },
     // Owner attestation (issue 13, item 2).
-    #[error("`{principal}` is not in the owner group `{owner}` of role `{role}`, so may not attest it")]
+    #[error(
+        "`{principal}` is not in the owner group `{owner}` of role `{role}`, so may not attest it"
+    )]
     NotOwner {
         principal: String,
         role: String,

@@ -157,7 +157,9 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
         }
         // Owner attestation (issue 13, item 2).
         EventKind::RoleAttested { by, next_due, .. } => {
-            format!("{by} attested role {role}: still needed and correctly scoped; next due {next_due}")
+            format!(
+                "{by} attested role {role}: still needed and correctly scoped; next due {next_due}"
+            )
         }
         EventKind::RoleAttestationDue { owner, due, .. } => format!(
             "role {role} must be attested by {due}: a member of {owner} runs `breakglass roles attest {role} --note \"…\"`"

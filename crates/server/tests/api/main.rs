@@ -14,6 +14,7 @@
 )]
 
 mod access;
+mod attestation;
 mod clock;
 mod harness;
 mod limits;
@@ -69,4 +70,6 @@ api_suite!(
     throttle::refusals_while_locked_are_one_event_per_window,
     limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
     workers::the_reaper_sleeps_until_its_next_due_item,
+    attestation::attestation_lapse_blocks_a_request,
+    attestation::a_changed_role_file_needs_a_fresh_attestation,
 );
