@@ -109,3 +109,58 @@ fn an_owner_attests_a_role_and_others_cannot() {
     // The other role is untouched.
     assert_eq!(attestation(&w, "payments-readonly")["status"], "due_soon");
 }
+
+#[test]
+fn a_new_role_is_reminded_on_its_channels_at_once() {
+    use breakglass_testkit::webhook::WebhookReceiver;
+
+    use super::alerts::{HMAC, alert_world, role};
+
+    let hook = WebhookReceiver::start(Some(HMAC.as_bytes()));
+    let config = format!(
+        r#"
+[channels.oncall]
+kind = "webhook"
+url = "{}"
+hmac_key = {{ env = "BG_E2E_HMAC" }}
+"#,
+        hook.url("/alerts")
+    );
+    let w = alert_world(
+        &config,
+        &[("svc.toml", &role("svc-admin", "10m", &["oncall"]))],
+    );
+    // Never attested: due two weeks after it loaded, so the reminder goes out at once.
+    let reminded = || {
+        hook.delivered()
+            .into_iter()
+            .filter(|r| r.body["event"] == "role.attestation_due")
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        poll_until(DEADLINE, || !reminded().is_empty()),
+        "{}",
+        w.bg.logs()
+    );
+    let got = reminded();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let r = &got[0];
+    assert!(r.signature_ok);
+    assert_eq!(r.body["severity"], "warning");
+    assert_eq!(r.body["fields"]["event.role"], "svc-admin");
+    assert_eq!(r.body["fields"]["event.owner"], "group:sre-leads");
+    let summary = r.body["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("role svc-admin must be attested by")
+            && summary.contains("breakglass roles attest svc-admin"),
+        "{summary}"
+    );
+    assert_eq!(
+        attestation_of(&w.bg, &w.alice, "svc-admin")["status"],
+        "due_soon"
+    );
+}
+
+fn attestation_of(bg: &Broker, token: &str, role: &str) -> Value {
+    bg.cli_json(token, &["roles", "show", role])["attestation"].clone()
+}
