@@ -197,10 +197,13 @@ pub enum Action {
     LockdownLift,
     /// See the lockdowns in force.
     LockdownStatus,
+    // Owner attestation (issue 13, item 2).
+    /// A member of a role's owner group re-confirms the role (the core's owner rule decides).
+    RoleAttest,
 }
 
 impl Action {
-    pub const ALL: [Action; 43] = [
+    pub const ALL: [Action; 44] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -244,6 +247,7 @@ impl Action {
         Action::LockdownEngage,
         Action::LockdownLift,
         Action::LockdownStatus,
+        Action::RoleAttest,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -277,6 +281,8 @@ impl Action {
             | Self::GrantCancelOther
             | Self::GrantExtend => Scope::Request,
             Self::GrantApprove | Self::GrantDeny => Scope::Approve,
+            // Deciding that a role may go on, like deciding that a request may.
+            Self::RoleAttest => Scope::Approve,
             Self::GrantRevoke | Self::GrantRevokeOther => Scope::Revoke,
             Self::CredentialReveal => Scope::Credential,
             Self::TokenCreate
@@ -313,7 +319,8 @@ impl Action {
             | Self::UserDisable
             | Self::UserEnable
             | Self::LockdownEngage
-            | Self::LockdownLift => true,
+            | Self::LockdownLift
+            | Self::RoleAttest => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -384,7 +391,8 @@ impl Action {
             | Self::TokenList
             | Self::TokenCreate
             | Self::TokenRevoke
-            | Self::LockdownStatus => None,
+            | Self::LockdownStatus
+            | Self::RoleAttest => None,
         }
     }
 
@@ -429,6 +437,7 @@ impl Action {
             Self::LockdownEngage => "lockdown.engage",
             Self::LockdownLift => "lockdown.lift",
             Self::LockdownStatus => "lockdown.status",
+            Self::RoleAttest => "role.attest",
         }
     }
 
@@ -474,6 +483,7 @@ impl Action {
             Self::LockdownEngage => "lockdown",
             Self::LockdownLift => "lockdown lift",
             Self::LockdownStatus => "lockdown status",
+            Self::RoleAttest => "roles attest",
         }
     }
 }

@@ -153,6 +153,30 @@ pub enum DomainError {
         scope: String,
         covered_by: Option<String>,
     },
+    // Owner attestation (issue 13, item 2).
+    #[error(
+        "`{principal}` is not in the owner group `{owner}` of role `{role}`, so may not attest it"
+    )]
+    NotOwner {
+        principal: String,
+        role: String,
+        owner: String,
+    },
+    #[error("service principal `{principal}` may not attest role `{role}`; only a person can")]
+    ServiceCannotAttest {
+        principal: String,
+        role: String,
+        owner: String,
+    },
+    #[error("role `{role}` is disabled: {why}")]
+    RoleLapsed {
+        role: String,
+        owner: String,
+        why: String,
+        /// Past its `expires` date (else its attestation lapsed).
+        expired: bool,
+        file: String,
+    },
 }
 
 impl DomainError {
@@ -251,6 +275,15 @@ impl DomainError {
             Self::NotLockedDown { .. } => {
                 "nothing to lift; see what is in force with `breakglass lockdown status`".into()
             }
+            Self::NotOwner { role, owner, .. } | Self::ServiceCannotAttest { role, owner, .. } => format!(
+                "a member of `{owner}` must attest it: `breakglass roles attest {role} --note \"…\"`"
+            ),
+            Self::RoleLapsed { role, owner, expired: false, .. } => format!(
+                "ask a member of `{owner}` (its owner) to attest it: `breakglass roles attest {role} --note \"…\"`; grants already active are not affected"
+            ),
+            Self::RoleLapsed { role, owner, expired: true, file, .. } => format!(
+                "its end date has passed: ask a member of `{owner}` (its owner) to change or remove `expires` under `[governance]` in `{file}` and reload, then attest it (`breakglass roles attest {role} --note \"…\"`)"
+            ),
         }
     }
 
@@ -279,7 +312,10 @@ impl DomainError {
             | Self::SelfApproval { .. }
             | Self::RequesterNoLongerAllowed { .. }
             | Self::EmergencyReviewOverdue { .. }
-            | Self::LockedDown { .. } => ErrorCategory::Forbidden,
+            | Self::LockedDown { .. }
+            | Self::NotOwner { .. }
+            | Self::ServiceCannotAttest { .. }
+            | Self::RoleLapsed { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -336,6 +372,9 @@ impl DomainError {
             Self::LockedDown { .. } => "locked_down",
             Self::AlreadyLockedDown { .. } => "already_locked_down",
             Self::NotLockedDown { .. } => "not_locked_down",
+            Self::NotOwner { .. } => "not_owner",
+            Self::ServiceCannotAttest { .. } => "service_cannot_attest",
+            Self::RoleLapsed { .. } => "role_lapsed",
         }
     }
 }

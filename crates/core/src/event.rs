@@ -299,6 +299,38 @@ pub enum EventKind {
         engaged_by: String,
         reason: Option<String>,
     },
+    // Owner attestation (issue 13, item 2).
+    /// A member of the owner group confirmed that the role, as its file reads now (`hash`), is
+    /// still needed and correctly scoped; the next attestation is due by `next_due`.
+    #[serde(rename = "role.attested")]
+    RoleAttested {
+        role: String,
+        hash: String,
+        by: String,
+        note: String,
+        next_due: Timestamp,
+    },
+    /// A role's attestation falls due at `due` (sent once per due date, from two weeks before).
+    #[serde(rename = "role.attestation_due")]
+    RoleAttestationDue {
+        role: String,
+        hash: String,
+        owner: String,
+        due: Timestamp,
+        last_attested: Option<Timestamp>,
+    },
+    /// A role lapsed (`cause` `attestation`: its due date passed unattested) or ended (`cause`
+    /// `expired`: past its `expires` date) at `since`. With `on_lapse` `disable` it refuses new
+    /// requests from then on; with `warn` they go on. Sent once per cause and date.
+    #[serde(rename = "role.lapsed")]
+    RoleLapsed {
+        role: String,
+        hash: String,
+        owner: String,
+        cause: String,
+        since: Timestamp,
+        on_lapse: String,
+    },
 }
 
 impl EventKind {

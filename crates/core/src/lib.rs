@@ -6,6 +6,7 @@
 //! time through a [`Clock`] and persists what it returns.
 
 pub mod action;
+pub mod attestation;
 pub mod clock;
 pub mod duration;
 pub mod error;

@@ -10,12 +10,14 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
+use breakglass_core::attestation::{Attestation, NoticeKey};
 use breakglass_core::{
     AuditEvent, EventDraft, Grant, GrantId, Lockdown, Principal, StateKind, Timestamp,
 };
 use tokio::sync::watch;
 
 use crate::alerts::{self, Outbox};
+use crate::attestations::{self, AttestationBook};
 use crate::audit::{self, AuditReads};
 use crate::auth::{self, Throttles};
 use crate::sql::Conn;
@@ -509,6 +511,49 @@ impl<B: Backend> Store for B {
 
     async fn lockdowns(&self) -> Result<Vec<Lockdown>> {
         lockdown::in_force(&mut *self.read().await?).await
+    }
+
+    // Owner attestation (issue 13, item 2).
+    async fn roles_in_force(&self, roles: &[(String, String)], now: Timestamp) -> Result<()> {
+        // Appends nothing: what is in force is already in the log as `role.changed`.
+        self.transaction(roles.to_vec(), move |tx, roles| {
+            Box::pin(attestations::in_force(tx, roles, now))
+        })
+        .await
+    }
+
+    async fn attestation_book(&self) -> Result<AttestationBook> {
+        attestations::book(&mut *self.read().await?).await
+    }
+
+    async fn record_attestation(
+        &self,
+        a: &Attestation,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (a.clone(), events.to_vec());
+        self.write(args, move |tx, (a, events)| {
+            Box::pin(attestations::record(tx, a, events, now))
+        })
+        .await
+    }
+
+    async fn record_attestation_notice(
+        &self,
+        key: &NoticeKey,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (key.clone(), events.to_vec());
+        self.write(args, move |tx, (key, events)| {
+            Box::pin(attestations::record_notice(tx, key, events, now))
+        })
+        .await
+    }
+
+    async fn attestation_notices(&self) -> Result<BTreeSet<NoticeKey>> {
+        attestations::notices(&mut *self.read().await?).await
     }
 
     async fn close(&self) {

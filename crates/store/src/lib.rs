@@ -20,6 +20,7 @@
 //!   over what a backend provides.
 
 mod alerts;
+mod attestations;
 mod audit;
 mod auth;
 mod backend;
@@ -46,6 +47,7 @@ use breakglass_core::{
     Timestamp,
 };
 
+pub use attestations::{AttestationBook, RoleContent};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -550,6 +552,33 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<()>;
     /// Every lockdown in force, oldest first.
     async fn lockdowns(&self) -> Result<Vec<Lockdown>>;
+    // Owner attestation (issue 13, item 2).
+    /// Records `roles` (id, file hash) as the roles in force: each content as in force since
+    /// `now` unless that very content already was (a changed file starts again), and roles no
+    /// longer in force forgotten. Operational state, derived from `role.changed`: no event.
+    async fn roles_in_force(&self, roles: &[(String, String)], now: Timestamp) -> Result<()>;
+    /// When each role's content came into force, and the latest attestation of each content.
+    async fn attestation_book(&self) -> Result<AttestationBook>;
+    /// Records an attestation the core decided, with its `role.attested` event.
+    async fn record_attestation(
+        &self,
+        a: &breakglass_core::attestation::Attestation,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Records that the notice `key` was sent, with its events, unless it already was: then
+    /// nothing is written and `false` is returned. So each is sent once, whichever replica or
+    /// restart gets to it.
+    async fn record_attestation_notice(
+        &self,
+        key: &breakglass_core::attestation::NoticeKey,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Every attestation notice sent.
+    async fn attestation_notices(
+        &self,
+    ) -> Result<BTreeSet<breakglass_core::attestation::NoticeKey>>;
 
     /// Finishes the writes already accepted and closes every connection.
     async fn close(&self);

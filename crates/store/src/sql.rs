@@ -13,6 +13,7 @@ use futures_util::stream::BoxStream;
 use sqlx::{ColumnIndex, Decode, Type};
 
 use crate::alerts::AlertSql;
+use crate::attestations::AttestationSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
 use crate::grants::GrantSql;
@@ -29,6 +30,7 @@ pub(crate) trait Conn: Send {
 
     // Each noun's SQL, in this backend's dialect.
     const ALERTS: AlertSql;
+    const ATTESTATIONS: AttestationSql;
     const AUDIT: AuditSql;
     const AUTH: AuthSql;
     const GRANTS: GrantSql;

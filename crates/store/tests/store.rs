@@ -27,6 +27,10 @@ use alerts::{
     claims_skip_the_channels_asked, the_backlog_counts_each_channel,
     the_next_delivery_due_is_the_earliest_claimable,
 };
+use attestations::{
+    a_content_is_in_force_from_when_it_first_loaded, a_notice_is_sent_once,
+    the_latest_attestation_of_each_content_counts,
+};
 use auth::{
     disabling_ends_every_token_once, factors_change_by_compare_and_set,
     failures_lock_with_backoff_and_are_audited,
@@ -38,6 +42,8 @@ use lockdown::lockdowns_are_in_force_until_lifted_once_per_scope;
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
 mod alerts;
+#[path = "store/attestations.rs"]
+mod attestations;
 #[path = "store/auth.rs"]
 mod auth;
 #[path = "store/corrupt.rs"]
@@ -780,6 +786,9 @@ store_suite!(
     failures_lock_with_backoff_and_are_audited,
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     lockdowns_are_in_force_until_lifted_once_per_scope,
+    a_content_is_in_force_from_when_it_first_loaded,
+    the_latest_attestation_of_each_content_counts,
+    a_notice_is_sent_once,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

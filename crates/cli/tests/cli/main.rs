@@ -448,6 +448,7 @@ fn kill_9_across_expiry_still_expires_the_grant() {
 
 mod access;
 mod alerts;
+mod attestations;
 mod audit;
 mod bad_input;
 mod config_reload;

@@ -170,6 +170,33 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
         ),
+        // Owner attestation (issue 13, item 2).
+        EventKind::RoleAttested { by, next_due, .. } => {
+            format!(
+                "{by} attested role {role}: still needed and correctly scoped; next due {next_due}"
+            )
+        }
+        EventKind::RoleAttestationDue { owner, due, .. } => format!(
+            "role {role} must be attested by {due}: a member of {owner} runs `breakglass roles attest {role} --note \"…\"`"
+        ),
+        EventKind::RoleLapsed {
+            cause,
+            since,
+            on_lapse,
+            owner,
+            ..
+        } => {
+            let what = if cause == "expired" {
+                format!("role {role} expired at {since}")
+            } else {
+                format!("role {role} lapsed: its attestation by {owner} was due {since}")
+            };
+            if on_lapse == "disable" {
+                format!("{what}; it refuses new requests, emergency ones included")
+            } else {
+                format!("{what}; requests still go on (on_lapse = warn)")
+            }
+        }
         // Never routed anywhere; named by their type should that change.
         other => other.type_name(),
     }

@@ -34,6 +34,10 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
         | EventKind::AuthLocked { .. }
         | EventKind::LockdownEngaged { .. }
         | EventKind::LockdownLifted { .. } => Severity::High,
+        // Owner attestation (issue 13, item 2).
+        EventKind::RoleLapsed { .. } => Severity::High,
+        EventKind::RoleAttestationDue { .. } => Severity::Warning,
+        EventKind::RoleAttested { .. } => Severity::Info,
         EventKind::GrantExpiringSoon { .. }
         | EventKind::GrantRevoked { .. }
         | EventKind::GrantDenied { .. }
@@ -97,6 +101,9 @@ pub(super) fn audience(kind: &EventKind) -> Audience {
         | EventKind::AuthRefusedWhileLocked { .. } => Audience::Always,
         EventKind::AlertFailed { .. } => Audience::AllButItsChannel,
         EventKind::LockdownEngaged { .. } | EventKind::LockdownLifted { .. } => Audience::Every,
+        // Owner attestation (issue 13, item 2).
+        EventKind::RoleAttested { .. } | EventKind::RoleAttestationDue { .. } => Audience::Role,
+        EventKind::RoleLapsed { .. } => Audience::RoleAndAlways,
         EventKind::BrokerInitialized { .. }
         | EventKind::AuditKeyCreated { .. }
         | EventKind::GrantActivating { .. }

@@ -8,6 +8,7 @@
 //! same action. Handlers only parse, call one service and shape the answer.
 
 mod admin;
+mod attestations;
 mod audit;
 mod error;
 mod extract;
@@ -181,6 +182,12 @@ fn table() -> Vec<(Route, Handler)> {
             "/v1/roles/{id}",
             Some(A::RoleShow),
             get(roles::show),
+        ),
+        r(
+            p.clone(),
+            "/v1/roles/{id}/attest",
+            Some(A::RoleAttest),
+            post(attestations::attest),
         ),
         r(
             g.clone(),

@@ -5,7 +5,9 @@ use axum::extract::{Path, State};
 use breakglass_core::{DomainError, Role};
 use serde_json::{Value, json};
 
+use crate::api::attestations as api_attestations;
 use crate::api::{ApiError, AppState, audited};
+use crate::governance::attestations;
 use crate::signin::Caller;
 
 pub(crate) fn view(r: &Role) -> Value {
@@ -20,8 +22,30 @@ pub(crate) fn view(r: &Role) -> Value {
     })
 }
 
-pub(crate) async fn list(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(app.catalog.roles().iter().map(view).collect()))
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    audited(&app, &caller, None, async {
+        let roles = app.catalog.roles();
+        // Owner attestation (issue 13, item 2): each role's `attestation` block.
+        let attested = attestations::statuses(&app).await?;
+        let list = roles
+            .iter()
+            .map(|r| {
+                let mut v = view(r);
+                if let (Some(obj), Some((_, s))) = (
+                    v.as_object_mut(),
+                    attested.iter().find(|(id, _)| id == r.id.as_str()),
+                ) {
+                    obj.insert("attestation".into(), api_attestations::view(s));
+                }
+                v
+            })
+            .collect();
+        Ok(Json(Value::Array(list)))
+    })
+    .await
 }
 
 pub(crate) async fn show(
@@ -34,7 +58,17 @@ pub(crate) async fn show(
         let r = roles.get(&id).ok_or_else(|| DomainError::UnknownRole {
             role: breakglass_core::text::shown(&id, 80),
         })?;
-        Ok(Json(view(r)))
+        let mut v = view(r);
+        if let (Some(obj), Some((_, s))) = (
+            v.as_object_mut(),
+            attestations::statuses(&app)
+                .await?
+                .iter()
+                .find(|(id, _)| id == r.id.as_str()),
+        ) {
+            obj.insert("attestation".into(), api_attestations::view(s));
+        }
+        Ok(Json(v))
     })
     .await
 }

@@ -12,6 +12,7 @@ use breakglass_store::StoredGrant;
 use super::lifecycle::credential_context;
 use super::{Delivered, Grants, LIST_LIMIT, visible};
 use crate::error::ServiceError;
+use crate::governance::attestations;
 use crate::signin::Caller;
 use crate::startup::sealing::SealError;
 
@@ -46,6 +47,8 @@ impl Grants {
         let tr = Grant::request(new_id()?, role, &caller.principal, input, now)?;
         self.access
             .check(caller, caller.action, Some(role), false)?;
+        // A lapsed or expired role that disables on lapse takes no new requests.
+        attestations::check_request(self.store.as_ref(), role, now).await?;
         self.insert(&tr, now).await?;
         self.metrics.requested();
         tracing::info!(grant = %tr.grant.id, role = %role.id, requester = %caller.principal.name, "grant requested");
@@ -69,6 +72,8 @@ impl Grants {
         self.access
             .check(caller, caller.action.emergency(), Some(role), false)?;
         let now = self.clock.now();
+        // Emergency ones included: the role's owner must attest it (or fix its end date) first.
+        attestations::check_request(self.store.as_ref(), role, now).await?;
         if role.emergency.is_some() {
             let earlier: Vec<Grant> = self
                 .store

@@ -62,6 +62,12 @@ pub async fn record(
     roles: &RoleSet,
     now: Timestamp,
 ) -> Result<usize, StartupError> {
+    // When each content came into force, for owner attestation (a changed file starts again).
+    let in_force: Vec<(String, String)> = roles
+        .iter()
+        .map(|r| (r.id.to_string(), r.hash.clone()))
+        .collect();
+    store.roles_in_force(&in_force, now).await?;
     // Another replica may record the same change between our read and our write; the store then
     // writes nothing and we work the changes out again from what it recorded.
     for _ in 0..8 {

@@ -5,6 +5,7 @@
 //! fatal. The passes are public so tests can drive them with a manual clock instead of waiting.
 
 pub mod alerts;
+pub mod attestations;
 pub mod checkpoint;
 pub mod reaper;
 pub mod reconciler;

@@ -14,6 +14,7 @@
 )]
 
 mod access;
+mod attestation;
 mod clock;
 mod harness;
 mod limits;
@@ -74,4 +75,6 @@ api_suite!(
     lockdown::a_lockdown_of_every_role_covers_each_and_is_lifted_as_one,
     lockdown::lockdown_bad_input_is_refused_and_changes_nothing,
     lockdown::a_lockdown_interrupted_by_a_crash_is_finished_by_the_reconciler,
+    attestation::attestation_lapse_blocks_a_request,
+    attestation::a_changed_role_file_needs_a_fresh_attestation,
 );

@@ -140,6 +140,13 @@ const ROUTES: &[Row] = &[
         false,
     ),
     (
+        "POST",
+        "/v1/roles/{id}/attest",
+        Some(Action::RoleAttest),
+        Some("approve"),
+        true,
+    ),
+    (
         "GET",
         "/v1/grants",
         Some(Action::GrantList),

@@ -43,6 +43,7 @@ use sqlx::query::Query;
 use sqlx::{ConnectOptions as _, Connection as _, PgConnection, PgPool, Postgres};
 
 use crate::alerts::AlertSql;
+use crate::attestations::AttestationSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
 use crate::backend::{Appends, Backend, BoxFut};
@@ -56,6 +57,7 @@ use crate::tokens::TokenSql;
 use crate::{Result, StoreError};
 
 mod alerts;
+mod attestations;
 mod audit;
 mod auth;
 mod grants;
@@ -352,6 +354,7 @@ impl Conn for PgConnection {
     type Row = PgRow;
 
     const ALERTS: AlertSql = alerts::SQL;
+    const ATTESTATIONS: AttestationSql = attestations::SQL;
     const AUDIT: AuditSql = audit::SQL;
     const AUTH: AuthSql = auth::SQL;
     const GRANTS: GrantSql = grants::SQL;

@@ -29,6 +29,7 @@ use sqlx::{Row as _, Sqlite, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::alerts::AlertSql;
+use crate::attestations::AttestationSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
 use crate::backend::{Appends, Backend, BoxFut};
@@ -42,6 +43,7 @@ use crate::tokens::TokenSql;
 use crate::{Result, StoreError};
 
 mod alerts;
+mod attestations;
 mod audit;
 mod auth;
 mod grants;
@@ -457,6 +459,7 @@ impl Conn for SqliteConnection {
     type Row = SqliteRow;
 
     const ALERTS: AlertSql = alerts::SQL;
+    const ATTESTATIONS: AttestationSql = attestations::SQL;
     const AUDIT: AuditSql = audit::SQL;
     const AUTH: AuthSql = auth::SQL;
     const GRANTS: GrantSql = grants::SQL;
