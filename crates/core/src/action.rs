@@ -190,10 +190,15 @@ pub enum Action {
     AuditProve,
     AuditConsistency,
     AuditExport,
+    // Drills (issue 13, item 3).
+    /// Start a drill of a role (an owner or reviewer of it).
+    DrillStart,
+    DrillList,
+    DrillShow,
 }
 
 impl Action {
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 43] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -234,6 +239,9 @@ impl Action {
         Action::AuditProve,
         Action::AuditConsistency,
         Action::AuditExport,
+        Action::DrillStart,
+        Action::DrillList,
+        Action::DrillShow,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -259,12 +267,15 @@ impl Action {
             | Self::AuditCheckpoint
             | Self::AuditProve
             | Self::AuditConsistency
-            | Self::AuditExport => Scope::Read,
+            | Self::AuditExport
+            | Self::DrillList
+            | Self::DrillShow => Scope::Read,
             Self::GrantRequest
             | Self::GrantEmergency
             | Self::GrantCancel
             | Self::GrantCancelOther
-            | Self::GrantExtend => Scope::Request,
+            | Self::GrantExtend
+            | Self::DrillStart => Scope::Request,
             Self::GrantApprove | Self::GrantDeny => Scope::Approve,
             Self::GrantRevoke | Self::GrantRevokeOther => Scope::Revoke,
             Self::CredentialReveal => Scope::Credential,
@@ -298,7 +309,8 @@ impl Action {
             | Self::UserPasswordReset
             | Self::UserTotpReset
             | Self::UserDisable
-            | Self::UserEnable => true,
+            | Self::UserEnable
+            | Self::DrillStart => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -321,7 +333,9 @@ impl Action {
             | Self::AuditCheckpoint
             | Self::AuditProve
             | Self::AuditConsistency
-            | Self::AuditExport => false,
+            | Self::AuditExport
+            | Self::DrillList
+            | Self::DrillShow => false,
         }
     }
 
@@ -365,7 +379,11 @@ impl Action {
             | Self::Introspect
             | Self::TokenList
             | Self::TokenCreate
-            | Self::TokenRevoke => None,
+            | Self::TokenRevoke
+            // The core's rule decides drills: `Role::may_drill`, and who may see them.
+            | Self::DrillStart
+            | Self::DrillList
+            | Self::DrillShow => None,
         }
     }
 
@@ -407,6 +425,9 @@ impl Action {
             Self::AuditProve => "audit.prove",
             Self::AuditConsistency => "audit.consistency",
             Self::AuditExport => "audit.export",
+            Self::DrillStart => "drill.start",
+            Self::DrillList => "drill.list",
+            Self::DrillShow => "drill.show",
         }
     }
 
@@ -449,6 +470,9 @@ impl Action {
             Self::AuditProve => "audit prove",
             Self::AuditConsistency => "audit consistency",
             Self::AuditExport => "audit export",
+            Self::DrillStart => "drill",
+            Self::DrillList => "drills",
+            Self::DrillShow => "drills show",
         }
     }
 }

@@ -133,6 +133,19 @@ pub enum DomainError {
         grant: String,
         due: crate::Timestamp,
     },
+    // Drills (issue 13, item 3).
+    #[error("`{principal}` may not drill role `{role}`")]
+    NotDrillRunner {
+        principal: String,
+        role: String,
+        owner: String,
+    },
+    #[error("invalid drill id `{input}`")]
+    InvalidDrillId { input: String },
+    #[error("unknown drill `{drill}`")]
+    UnknownDrill { drill: String },
+    #[error("grant `{grant}` is a drill: its credential is exercised by the broker and shown to nobody")]
+    DrillCredentialNotShown { grant: String },
 }
 
 impl DomainError {
@@ -212,6 +225,15 @@ impl DomainError {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
             Self::EmergencyReviewOverdue { .. } => "ask for a review of that use first, or request the role the normal way (`breakglass request ROLE` without --emergency) so approvers decide".into(),
+            Self::NotDrillRunner { role, owner, .. } => format!(
+                "drills are run by a person in role `{role}`'s owner (`{owner}`) or its `[review] reviewers`; ask one of them to run `breakglass drill {role}`"
+            ),
+            Self::InvalidDrillId { .. } | Self::UnknownDrill { .. } => {
+                "list drills with `breakglass drills` and copy the id".into()
+            }
+            Self::DrillCredentialNotShown { grant } => format!(
+                "see what the drill found with `breakglass drills` (grant `{grant}`); request the role yourself to hold its privilege"
+            ),
         }
     }
 
@@ -227,11 +249,13 @@ impl DomainError {
             | Self::EmergencyDurationOverMax { .. }
             | Self::IncidentRequired { .. }
             | Self::IncidentMismatch { .. }
-            | Self::ExtensionOverMax { .. } => ErrorCategory::Invalid,
+            | Self::ExtensionOverMax { .. }
+            | Self::InvalidDrillId { .. } => ErrorCategory::Invalid,
             Self::UnknownRole { .. }
             | Self::UnknownGrant { .. }
             | Self::UnknownPrincipal { .. }
-            | Self::UnknownToken { .. } => ErrorCategory::NotFound,
+            | Self::UnknownToken { .. }
+            | Self::UnknownDrill { .. } => ErrorCategory::NotFound,
             Self::NotRequester { .. }
             | Self::NotApprover { .. }
             | Self::NotAllowed { .. }
@@ -239,7 +263,9 @@ impl DomainError {
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. }
             | Self::RequesterNoLongerAllowed { .. }
-            | Self::EmergencyReviewOverdue { .. } => ErrorCategory::Forbidden,
+            | Self::EmergencyReviewOverdue { .. }
+            | Self::NotDrillRunner { .. }
+            | Self::DrillCredentialNotShown { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -291,6 +317,10 @@ impl DomainError {
             Self::CredentialAlreadyDelivered { .. } => "credential_already_delivered",
             Self::CredentialNotAvailable { .. } => "credential_not_available",
             Self::EmergencyReviewOverdue { .. } => "review_overdue",
+            Self::NotDrillRunner { .. } => "not_drill_runner",
+            Self::InvalidDrillId { .. } => "invalid_drill_id",
+            Self::UnknownDrill { .. } => "unknown_drill",
+            Self::DrillCredentialNotShown { .. } => "drill_credential_not_shown",
         }
     }
 }
