@@ -15,6 +15,7 @@ use sqlx::{ColumnIndex, Decode, Type};
 use crate::alerts::AlertSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
+use crate::drills::DrillSql;
 use crate::grants::GrantSql;
 use crate::principals::PrincipalSql;
 use crate::roles::RoleSql;
@@ -30,6 +31,7 @@ pub(crate) trait Conn: Send {
     const ALERTS: AlertSql;
     const AUDIT: AuditSql;
     const AUTH: AuthSql;
+    const DRILLS: DrillSql;
     const GRANTS: GrantSql;
     const META: MetaSql;
     const PRINCIPALS: PrincipalSql;

@@ -57,6 +57,7 @@ use crate::{Result, StoreError};
 mod alerts;
 mod audit;
 mod auth;
+mod drills;
 mod grants;
 mod principals;
 mod roles;
@@ -352,6 +353,7 @@ impl Conn for PgConnection {
     const ALERTS: AlertSql = alerts::SQL;
     const AUDIT: AuditSql = audit::SQL;
     const AUTH: AuthSql = auth::SQL;
+    const DRILLS: crate::drills::DrillSql = drills::SQL;
     const GRANTS: GrantSql = grants::SQL;
     const META: MetaSql = settings::SQL;
     const PRINCIPALS: PrincipalSql = principals::SQL;
