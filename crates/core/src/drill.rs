@@ -335,6 +335,14 @@ impl Drill {
         })
     }
 
+    /// Who may see a drill and its report: its runner, whoever reads everything, and the role's
+    /// owners, reviewers and approvers (`role`, if it is still loaded).
+    pub fn visible_to(&self, role: Option<&Role>, p: &Principal) -> bool {
+        p.name == self.runner
+            || p.may_read_everything()
+            || role.is_some_and(|r| r.may_drill(p) || r.may_approve(p))
+    }
+
     pub fn is_completed(&self) -> bool {
         matches!(self.stage, DrillStage::Completed { .. })
     }

@@ -21,7 +21,26 @@ pub(crate) fn view(r: &Role) -> Value {
 }
 
 pub(crate) async fn list(State(app): State<AppState>, _caller: Caller) -> Json<Value> {
-    Json(Value::Array(app.catalog.roles().iter().map(view).collect()))
+    // Drill status: left out (and logged) if the store cannot say, rather than failing the list.
+    let drills = crate::governance::drills::statuses(&app)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the roles' drill status");
+            Default::default()
+        });
+    Json(Value::Array(
+        app.catalog
+            .roles()
+            .iter()
+            .map(|r| {
+                let mut v = view(r);
+                if let (Some(obj), Some(d)) = (v.as_object_mut(), drills.get(r.id.as_str())) {
+                    obj.insert("drill".into(), json!(d));
+                }
+                v
+            })
+            .collect(),
+    ))
 }
 
 pub(crate) async fn show(

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod checkpoint;
+pub mod drills;
 pub mod reaper;
 pub mod reconciler;
 pub mod roles;
