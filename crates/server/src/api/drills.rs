@@ -31,6 +31,8 @@ pub(crate) struct ListQuery {
 fn view(d: &Drill) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or_else(|_| json!({}));
     if let Some(obj) = v.as_object_mut() {
+        // One word for where it is: `passed` and `failed` rather than `completed`.
+        obj.insert("stage".into(), json!(d.stage.name()));
         obj.insert("passed".into(), json!(d.passed()));
         obj.insert(
             "failed".into(),

@@ -15,6 +15,7 @@
 
 mod access;
 mod clock;
+mod drills;
 mod harness;
 mod limits;
 mod routes;
@@ -69,4 +70,8 @@ api_suite!(
     throttle::refusals_while_locked_are_one_event_per_window,
     limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
     workers::the_reaper_sleeps_until_its_next_due_item,
+    drills::a_token_drill_goes_through_approval_and_the_broker_exercises_and_revokes_it,
+    drills::only_owners_and_reviewers_drill_and_bad_input_changes_nothing,
+    drills::an_emergency_drill_does_not_hold_up_its_runners_emergency_use,
+    drills::an_overdue_drill_alerts_once_per_due_date,
 );
