@@ -113,6 +113,11 @@ enum Command {
     Policy(cmd::policy::Command),
     /// Offline, broker stopped: issue a new API token for an admin from the data directory.
     RecoverAdmin(cmd::recover_admin::Args),
+    /// Drill a role's whole path (its owners and reviewers, with a step-up): a real grant that the
+    /// broker exercises, revokes and checks, with its alerts.
+    Drill(cmd::drills::DrillArgs),
+    /// List drills (of one role), or show one with its report.
+    Drills(cmd::drills::DrillsArgs),
 }
 
 fn main() {
@@ -170,6 +175,8 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             }
             Command::Policy(c) => cmd::policy::explain(c, &ctx()?).await,
             Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,
+            Command::Drill(a) => cmd::drills::drill(a, &ctx()?).await,
+            Command::Drills(a) => cmd::drills::drills(a, &ctx()?).await,
         }
     })
     .map_err(|e| (e, format))

@@ -310,7 +310,7 @@ impl Drill {
         events.push(grant.event(
             actor,
             EventKind::DrillStarted {
-                drill: id.to_string(),
+                drill_id: id.to_string(),
                 role: role.id.to_string(),
                 runner: runner.name.to_string(),
                 emergency,
@@ -623,7 +623,7 @@ impl Drill {
             Actor::System(DRILL_ACTOR),
             Some(self.grant),
             EventKind::DrillCompleted {
-                drill: self.id.to_string(),
+                drill_id: self.id.to_string(),
                 role: self.role.to_string(),
                 passed,
                 failed,

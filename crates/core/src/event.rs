@@ -281,21 +281,21 @@ pub enum EventKind {
         message: String,
     },
     // Drills (issue 13, item 3).
-    /// `runner` started drill `drill` of `role`, as the grant the event is about; the role's
+    /// `runner` started drill `drill_id` of `role`, as the grant the event is about; the role's
     /// channels are told (the drill checks that each accepted this alert).
     #[serde(rename = "drill.started")]
     DrillStarted {
-        drill: String,
+        drill_id: String,
         role: String,
         runner: String,
         emergency: bool,
         channels: Vec<String>,
     },
-    /// A drill ended: every check with its timing and outcome, and `passed` only if all passed.
+    /// A drill ended (`drill_id`; the envelope's `drill: true` flags every drill event): every check with its timing and outcome, and `passed` only if all passed.
     /// `failed` names the steps that failed, in order.
     #[serde(rename = "drill.completed")]
     DrillCompleted {
-        drill: String,
+        drill_id: String,
         role: String,
         passed: bool,
         failed: Vec<String>,

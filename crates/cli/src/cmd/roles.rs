@@ -33,10 +33,24 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
                                 output::cell(r, "max_duration"),
                                 output::cell(r, "quorum"),
                                 output::cell(r, "title"),
+                                // Drill status (issue 13, item 3).
+                                r.get("drill")
+                                    .map_or("-".into(), |d| output::cell(d, "last_result")),
+                                r.get("drill").map_or("-".into(), |d| {
+                                    let due = output::cell(d, "drill_due");
+                                    if d.get("drill_overdue") == Some(&Value::Bool(true)) {
+                                        format!("{due} OVERDUE")
+                                    } else {
+                                        due
+                                    }
+                                }),
                             ]
                         })
                         .collect();
-                    output::table(&["ID", "TARGET", "MAX", "QUORUM", "TITLE"], &rows);
+                    output::table(
+                        &["ID", "TARGET", "MAX", "QUORUM", "TITLE", "DRILL", "DRILL DUE"],
+                        &rows,
+                    );
                 }
             }
         }

@@ -451,6 +451,7 @@ mod alerts;
 mod audit;
 mod bad_input;
 mod config_reload;
+mod drills;
 mod lifecycle;
 mod limits;
 mod metrics;

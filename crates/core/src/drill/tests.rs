@@ -135,6 +135,11 @@ fn a_drill_grant_is_flagged_short_and_announced_to_the_role_channels() {
     // The encoded events carry `"drill":true`.
     let bytes = String::from_utf8(s.grant.events[1].canonical_bytes(0, t(0))).unwrap();
     assert!(bytes.contains(r#""drill":true"#), "{bytes}");
+    // The drill's id does not collide with the flag.
+    assert!(
+        bytes.contains(r#""drill_id":"01010101-0101-4101-8101-010101010101""#),
+        "{bytes}"
+    );
 }
 
 #[test]

@@ -163,7 +163,7 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
             format!("removed an orphaned {target} privilege at a target: {handle}")
         }
         EventKind::DrillStarted {
-            drill,
+            drill_id: drill,
             runner,
             emergency,
             ..
@@ -176,13 +176,13 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
             }
         ),
         EventKind::DrillCompleted {
-            drill,
+            drill_id: drill,
             passed: true,
             checks,
             ..
         } => format!("drill {drill} of {role} passed all {} checks", checks.len()),
         EventKind::DrillCompleted {
-            drill,
+            drill_id: drill,
             passed: false,
             checks,
             ..
