@@ -29,12 +29,12 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::event::EndCauseKind;
 use crate::grant::EmergencyUse;
 use crate::{
     Actor, DomainError, Duration, EndCause, EventDraft, EventKind, Grant, GrantId, GrantState,
     Name, Principal, PrincipalKind, Role, Timestamp, Transition,
 };
-use crate::event::EndCauseKind;
 
 /// How long after a drill's alert every channel of its role has to accept it.
 pub const ALERT_DEADLINE: Duration = Duration::from_secs(300);
@@ -145,7 +145,10 @@ pub enum DrillStage {
     Revoking { since: Timestamp },
     /// Waiting for every channel of the role to accept the drill's alert, until `deadline`.
     AwaitingAlerts { deadline: Timestamp },
-    Completed { completed_at: Timestamp, passed: bool },
+    Completed {
+        completed_at: Timestamp,
+        passed: bool,
+    },
 }
 
 impl DrillStage {
@@ -372,7 +375,12 @@ impl Drill {
                 format!("approved by {}", who.join(", ")),
             )
         };
-        let approved_at = g.approvals.iter().map(|a| a.at).max().unwrap_or(g.requested_at);
+        let approved_at = g
+            .approvals
+            .iter()
+            .map(|a| a.at)
+            .max()
+            .unwrap_or(g.requested_at);
         let mut checks = Vec::new();
         let next = match &g.state {
             GrantState::Requested | GrantState::Approved { .. } | GrantState::Activating { .. } => {
@@ -443,7 +451,9 @@ impl Drill {
                 ));
                 self.alerts_stage(now)
             }
-            GrantState::Revoking { .. } | GrantState::Expired { .. } | GrantState::Revoked { .. } => {
+            GrantState::Revoking { .. }
+            | GrantState::Expired { .. }
+            | GrantState::Revoked { .. } => {
                 checks.push(DrillCheck::new(
                     DrillStep::Exercise,
                     false,

@@ -144,7 +144,9 @@ pub enum DomainError {
     InvalidDrillId { input: String },
     #[error("unknown drill `{drill}`")]
     UnknownDrill { drill: String },
-    #[error("grant `{grant}` is a drill: its credential is exercised by the broker and shown to nobody")]
+    #[error(
+        "grant `{grant}` is a drill: its credential is exercised by the broker and shown to nobody"
+    )]
     DrillCredentialNotShown { grant: String },
 }
 

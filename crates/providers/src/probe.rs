@@ -28,7 +28,8 @@ pub fn verify_with_key_set(
     now: Timestamp,
 ) -> Result<Claims, String> {
     let mut parts = token.expose().split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err("the token is not a compact JWT".into());
     };

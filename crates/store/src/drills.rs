@@ -178,10 +178,12 @@ pub(crate) async fn schedule<C: Conn>(
     roles: &[String],
     now: Timestamp,
 ) -> Result<Vec<DrillSchedule>> {
-    let add = Stmt::new(C::DRILLS.schedule_add)
-        .texts(roles.iter().map(String::as_str).collect())
-        .time(now);
-    tx.execute(add).await?;
+    if !roles.is_empty() {
+        let add = Stmt::new(C::DRILLS.schedule_add)
+            .texts(roles.iter().map(String::as_str).collect())
+            .time(now);
+        tx.execute(add).await?;
+    }
     tx.all(Stmt::new(C::DRILLS.schedule))
         .await?
         .iter()

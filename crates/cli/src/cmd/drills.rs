@@ -43,7 +43,11 @@ pub(crate) async fn drill(a: DrillArgs, client: &Client) -> Result<(), CliError>
         Format::Human => {
             println!("drill:    {}", output::cell(&v, "id"));
             println!("role:     {}", output::cell(&v, "role"));
-            println!("grant:    {} ({})", output::cell(&v, "grant"), output::cell(&v, "grant_state"));
+            println!(
+                "grant:    {} ({})",
+                output::cell(&v, "grant"),
+                output::cell(&v, "grant_state")
+            );
             println!("channels: {}", output::cell(&v, "channels"));
             println!();
             println!("waiting for {}", output::cell(&v, "waiting_for"));

@@ -48,7 +48,15 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
                         })
                         .collect();
                     output::table(
-                        &["ID", "TARGET", "MAX", "QUORUM", "TITLE", "DRILL", "DRILL DUE"],
+                        &[
+                            "ID",
+                            "TARGET",
+                            "MAX",
+                            "QUORUM",
+                            "TITLE",
+                            "DRILL",
+                            "DRILL DUE",
+                        ],
                         &rows,
                     );
                 }

@@ -166,7 +166,10 @@ fn a_token_drill_goes_through_approval_survives_a_restart_and_proves_every_chann
     let smtp = SmtpSink::start();
     let mut w = drill_world(
         &config(&hook, Some(&smtp)),
-        &[("svc.toml", &role("svc-admin", &["oncall", "mail"], TOKEN_TARGET))],
+        &[(
+            "svc.toml",
+            &role("svc-admin", &["oncall", "mail"], TOKEN_TARGET),
+        )],
         &[],
     );
     let started = w.bg.cli_json(&w.dana, &["drill", "svc-admin"]);
@@ -182,7 +185,14 @@ fn a_token_drill_goes_through_approval_survives_a_restart_and_proves_every_chann
     w.bg.cli_json(&w.bob, &["approve", &grant]);
     let d = completed(&w, &id);
     assert_eq!(d["stage"], "passed", "{d}\n{}", w.bg.logs());
-    for step in ["approval", "activation", "exercise", "revoke", "refusal", "alerts"] {
+    for step in [
+        "approval",
+        "activation",
+        "exercise",
+        "revoke",
+        "refusal",
+        "alerts",
+    ] {
         assert_eq!(check(&d, step)["passed"], true, "{step}: {d}");
     }
     assert!(
@@ -192,21 +202,26 @@ fn a_token_drill_goes_through_approval_survives_a_restart_and_proves_every_chann
             .contains("oncall, mail")
     );
     // Both channels got the drill-labelled alert.
-    assert!(drill_alerts(&hook, &id).iter().any(|b| b["event"] == "drill.started"
-        && b["summary"].as_str().unwrap().starts_with("breakglass: DRILL: ")));
+    assert!(drill_alerts(&hook, &id).iter().any(|b| {
+        b["event"] == "drill.started"
+            && b["summary"]
+                .as_str()
+                .unwrap()
+                .starts_with("breakglass: DRILL: ")
+    }));
     assert!(
         smtp.messages().iter().any(|m| m.data.contains("DRILL")),
         "no drill mail"
     );
     // Its credential was never shown: not even its runner collects it.
-    let r = w.bg.cli(&w.dana, &["credential", &grant, "--output", "json"]);
+    let r =
+        w.bg.cli(&w.dana, &["credential", &grant, "--output", "json"]);
     assert_ne!(r.code, 0);
     let err: Value = serde_json::from_str(&r.stderr).unwrap();
     assert_eq!(err["error"]["code"], "drill_credential_not_shown", "{r:?}");
     // The report is a `drill.completed` event; the roles list shows the pass.
-    let tail = w
-        .bg
-        .cli_json(&w.bg.admin_token, &["audit", "tail", "-n", "1000"]);
+    let tail =
+        w.bg.cli_json(&w.bg.admin_token, &["audit", "tail", "-n", "1000"]);
     let done: Vec<&Value> = tail
         .as_array()
         .unwrap()
@@ -230,12 +245,14 @@ fn a_postgres_drill_logs_in_runs_select_1_and_is_refused_after_the_revoke() {
     let dsn = format!("postgres://postgres@{}/{}", pg_server(), db.name);
     let w = drill_world(
         &config(&hook, None),
-        &[("ledger.toml", &role("ledger-read", &["oncall"], &pg_target(&reader)))],
+        &[(
+            "ledger.toml",
+            &role("ledger-read", &["oncall"], &pg_target(&reader)),
+        )],
         &[("LEDGER_ADMIN_DSN", &dsn)],
     );
-    let started = w
-        .bg
-        .cli_json(&w.dana, &["drill", "ledger-read", "--emergency"]);
+    let started =
+        w.bg.cli_json(&w.dana, &["drill", "ledger-read", "--emergency"]);
     let id = started["id"].as_str().unwrap().to_owned();
     let d = completed(&w, &id);
     assert_eq!(d["stage"], "passed", "{d}\n{}", w.bg.logs());
@@ -255,19 +272,24 @@ fn a_drill_whose_target_is_down_fails_cleanly_with_its_report_and_leaves_nothing
     let dsn = format!("postgres://postgres@{}/{}", proxy.addr(), db.name);
     let w = drill_world(
         &config(&hook, None),
-        &[("ledger.toml", &role("ledger-read", &["oncall"], &pg_target(&reader)))],
+        &[(
+            "ledger.toml",
+            &role("ledger-read", &["oncall"], &pg_target(&reader)),
+        )],
         &[("LEDGER_ADMIN_DSN", &dsn)],
     );
     proxy.down();
-    let started = w
-        .bg
-        .cli_json(&w.dana, &["drill", "ledger-read", "--emergency"]);
+    let started =
+        w.bg.cli_json(&w.dana, &["drill", "ledger-read", "--emergency"]);
     let id = started["id"].as_str().unwrap().to_owned();
     let grant = started["grant"].as_str().unwrap().to_owned();
     let d = completed(&w, &id);
     assert_eq!(d["stage"], "failed", "{d}");
     assert_eq!(d["failed"], serde_json::json!(["activation"]), "{d}");
-    let activation = check(&d, "activation")["detail"].as_str().unwrap().to_owned();
+    let activation = check(&d, "activation")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
         activation.starts_with("the target did not issue the credential: "),
         "{activation}"

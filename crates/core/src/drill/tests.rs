@@ -185,7 +185,9 @@ fn a_passing_drill_times_every_step_and_completes_once() {
     assert_eq!(d.checks[0].ms, 5000);
     assert!(d.checks[0].detail.contains("bob"));
     assert_eq!(d.checks[1].step, DrillStep::Activation);
-    let tr = d.exercised(&ok(7, 8, "introspection active"), t(8)).unwrap();
+    let tr = d
+        .exercised(&ok(7, 8, "introspection active"), t(8))
+        .unwrap();
     assert!(tr.events.is_empty());
     let d = tr.drill;
     assert_eq!(d.stage, DrillStage::Revoking { since: t(8) });
@@ -306,7 +308,10 @@ fn a_refused_credential_and_a_silent_channel_are_named() {
         .finish_revoke(Actor::System(DRILL_ACTOR), t(4))
         .unwrap()
         .grant;
-    let d = d.revoked(&ended, &ok(4, 4, "login refused"), t(4)).unwrap().drill;
+    let d = d
+        .revoked(&ended, &ok(4, 4, "login refused"), t(4))
+        .unwrap()
+        .drill;
     let silent = ChannelDelivery {
         channel: "mail".into(),
         delivered_at: None,
@@ -324,8 +329,9 @@ fn a_refused_credential_and_a_silent_channel_are_named() {
     assert_eq!(last.step, DrillStep::Alerts);
     assert!(!last.passed);
     assert!(
-        last.detail
-            .contains("channel `mail` did not accept the alert (after 3 attempts: connection refused)"),
+        last.detail.contains(
+            "channel `mail` did not accept the alert (after 3 attempts: connection refused)"
+        ),
         "{}",
         last.detail
     );
@@ -385,7 +391,10 @@ fn an_overdue_drill_alerts_once_per_due_date() {
     assert_eq!(overdue_alert(&r, due, None, None, t(30 * 86_400 - 1)), None);
     let e = overdue_alert(&r, due, None, None, due).unwrap();
     assert_eq!(e.kind.type_name(), "drill.overdue");
-    assert_eq!(overdue_alert(&r, due, None, Some(due), t(31 * 86_400)), None);
+    assert_eq!(
+        overdue_alert(&r, due, None, Some(due), t(31 * 86_400)),
+        None
+    );
     // A passing drill moves the due date; the next one alerts again when it passes.
     let next = drill_due(&r, Some(t(40 * 86_400)), first_seen);
     assert_eq!(next, t(70 * 86_400));

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use breakglass_providers::token::Claims;
 
 use crate::api::extract::RawBody;
-use crate::app::App;
 use crate::api::{ApiError, AppState, audited};
+use crate::app::App;
 use crate::signin::Caller;
 
 #[derive(Deserialize)]

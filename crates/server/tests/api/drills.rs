@@ -49,7 +49,10 @@ pub(crate) async fn a_token_drill_goes_through_approval_and_the_broker_exercises
     let grant = started["grant"].as_str().unwrap().to_owned();
     // Its grant is a drill, requested by its runner although `sre` requests the role.
     let g = b.grant(&grant).await;
-    assert_eq!((g["drill"].clone(), g["requester"].clone()), (json!(true), json!("dana")));
+    assert_eq!(
+        (g["drill"].clone(), g["requester"].clone()),
+        (json!(true), json!("dana"))
+    );
     // Nothing moves while it waits for its approvers.
     pass(&b).await;
     let d = b.get(&format!("/v1/drills/{id}"), &dana).await.ok();
@@ -133,7 +136,12 @@ pub(crate) async fn only_owners_and_reviewers_drill_and_bad_input_changes_nothin
         b.step_up(token, who).await;
         let a = b.post("/v1/drills", token, json!({ "role": "db" })).await;
         a.refused(403, "not_drill_runner");
-        assert!(a.body["error"]["help"].as_str().unwrap().contains("group:dba"));
+        assert!(
+            a.body["error"]["help"]
+                .as_str()
+                .unwrap()
+                .contains("group:dba")
+        );
     }
     b.step_up(&dana, "dana").await;
     b.post("/v1/drills", &dana, json!({ "role": "nope" }))
@@ -163,7 +171,11 @@ pub(crate) async fn an_emergency_drill_does_not_hold_up_its_runners_emergency_us
     let dana = b.own_token(&session, "dana", "30d", None).await;
     b.step_up(&dana, "dana").await;
     let started = b
-        .post("/v1/drills", &dana, json!({ "role": "db", "emergency": true }))
+        .post(
+            "/v1/drills",
+            &dana,
+            json!({ "role": "db", "emergency": true }),
+        )
         .await
         .ok();
     assert_eq!(started["grant_state"], "active", "{started}");
@@ -171,7 +183,13 @@ pub(crate) async fn an_emergency_drill_does_not_hold_up_its_runners_emergency_us
     pass(&b).await;
     let id = started["id"].as_str().unwrap();
     let d = b.get(&format!("/v1/drills/{id}"), &dana).await.ok();
-    assert!(d["checks"].as_array().unwrap().iter().all(|c| c["step"] != "approval"));
+    assert!(
+        d["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["step"] != "approval")
+    );
     assert_eq!(check(&d, "exercise")["passed"], true, "{d}");
     // Two days on, its review is long past due; a drill is not a use, so it blocks nothing.
     b.advance("2d");

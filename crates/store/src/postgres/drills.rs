@@ -4,7 +4,8 @@
 use crate::drills::DrillSql;
 
 pub(super) const SQL: DrillSql = DrillSql {
-    insert: "INSERT INTO drills (id, role, grant_id, stage, started_at, completed_at, version, body)
+    insert:
+        "INSERT INTO drills (id, role, grant_id, stage, started_at, completed_at, version, body)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
     update: "UPDATE drills SET stage = $1, completed_at = $2, version = version + 1, body = $3
              WHERE id = $4 AND version = $5",

@@ -86,18 +86,18 @@ async fn overdue(app: &App) -> Result<Option<Timestamp>, ServiceError> {
             continue;
         };
         let due = drill_due(role, s.last_passed, s.first_seen);
-        match overdue_alert(role, due, s.last_passed, s.alerted_due, now) {
-            Some(event) => {
-                if app
-                    .store
-                    .record_drill_overdue(&s.role, due, &[event], now)
-                    .await?
-                {
-                    tracing::warn!(role = %s.role, due = %due, "role is overdue for a drill");
-                }
+        let Some(event) = overdue_alert(role, due, s.last_passed, s.alerted_due, now) else {
+            if now < due {
+                next = earliest(next, Some(due));
             }
-            None if now < due => next = earliest(next, Some(due)),
-            None => {}
+            continue;
+        };
+        if app
+            .store
+            .record_drill_overdue(&s.role, due, &[event], now)
+            .await?
+        {
+            tracing::warn!(role = %s.role, due = %due, "role is overdue for a drill");
         }
     }
     Ok(next)
@@ -243,12 +243,8 @@ async fn open_credential(app: &App, g: &Grant) -> Result<Option<Secret>, Service
     let Some(sealed) = app.store.drill_credential(g.id).await? else {
         return Ok(None);
     };
-    let plain = app
-        .grants
-        .sealer
-        .open(&sealed, &credential_context(g.id))?;
-    let text = String::from_utf8(plain)
-        .map_err(|_| crate::startup::sealing::SealError::Open)?;
+    let plain = app.grants.sealer.open(&sealed, &credential_context(g.id))?;
+    let text = String::from_utf8(plain).map_err(|_| crate::startup::sealing::SealError::Open)?;
     Ok(Some(Secret::new(text)))
 }
 
