@@ -236,3 +236,51 @@ pub(crate) async fn an_overdue_drill_alerts_once_per_due_date(b: Broker) {
     pass(&b).await;
     assert_eq!(overdue().await.len(), 1);
 }
+
+pub(crate) async fn a_drill_cut_off_between_its_steps_is_finished_by_the_next_pass(b: Broker) {
+    use breakglass_core::drill::Probe;
+    use breakglass_core::{Clock as _, DrillId, GrantId};
+    let dana = b.user("dana", &["dba"]).await;
+    let started = b
+        .post("/v1/drills", &dana, json!({ "role": "db", "emergency": true }))
+        .await
+        .ok();
+    let id: DrillId = started["id"].as_str().unwrap().parse().unwrap();
+    let grant: GrantId = started["grant"].as_str().unwrap().parse().unwrap();
+    // A broker that stopped right after recording the exercise: the drill says it is revoking,
+    // but its grant's revoke intent was never written, and the credential is gone with the process.
+    let now = b.clock.now();
+    let sd = b.app.store.drill(id).await.unwrap().unwrap();
+    let g = b.app.store.grant(grant).await.unwrap().unwrap().grant;
+    let exercising = sd.drill.grant_seen(&g, now).unwrap().drill;
+    let probe = Probe {
+        started_at: now,
+        finished_at: now,
+        outcome: Ok("seen before the stop".into()),
+    };
+    let revoking = exercising.exercised(&probe, now).unwrap().drill;
+    b.app
+        .store
+        .update_drill(&revoking, sd.version, &[], now)
+        .await
+        .unwrap();
+    assert_eq!(b.grant(&grant.to_string()).await["state"], "active");
+    b.advance("1s");
+    pass(&b).await;
+    // The next pass writes the revoke intent, revokes, and checks the refusal without the
+    // credential, saying so.
+    assert_eq!(b.grant(&grant.to_string()).await["state"], "revoked");
+    let d = b.get(&format!("/v1/drills/{id}"), &dana).await.ok();
+    assert_eq!(check(&d, "revoke")["passed"], true, "{d}");
+    let refusal = check(&d, "refusal");
+    assert_eq!(refusal["passed"], true, "{d}");
+    assert!(
+        refusal["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not held across a restart"),
+        "{d}"
+    );
+    assert_eq!(d["passed"], false, "no channel: {d}");
+    assert_eq!(d["failed"], json!(["alerts"]));
+}

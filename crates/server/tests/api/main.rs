@@ -74,4 +74,5 @@ api_suite!(
     drills::only_owners_and_reviewers_drill_and_bad_input_changes_nothing,
     drills::an_emergency_drill_does_not_hold_up_its_runners_emergency_use,
     drills::an_overdue_drill_alerts_once_per_due_date,
+    drills::a_drill_cut_off_between_its_steps_is_finished_by_the_next_pass,
 );
