@@ -33,6 +33,10 @@ use auth::{
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     sessions_keep_kind_scopes_and_step_up,
 };
+use drills::{
+    a_drill_reads_its_alerts_deliveries_once_routed,
+    a_drill_starts_with_its_grant_and_moves_on_over_its_version, an_overdue_date_is_recorded_once,
+};
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
@@ -41,6 +45,8 @@ mod alerts;
 mod auth;
 #[path = "store/corrupt.rs"]
 mod corrupt;
+#[path = "store/drills.rs"]
+mod drills;
 #[path = "store/pgdb.rs"]
 mod pgdb;
 #[path = "store/replicas.rs"]
@@ -742,6 +748,9 @@ macro_rules! store_suite {
 }
 
 store_suite!(
+    a_drill_starts_with_its_grant_and_moves_on_over_its_version,
+    a_drill_reads_its_alerts_deliveries_once_routed,
+    an_overdue_date_is_recorded_once,
     audit_seq_is_gapless_from_zero,
     initialize_runs_once,
     duplicate_principal_is_refused_and_audits_nothing,

@@ -242,7 +242,11 @@ pub(crate) async fn a_drill_cut_off_between_its_steps_is_finished_by_the_next_pa
     use breakglass_core::{Clock as _, DrillId, GrantId};
     let dana = b.user("dana", &["dba"]).await;
     let started = b
-        .post("/v1/drills", &dana, json!({ "role": "db", "emergency": true }))
+        .post(
+            "/v1/drills",
+            &dana,
+            json!({ "role": "db", "emergency": true }),
+        )
         .await
         .ok();
     let id: DrillId = started["id"].as_str().unwrap().parse().unwrap();

@@ -210,7 +210,13 @@ const ROUTES: &[Row] = &[
         Some("request"),
         true,
     ),
-    ("GET", "/v1/drills", Some(Action::DrillList), Some("read"), false),
+    (
+        "GET",
+        "/v1/drills",
+        Some(Action::DrillList),
+        Some("read"),
+        false,
+    ),
     (
         "GET",
         "/v1/drills/{id}",
