@@ -5,6 +5,7 @@ pub(crate) mod audit;
 pub(crate) mod cancel;
 pub(crate) mod credential;
 pub(crate) mod deny;
+pub(crate) mod drills;
 pub(crate) mod extend;
 pub(crate) mod grants;
 pub(crate) mod init;

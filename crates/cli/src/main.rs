@@ -116,6 +116,11 @@ enum Command {
     /// Shut the break-glass path: revoke every grant in scope now and refuse every new request,
     /// emergency ones included, until lifted (admins, with a step-up).
     Lockdown(cmd::lockdown::Args),
+    /// Drill a role's whole path (its owners and reviewers, with a step-up): a real grant that the
+    /// broker exercises, revokes and checks, with its alerts.
+    Drill(cmd::drills::DrillArgs),
+    /// List drills (of one role), or show one with its report.
+    Drills(cmd::drills::DrillsArgs),
 }
 
 fn main() {
@@ -174,6 +179,8 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             Command::Policy(c) => cmd::policy::explain(c, &ctx()?).await,
             Command::RecoverAdmin(a) => cmd::recover_admin::run(a, format).await,
             Command::Lockdown(a) => cmd::lockdown::run(a, &ctx()?).await,
+            Command::Drill(a) => cmd::drills::drill(a, &ctx()?).await,
+            Command::Drills(a) => cmd::drills::drills(a, &ctx()?).await,
         }
     })
     .map_err(|e| (e, format))

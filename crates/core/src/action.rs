@@ -200,10 +200,15 @@ pub enum Action {
     // Owner attestation (issue 13, item 2).
     /// A member of a role's owner group re-confirms the role (the core's owner rule decides).
     RoleAttest,
+    // Drills (issue 13, item 3).
+    /// Start a drill of a role (an owner or reviewer of it).
+    DrillStart,
+    DrillList,
+    DrillShow,
 }
 
 impl Action {
-    pub const ALL: [Action; 44] = [
+    pub const ALL: [Action; 47] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -248,6 +253,9 @@ impl Action {
         Action::LockdownLift,
         Action::LockdownStatus,
         Action::RoleAttest,
+        Action::DrillStart,
+        Action::DrillList,
+        Action::DrillShow,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -274,12 +282,15 @@ impl Action {
             | Self::AuditProve
             | Self::AuditConsistency
             | Self::AuditExport
-            | Self::LockdownStatus => Scope::Read,
+            | Self::LockdownStatus
+            | Self::DrillList
+            | Self::DrillShow => Scope::Read,
             Self::GrantRequest
             | Self::GrantEmergency
             | Self::GrantCancel
             | Self::GrantCancelOther
-            | Self::GrantExtend => Scope::Request,
+            | Self::GrantExtend
+            | Self::DrillStart => Scope::Request,
             Self::GrantApprove | Self::GrantDeny => Scope::Approve,
             // Deciding that a role may go on, like deciding that a request may.
             Self::RoleAttest => Scope::Approve,
@@ -320,7 +331,8 @@ impl Action {
             | Self::UserEnable
             | Self::LockdownEngage
             | Self::LockdownLift
-            | Self::RoleAttest => true,
+            | Self::RoleAttest
+            | Self::DrillStart => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -344,7 +356,9 @@ impl Action {
             | Self::AuditProve
             | Self::AuditConsistency
             | Self::AuditExport
-            | Self::LockdownStatus => false,
+            | Self::LockdownStatus
+            | Self::DrillList
+            | Self::DrillShow => false,
         }
     }
 
@@ -392,7 +406,11 @@ impl Action {
             | Self::TokenCreate
             | Self::TokenRevoke
             | Self::LockdownStatus
-            | Self::RoleAttest => None,
+            | Self::RoleAttest
+            // The core's rule decides drills: `Role::may_drill`, and who may see them.
+            | Self::DrillStart
+            | Self::DrillList
+            | Self::DrillShow => None,
         }
     }
 
@@ -438,6 +456,9 @@ impl Action {
             Self::LockdownLift => "lockdown.lift",
             Self::LockdownStatus => "lockdown.status",
             Self::RoleAttest => "role.attest",
+            Self::DrillStart => "drill.start",
+            Self::DrillList => "drill.list",
+            Self::DrillShow => "drill.show",
         }
     }
 
@@ -484,6 +505,9 @@ impl Action {
             Self::LockdownLift => "lockdown lift",
             Self::LockdownStatus => "lockdown status",
             Self::RoleAttest => "roles attest",
+            Self::DrillStart => "drill",
+            Self::DrillList => "drills",
+            Self::DrillShow => "drills show",
         }
     }
 }

@@ -177,6 +177,21 @@ pub enum DomainError {
         expired: bool,
         file: String,
     },
+    // Drills (issue 13, item 3).
+    #[error("`{principal}` may not drill role `{role}`")]
+    NotDrillRunner {
+        principal: String,
+        role: String,
+        owner: String,
+    },
+    #[error("invalid drill id `{input}`")]
+    InvalidDrillId { input: String },
+    #[error("unknown drill `{drill}`")]
+    UnknownDrill { drill: String },
+    #[error(
+        "grant `{grant}` is a drill: its credential is exercised by the broker and shown to nobody"
+    )]
+    DrillCredentialNotShown { grant: String },
 }
 
 impl DomainError {
@@ -284,6 +299,15 @@ impl DomainError {
             Self::RoleLapsed { role, owner, expired: true, file, .. } => format!(
                 "its end date has passed: ask a member of `{owner}` (its owner) to change or remove `expires` under `[governance]` in `{file}` and reload, then attest it (`breakglass roles attest {role} --note \"…\"`)"
             ),
+            Self::NotDrillRunner { role, owner, .. } => format!(
+                "drills are run by a person in role `{role}`'s owner (`{owner}`) or its `[review] reviewers`; ask one of them to run `breakglass drill {role}`"
+            ),
+            Self::InvalidDrillId { .. } | Self::UnknownDrill { .. } => {
+                "list drills with `breakglass drills` and copy the id".into()
+            }
+            Self::DrillCredentialNotShown { grant } => format!(
+                "see what the drill found with `breakglass drills` (grant `{grant}`); request the role yourself to hold its privilege"
+            ),
         }
     }
 
@@ -299,11 +323,13 @@ impl DomainError {
             | Self::EmergencyDurationOverMax { .. }
             | Self::IncidentRequired { .. }
             | Self::IncidentMismatch { .. }
-            | Self::ExtensionOverMax { .. } => ErrorCategory::Invalid,
+            | Self::ExtensionOverMax { .. }
+            | Self::InvalidDrillId { .. } => ErrorCategory::Invalid,
             Self::UnknownRole { .. }
             | Self::UnknownGrant { .. }
             | Self::UnknownPrincipal { .. }
-            | Self::UnknownToken { .. } => ErrorCategory::NotFound,
+            | Self::UnknownToken { .. }
+            | Self::UnknownDrill { .. } => ErrorCategory::NotFound,
             Self::NotRequester { .. }
             | Self::NotApprover { .. }
             | Self::NotAllowed { .. }
@@ -315,7 +341,9 @@ impl DomainError {
             | Self::LockedDown { .. }
             | Self::NotOwner { .. }
             | Self::ServiceCannotAttest { .. }
-            | Self::RoleLapsed { .. } => ErrorCategory::Forbidden,
+            | Self::RoleLapsed { .. }
+            | Self::NotDrillRunner { .. }
+            | Self::DrillCredentialNotShown { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -375,6 +403,10 @@ impl DomainError {
             Self::NotOwner { .. } => "not_owner",
             Self::ServiceCannotAttest { .. } => "service_cannot_attest",
             Self::RoleLapsed { .. } => "role_lapsed",
+            Self::NotDrillRunner { .. } => "not_drill_runner",
+            Self::InvalidDrillId { .. } => "invalid_drill_id",
+            Self::UnknownDrill { .. } => "unknown_drill",
+            Self::DrillCredentialNotShown { .. } => "drill_credential_not_shown",
         }
     }
 }

@@ -5,7 +5,8 @@
 //! (the same order as RFC 8785 for the ASCII keys used here), integers only, strings escaped as
 //! `serde_json` does (which matches RFC 8785 for the characters that appear). The envelope keys are
 //! `v`, `seq`, `time`, `actor`, `grant` (only when the event is about a grant), `emergency` (only
-//! when it is about an emergency grant, and then always `true`) and `type`; the event's own fields
+//! when it is about an emergency grant, and then always `true`), `drill` (only when it is about a
+//! drill or its grant, and then always `true`) and `type`; the event's own fields
 //! sit beside them.
 
 use std::fmt;
@@ -331,6 +332,35 @@ pub enum EventKind {
         since: Timestamp,
         on_lapse: String,
     },
+    // Drills (issue 13, item 3).
+    /// `runner` started drill `drill_id` of `role`, as the grant the event is about; the role's
+    /// channels are told (the drill checks that each accepted this alert).
+    #[serde(rename = "drill.started")]
+    DrillStarted {
+        drill_id: String,
+        role: String,
+        runner: String,
+        emergency: bool,
+        channels: Vec<String>,
+    },
+    /// A drill ended (`drill_id`; the envelope's `drill: true` flags every drill event): every check with its timing and outcome, and `passed` only if all passed.
+    /// `failed` names the steps that failed, in order.
+    #[serde(rename = "drill.completed")]
+    DrillCompleted {
+        drill_id: String,
+        role: String,
+        passed: bool,
+        failed: Vec<String>,
+        checks: Vec<crate::drill::DrillCheck>,
+    },
+    /// No passing drill of `role` since `due` minus `[governance] drill_every`: it is overdue.
+    /// Once per due date.
+    #[serde(rename = "drill.overdue")]
+    DrillOverdue {
+        role: String,
+        due: Timestamp,
+        last_passed: Option<Timestamp>,
+    },
 }
 
 impl EventKind {
@@ -350,6 +380,8 @@ pub struct EventDraft {
     pub kind: EventKind,
     /// The event is about an emergency (self-activated) grant; encoded as `"emergency": true`.
     pub emergency: bool,
+    /// The event is about a drill or its grant; encoded as `"drill": true`.
+    pub drill: bool,
 }
 
 impl EventDraft {
@@ -360,12 +392,19 @@ impl EventDraft {
             grant,
             kind,
             emergency: false,
+            drill: false,
         }
     }
 
     /// The same event, flagged as being about an emergency grant (or not).
     pub fn flagged(mut self, emergency: bool) -> Self {
         self.emergency = emergency;
+        self
+    }
+
+    /// The same event, flagged as being about a drill (or not).
+    pub fn drilled(mut self, drill: bool) -> Self {
+        self.drill = drill;
         self
     }
 
@@ -398,6 +437,9 @@ impl EventDraft {
         // Only when set, so the bytes of every unflagged event stay what they always were.
         if self.emergency {
             obj.insert("emergency".into(), Value::Bool(true));
+        }
+        if self.drill {
+            obj.insert("drill".into(), Value::Bool(true));
         }
         strip_nulls(&mut obj);
         // INVARIANT(6): a whole API token typed into the wrong field (a grant id, a user name) is

@@ -289,6 +289,10 @@ pub struct Grant {
     /// Self-activated by its requester with no approver ([`Grant::request_emergency`]): every
     /// event about it is flagged, and a review of the use is owed.
     pub emergency: Option<EmergencyUse>,
+    /// A drill of the role's path ([`crate::drill`]), run by the broker: every event about it is
+    /// flagged `drill`, its credential is exercised by the broker and shown to nobody, and it does
+    /// not count as a use of the role.
+    pub drill: bool,
     pub state: GrantState,
     pub updated_at: Timestamp,
 }
@@ -1031,7 +1035,9 @@ impl Grant {
     /// Every event about this grant is made here, so an emergency grant's events are all flagged
     /// without any transition having to remember it.
     pub(crate) fn event(&self, actor: Actor, kind: EventKind) -> EventDraft {
-        EventDraft::new(actor, Some(self.id), kind).flagged(self.emergency.is_some())
+        EventDraft::new(actor, Some(self.id), kind)
+            .flagged(self.emergency.is_some())
+            .drilled(self.drill)
     }
 
     pub(crate) fn wrong_state(&self, expected: &'static str, action: &'static str) -> DomainError {

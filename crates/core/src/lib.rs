@@ -8,6 +8,7 @@
 pub mod action;
 pub mod attestation;
 pub mod clock;
+pub mod drill;
 pub mod duration;
 pub mod error;
 pub mod event;
@@ -22,6 +23,7 @@ pub mod throttle;
 
 pub use action::{Action, PolicyAction, Scope};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use drill::{Drill, DrillId};
 pub use duration::Duration;
 pub use error::DomainError;
 pub use event::{Actor, AuditEvent, EventDraft, EventKind};

@@ -4,6 +4,7 @@
 //! changes nothing.
 
 pub mod postgres;
+pub mod probe;
 mod secret;
 pub mod token;
 

@@ -206,6 +206,11 @@ impl Server {
             pace(self.config.dispatch_interval),
             stop_rx.clone(),
         ));
+        workers.spawn(workers::drills::run(
+            self.app(),
+            pace(self.config.dispatch_interval),
+            stop_rx.clone(),
+        ));
         workers.spawn(workers::throttle::run(self.app(), stop_rx.clone()));
         workers.spawn(workers::roles::run(self.app(), stop_rx.clone()));
         workers.spawn(workers::attestations::run(

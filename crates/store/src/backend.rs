@@ -24,7 +24,7 @@ use crate::sql::Conn;
 use crate::{
     ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, NewCredential, Result,
     RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
-    ThrottlePolicy, ThrottleState, grants, lockdown, principals, roles, settings, tokens,
+    ThrottlePolicy, ThrottleState, drills, grants, lockdown, principals, roles, settings, tokens,
 };
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -476,6 +476,89 @@ impl<B: Backend> Store for B {
 
     async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
         alerts::next_due(&mut *self.read().await?).await
+    }
+
+    // Drills (issue 13, item 3).
+    async fn start_drill(
+        &self,
+        d: &breakglass_core::Drill,
+        g: &Grant,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()> {
+        let args = (d.clone(), g.clone(), events.to_vec());
+        self.write(args, move |tx, (d, g, events)| {
+            Box::pin(drills::start(tx, d, g, events, now))
+        })
+        .await
+    }
+
+    async fn update_drill(
+        &self,
+        d: &breakglass_core::Drill,
+        expected_version: i64,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<crate::StoredDrill> {
+        let args = (d.clone(), events.to_vec());
+        self.write(args, move |tx, (d, events)| {
+            Box::pin(drills::update(tx, d, expected_version, events, now))
+        })
+        .await
+    }
+
+    async fn drill(&self, id: breakglass_core::DrillId) -> Result<Option<crate::StoredDrill>> {
+        drills::get(&mut *self.read().await?, id).await
+    }
+
+    async fn drills(&self, role: Option<&str>, limit: u32) -> Result<Vec<crate::StoredDrill>> {
+        drills::list(&mut *self.read().await?, role, limit).await
+    }
+
+    async fn open_drills(&self) -> Result<Vec<crate::StoredDrill>> {
+        drills::open(&mut *self.read().await?).await
+    }
+
+    async fn drill_deliveries(
+        &self,
+        grant: GrantId,
+    ) -> Result<Option<Vec<breakglass_core::drill::ChannelDelivery>>> {
+        drills::deliveries(&mut *self.read().await?, grant).await
+    }
+
+    async fn drill_credential(&self, grant: GrantId) -> Result<Option<Vec<u8>>> {
+        drills::credential(&mut *self.read().await?, grant).await
+    }
+
+    async fn drill_schedule(
+        &self,
+        roles: &[String],
+        now: Timestamp,
+    ) -> Result<Vec<crate::DrillSchedule>> {
+        // Read first: a write (and its fsync) only when a role has no row yet, so an idle broker's
+        // drill worker writes nothing.
+        let have = drills::schedule(&mut *self.read().await?, &[], now).await?;
+        if roles.iter().all(|r| have.iter().any(|s| &s.role == r)) {
+            return Ok(have);
+        }
+        self.transaction(roles.to_vec(), move |tx, roles| {
+            Box::pin(drills::schedule(tx, roles, now))
+        })
+        .await
+    }
+
+    async fn record_drill_overdue(
+        &self,
+        role: &str,
+        due: Timestamp,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = (role.to_owned(), events.to_vec());
+        self.write(args, move |tx, (role, events)| {
+            Box::pin(drills::mark_overdue(tx, role, due, events, now))
+        })
+        .await
     }
 
     fn watch_appends(&self) -> watch::Receiver<u64> {

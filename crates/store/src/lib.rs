@@ -24,6 +24,7 @@ mod attestations;
 mod audit;
 mod auth;
 mod backend;
+mod drills;
 mod grants;
 mod lockdown;
 mod postgres;
@@ -48,6 +49,7 @@ use breakglass_core::{
 };
 
 pub use attestations::{AttestationBook, RoleContent};
+pub use drills::{DrillSchedule, StoredDrill};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -529,6 +531,51 @@ pub trait Store: Send + Sync + 'static {
     /// checkpoints, which append nothing, do not change it. Writes by other processes (other
     /// replicas on one PostgreSQL database) are not seen here: whoever waits on this must also
     /// look at the log now and then.
+    // Drills (issue 13, item 3).
+    /// Adds a drill and its grant (flagged `drill`) with the events of both, in one transaction.
+    async fn start_drill(
+        &self,
+        d: &breakglass_core::Drill,
+        g: &Grant,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Writes a drill over the version it was decided from, with its events; `Conflict` if it
+    /// moved on meanwhile.
+    async fn update_drill(
+        &self,
+        d: &breakglass_core::Drill,
+        expected_version: i64,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<StoredDrill>;
+    async fn drill(&self, id: breakglass_core::DrillId) -> Result<Option<StoredDrill>>;
+    /// Drills, of `role` or of every role, newest first.
+    async fn drills(&self, role: Option<&str>, limit: u32) -> Result<Vec<StoredDrill>>;
+    /// Drills not completed yet, oldest first.
+    async fn open_drills(&self) -> Result<Vec<StoredDrill>>;
+    /// The deliveries of the `drill.started` alert of drill grant `grant`, one per channel it was
+    /// routed to; `None` until the dispatcher has routed it.
+    async fn drill_deliveries(
+        &self,
+        grant: GrantId,
+    ) -> Result<Option<Vec<breakglass_core::drill::ChannelDelivery>>>;
+    /// The sealed credential of drill grant `grant`, for the broker to exercise; never marked
+    /// delivered (nobody receives it), and gone once the grant is revoking.
+    async fn drill_credential(&self, grant: GrantId) -> Result<Option<Vec<u8>>>;
+    /// Each role's drill schedule, first adding a row (first seen `now`) for each of `roles`
+    /// that has none.
+    async fn drill_schedule(&self, roles: &[String], now: Timestamp) -> Result<Vec<DrillSchedule>>;
+    /// Records `drill.overdue` for `role`'s due date `due` once: `false` (and nothing written)
+    /// if it was already recorded.
+    async fn record_drill_overdue(
+        &self,
+        role: &str,
+        due: Timestamp,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+
     fn watch_appends(&self) -> tokio::sync::watch::Receiver<u64>;
 
     // Lockdown.

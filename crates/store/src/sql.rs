@@ -16,6 +16,7 @@ use crate::alerts::AlertSql;
 use crate::attestations::AttestationSql;
 use crate::audit::AuditSql;
 use crate::auth::AuthSql;
+use crate::drills::DrillSql;
 use crate::grants::GrantSql;
 use crate::lockdown::LockdownSql;
 use crate::principals::PrincipalSql;
@@ -33,6 +34,7 @@ pub(crate) trait Conn: Send {
     const ATTESTATIONS: AttestationSql;
     const AUDIT: AuditSql;
     const AUTH: AuthSql;
+    const DRILLS: DrillSql;
     const GRANTS: GrantSql;
     const LOCKDOWNS: LockdownSql;
     const META: MetaSql;

@@ -37,6 +37,10 @@ use auth::{
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     sessions_keep_kind_scopes_and_step_up,
 };
+use drills::{
+    a_drill_reads_its_alerts_deliveries_once_routed,
+    a_drill_starts_with_its_grant_and_moves_on_over_its_version, an_overdue_date_is_recorded_once,
+};
 use lockdown::lockdowns_are_in_force_until_lifted_once_per_scope;
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
@@ -48,6 +52,8 @@ mod attestations;
 mod auth;
 #[path = "store/corrupt.rs"]
 mod corrupt;
+#[path = "store/drills.rs"]
+mod drills;
 #[path = "store/lockdown.rs"]
 mod lockdown;
 #[path = "store/pgdb.rs"]
@@ -751,6 +757,9 @@ macro_rules! store_suite {
 }
 
 store_suite!(
+    a_drill_starts_with_its_grant_and_moves_on_over_its_version,
+    a_drill_reads_its_alerts_deliveries_once_routed,
+    an_overdue_date_is_recorded_once,
     audit_seq_is_gapless_from_zero,
     initialize_runs_once,
     duplicate_principal_is_refused_and_audits_nothing,

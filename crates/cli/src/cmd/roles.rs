@@ -46,6 +46,19 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
                             // Owner attestation (issue 13, item 2).
                             row.extend(attestation_cells(r.get("attestation")));
                             row.push(output::cell(r, "title"));
+                            // Drill status (issue 13, item 3).
+                            row.push(
+                                r.get("drill")
+                                    .map_or("-".into(), |d| output::cell(d, "last_result")),
+                            );
+                            row.push(r.get("drill").map_or("-".into(), |d| {
+                                let due = output::cell(d, "drill_due");
+                                if d.get("drill_overdue") == Some(&Value::Bool(true)) {
+                                    format!("{due} OVERDUE")
+                                } else {
+                                    due
+                                }
+                            }));
                             row
                         })
                         .collect();
@@ -60,6 +73,8 @@ pub(crate) async fn run(c: Command, client: &Client) -> Result<(), CliError> {
                             "BY",
                             "DUE",
                             "TITLE",
+                            "DRILL",
+                            "DRILL DUE",
                         ],
                         &rows,
                     );

@@ -452,6 +452,7 @@ mod attestations;
 mod audit;
 mod bad_input;
 mod config_reload;
+mod drills;
 mod lifecycle;
 mod limits;
 mod lockdown;

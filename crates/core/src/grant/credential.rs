@@ -23,6 +23,12 @@ impl Grant {
                 grant: self.id.to_string(),
             });
         }
+        // A drill's credential is the broker's to exercise, never anyone's to hold.
+        if self.drill {
+            return Err(DomainError::DrillCredentialNotShown {
+                grant: self.id.to_string(),
+            });
+        }
         if !matches!(self.state, GrantState::Active { .. }) {
             return Err(DomainError::CredentialNotAvailable {
                 grant: self.id.to_string(),

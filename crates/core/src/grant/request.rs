@@ -152,6 +152,7 @@ impl CheckedRequest {
             approvals: Vec::new(),
             extensions: Vec::new(),
             emergency: None,
+            drill: false,
             state: GrantState::Requested,
             updated_at: now,
         }

@@ -25,7 +25,16 @@ impl Grant {
         if !involved || self.state.is_ended() {
             return Ok(());
         }
-        if !requester.is_some_and(|p| role.may_request(p) && !p.disabled) {
+        // A drill's requester is its runner, who need not be a requester of the role, only still
+        // someone who may drill it.
+        let may = |p: &Principal| {
+            if self.drill {
+                role.may_drill(p)
+            } else {
+                role.may_request(p)
+            }
+        };
+        if !requester.is_some_and(|p| may(p) && !p.disabled) {
             return Err(DomainError::RequesterNoLongerAllowed {
                 principal: self.requester.to_string(),
                 role: role.id.to_string(),

@@ -26,7 +26,8 @@ pub fn overdue_emergency_review(
     }
     match earlier
         .iter()
-        .filter(|g| g.role == role.id && g.requester == requester.name)
+        // A drill is not a use: it never holds up its runner's emergency use.
+        .filter(|g| g.role == role.id && g.requester == requester.name && !g.drill)
         .find(|g| g.review_overdue(now))
     {
         Some(g) => Err(DomainError::EmergencyReviewOverdue {

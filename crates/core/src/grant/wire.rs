@@ -33,6 +33,9 @@ pub(super) struct GrantWire {
     review_due: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     reviewed_at: Option<Timestamp>,
+    /// Only written when set, so the JSON of every other grant stays what it was.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    drill: bool,
     #[serde(flatten)]
     state: WireState,
     updated_at: Timestamp,
@@ -233,6 +236,7 @@ impl From<Grant> for GrantWire {
             emergency: g.emergency.is_some(),
             review_due: g.emergency.map(|e| e.review_due),
             reviewed_at: g.emergency.and_then(|e| e.reviewed_at),
+            drill: g.drill,
             state,
             updated_at: g.updated_at,
         }
@@ -349,6 +353,7 @@ impl TryFrom<GrantWire> for Grant {
             approvals: w.approvals,
             extensions: w.extensions,
             emergency,
+            drill: w.drill,
             state,
             updated_at: w.updated_at,
         })

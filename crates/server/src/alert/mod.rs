@@ -68,6 +68,8 @@ pub(crate) struct Parsed {
     pub(crate) type_name: String,
     pub(crate) grant: Option<GrantId>,
     pub(crate) emergency: bool,
+    /// About a drill: every alert says so.
+    pub(crate) drill: bool,
     pub(crate) time: Timestamp,
     pub(crate) body: Value,
 }
@@ -86,6 +88,7 @@ pub(crate) fn parse(seq: u64, bytes: &[u8]) -> Option<Parsed> {
             .and_then(Value::as_str)
             .and_then(|g| g.parse().ok()),
         emergency: body.get("emergency") == Some(&Value::Bool(true)),
+        drill: body.get("drill") == Some(&Value::Bool(true)),
         time: body
             .get("time")
             .and_then(Value::as_str)

@@ -62,13 +62,20 @@ impl Alerting {
             .and_then(|g| g.incident.as_deref())
             .map(|i| format!(" [{i}]"))
             .unwrap_or_default();
+        // A drill is a test: every alert about one says so first, so nobody takes it for a use.
+        let label = if e.drill {
+            fields.insert("drill".into(), "true".into());
+            "DRILL: "
+        } else {
+            ""
+        };
         Alert {
             id: format!("{origin}:{}:{channel}", e.seq),
             event: e.type_name.clone(),
             seq: e.seq,
             severity: route::severity(&e.kind, e.emergency),
             summary: format!(
-                "breakglass: {}",
+                "breakglass: {label}{}",
                 summary(&e.kind, e.emergency, &who, &role, &inc)
             ),
             fields,
@@ -196,6 +203,41 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
             } else {
                 format!("{what}; requests still go on (on_lapse = warn)")
             }
+        }
+        EventKind::DrillStarted {
+            drill_id: drill,
+            runner,
+            emergency,
+            ..
+        } => format!(
+            "{runner} started drill {drill} of {role}{}; this alert is part of the drill",
+            if *emergency {
+                " on its emergency path"
+            } else {
+                ", waiting for its approvers"
+            }
+        ),
+        EventKind::DrillCompleted {
+            drill_id: drill,
+            passed: true,
+            checks,
+            ..
+        } => format!("drill {drill} of {role} passed all {} checks", checks.len()),
+        EventKind::DrillCompleted {
+            drill_id: drill,
+            passed: false,
+            checks,
+            ..
+        } => {
+            let failures: Vec<String> = checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| format!("step `{}`: {}", c.step, c.detail))
+                .collect();
+            format!("drill {drill} of {role} FAILED at {}", failures.join("; "))
+        }
+        EventKind::DrillOverdue { due, .. } => {
+            format!("role {role} is overdue for a drill (due {due}); run `breakglass drill {role}`")
         }
         // Never routed anywhere; named by their type should that change.
         other => other.type_name(),

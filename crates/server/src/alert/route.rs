@@ -72,6 +72,10 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
         | EventKind::UserRecoveryCodeUsed { .. }
         | EventKind::TokenRevoked { .. }
         | EventKind::AuthDenied { .. } => Severity::Info,
+        // Drills: a failed check is loud, naming the step; a pass is news, not an alarm.
+        EventKind::DrillCompleted { passed: false, .. } => Severity::High,
+        EventKind::DrillStarted { .. } | EventKind::DrillOverdue { .. } => Severity::Warning,
+        EventKind::DrillCompleted { passed: true, .. } => Severity::Info,
     }
 }
 
@@ -122,5 +126,10 @@ pub(super) fn audience(kind: &EventKind) -> Audience {
         | EventKind::UserRecoveryCodeUsed { .. }
         | EventKind::TokenRevoked { .. }
         | EventKind::AuthDenied { .. } => Audience::Nobody,
+        // The drill checks that every channel of the role accepted `drill.started`.
+        EventKind::DrillStarted { .. } => Audience::Role,
+        EventKind::DrillCompleted { .. } | EventKind::DrillOverdue { .. } => {
+            Audience::RoleAndAlways
+        }
     }
 }

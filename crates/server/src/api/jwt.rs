@@ -7,8 +7,11 @@ use breakglass_core::{GrantId, GrantState};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use breakglass_providers::token::Claims;
+
 use crate::api::extract::RawBody;
 use crate::api::{ApiError, AppState, audited};
+use crate::app::App;
 use crate::signin::Caller;
 
 #[derive(Deserialize)]
@@ -39,27 +42,9 @@ pub(crate) async fn introspect(
 ) -> Result<Json<Value>, ApiError> {
     audited(&app, &caller, None, async {
         let form: IntrospectForm = body.form("token=eyJ...")?;
-        let inactive = Json(json!({ "active": false }));
-        let now = app.clock.now();
-        let Ok(claims) = app.tokens.verify(&form.token, now) else {
-            return Ok(inactive);
+        let Some(claims) = active_claims(&app, &form.token).await? else {
+            return Ok(Json(json!({ "active": false })));
         };
-        let Ok(id) = claims.jti.parse::<GrantId>() else {
-            return Ok(inactive);
-        };
-        let Some(sg) = app
-            .store
-            .grant(id)
-            .await
-            .map_err(crate::error::ServiceError::from)?
-        else {
-            return Ok(inactive);
-        };
-        let active = matches!(sg.grant.state, GrantState::Active { .. })
-            && sg.grant.requester.as_str() == claims.sub;
-        if !active {
-            return Ok(inactive);
-        }
         Ok(Json(json!({
             "active": true,
             "iss": claims.iss, "sub": claims.sub, "aud": claims.aud, "scope": claims.scope,
@@ -68,4 +53,25 @@ pub(crate) async fn introspect(
         })))
     })
     .await
+}
+
+/// Introspection's rule: the claims of `token` if it is ours, unexpired, and its grant is active
+/// now and held by its subject; `None` otherwise. Drills ask it too.
+pub(crate) async fn active_claims(
+    app: &App,
+    token: &str,
+) -> Result<Option<Claims>, crate::error::ServiceError> {
+    let now = app.clock.now();
+    let Ok(claims) = app.tokens.verify(token, now) else {
+        return Ok(None);
+    };
+    let Ok(id) = claims.jti.parse::<GrantId>() else {
+        return Ok(None);
+    };
+    let Some(sg) = app.store.grant(id).await? else {
+        return Ok(None);
+    };
+    let active = matches!(sg.grant.state, GrantState::Active { .. })
+        && sg.grant.requester.as_str() == claims.sub;
+    Ok(active.then_some(claims))
 }

@@ -10,6 +10,7 @@
 mod admin;
 mod attestations;
 mod audit;
+mod drills;
 mod error;
 mod extract;
 mod grants;
@@ -37,6 +38,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 pub use error::ApiError;
 pub use extract::BODY_LIMIT;
+pub(crate) use jwt::active_claims;
 
 use crate::app::App;
 use crate::signin::Caller;
@@ -242,6 +244,25 @@ fn table() -> Vec<(Route, Handler)> {
             "/v1/grants/{id}/credential",
             Some(A::CredentialReveal),
             post(grants::credential),
+        ),
+        // Drills (issue 13, item 3).
+        r(
+            p.clone(),
+            "/v1/drills",
+            Some(A::DrillStart),
+            post(drills::start),
+        ),
+        r(
+            g.clone(),
+            "/v1/drills",
+            Some(A::DrillList),
+            get(drills::list),
+        ),
+        r(
+            g.clone(),
+            "/v1/drills/{id}",
+            Some(A::DrillShow),
+            get(drills::show),
         ),
         r(
             g.clone(),

@@ -30,6 +30,13 @@ pub(crate) async fn list(
         let roles = app.catalog.roles();
         // Owner attestation (issue 13, item 2): each role's `attestation` block.
         let attested = attestations::statuses(&app).await?;
+        // Drill status: left out (and logged) if the store cannot say, rather than failing the list.
+        let drills = crate::governance::drills::statuses(&app)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read the roles' drill status");
+                Default::default()
+            });
         let list = roles
             .iter()
             .map(|r| {
@@ -39,6 +46,9 @@ pub(crate) async fn list(
                     attested.iter().find(|(id, _)| id == r.id.as_str()),
                 ) {
                     obj.insert("attestation".into(), api_attestations::view(s));
+                }
+                if let (Some(obj), Some(d)) = (v.as_object_mut(), drills.get(r.id.as_str())) {
+                    obj.insert("drill".into(), json!(d));
                 }
                 v
             })

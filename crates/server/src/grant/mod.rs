@@ -27,7 +27,7 @@ use crate::policy::{Access, Catalog, Policies, Query};
 use crate::startup::sealing::Sealer;
 use crate::workers::wake::Alarms;
 
-pub(crate) use lifecycle::RetrySchedule;
+pub(crate) use lifecycle::{RetrySchedule, credential_context};
 
 /// How many times a command re-decides after losing a race on the same grant.
 const MAX_ATTEMPTS: usize = 8;
@@ -172,7 +172,11 @@ impl Grants {
     /// the warning before it to the alert dispatcher), its request's time-out, or, while it is
     /// revoking, the moment the reaper would take the revocation over. A worker expecting
     /// earlier work anyway is left asleep.
-    fn wake_for(&self, g: &Grant) {
+    pub(crate) fn wake_for(&self, g: &Grant) {
+        // Every change to a drill's grant may move the drill on.
+        if g.drill {
+            self.alarms.drills.ring();
+        }
         match &g.state {
             GrantState::Requested => {
                 let ttl = self.catalog.roles().request_ttl(g.role.as_str());

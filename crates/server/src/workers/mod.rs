@@ -7,6 +7,7 @@
 pub mod alerts;
 pub mod attestations;
 pub mod checkpoint;
+pub mod drills;
 pub mod reaper;
 pub mod reconciler;
 pub mod roles;

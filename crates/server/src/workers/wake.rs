@@ -30,6 +30,8 @@ use tokio::time::Instant;
 pub struct Alarms {
     pub reaper: Alarm,
     pub alerts: Alarm,
+    /// The drill worker: a drill grant changed, or a drill started.
+    pub drills: Alarm,
 }
 
 /// How often a worker may pass, at least and at most.

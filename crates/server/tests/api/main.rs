@@ -16,6 +16,7 @@
 mod access;
 mod attestation;
 mod clock;
+mod drills;
 mod harness;
 mod limits;
 mod lockdown;
@@ -77,4 +78,9 @@ api_suite!(
     lockdown::a_lockdown_interrupted_by_a_crash_is_finished_by_the_reconciler,
     attestation::attestation_lapse_blocks_a_request,
     attestation::a_changed_role_file_needs_a_fresh_attestation,
+    drills::a_token_drill_goes_through_approval_and_the_broker_exercises_and_revokes_it,
+    drills::only_owners_and_reviewers_drill_and_bad_input_changes_nothing,
+    drills::an_emergency_drill_does_not_hold_up_its_runners_emergency_use,
+    drills::an_overdue_drill_alerts_once_per_due_date,
+    drills::a_drill_cut_off_between_its_steps_is_finished_by_the_next_pass,
 );

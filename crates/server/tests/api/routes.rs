@@ -209,6 +209,28 @@ const ROUTES: &[Row] = &[
         Some("credential"),
         true,
     ),
+    // Drills (issue 13, item 3).
+    (
+        "POST",
+        "/v1/drills",
+        Some(Action::DrillStart),
+        Some("request"),
+        true,
+    ),
+    (
+        "GET",
+        "/v1/drills",
+        Some(Action::DrillList),
+        Some("read"),
+        false,
+    ),
+    (
+        "GET",
+        "/v1/drills/{id}",
+        Some(Action::DrillShow),
+        Some("read"),
+        false,
+    ),
     (
         "GET",
         "/v1/audit/tail",
@@ -382,7 +404,7 @@ pub(crate) async fn a_read_only_token_is_refused_every_route_that_changes_anythi
     b.post("/v1/step-up", &reader, json!({ "code": "123456" }))
         .await
         .refused(403, "step_up_impossible");
-    assert_eq!(refused, 17);
+    assert_eq!(refused, 18);
     // Nothing changed: every call left exactly one `auth.denied`.
     let audit = b.audit().await;
     assert_eq!(audit.len(), size + refused + 1);

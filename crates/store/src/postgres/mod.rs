@@ -60,6 +60,7 @@ mod alerts;
 mod attestations;
 mod audit;
 mod auth;
+mod drills;
 mod grants;
 mod lockdown;
 mod principals;
@@ -357,6 +358,7 @@ impl Conn for PgConnection {
     const ATTESTATIONS: AttestationSql = attestations::SQL;
     const AUDIT: AuditSql = audit::SQL;
     const AUTH: AuthSql = auth::SQL;
+    const DRILLS: crate::drills::DrillSql = drills::SQL;
     const GRANTS: GrantSql = grants::SQL;
     const LOCKDOWNS: LockdownSql = lockdown::SQL;
     const META: MetaSql = settings::SQL;

@@ -46,6 +46,7 @@ mod alerts;
 mod attestations;
 mod audit;
 mod auth;
+mod drills;
 mod grants;
 mod lockdown;
 mod principals;
@@ -462,6 +463,7 @@ impl Conn for SqliteConnection {
     const ATTESTATIONS: AttestationSql = attestations::SQL;
     const AUDIT: AuditSql = audit::SQL;
     const AUTH: AuthSql = auth::SQL;
+    const DRILLS: crate::drills::DrillSql = drills::SQL;
     const GRANTS: GrantSql = grants::SQL;
     const LOCKDOWNS: LockdownSql = lockdown::SQL;
     const META: MetaSql = settings::SQL;
