@@ -190,10 +190,17 @@ pub enum Action {
     AuditProve,
     AuditConsistency,
     AuditExport,
+    // Post-use reviews.
+    /// List reviews owed and recorded.
+    ReviewList,
+    /// See a grant's review evidence.
+    ReviewShow,
+    /// Record a review of someone else's use.
+    ReviewRecord,
 }
 
 impl Action {
-    pub const ALL: [Action; 40] = [
+    pub const ALL: [Action; 43] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -234,6 +241,9 @@ impl Action {
         Action::AuditProve,
         Action::AuditConsistency,
         Action::AuditExport,
+        Action::ReviewList,
+        Action::ReviewShow,
+        Action::ReviewRecord,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -259,13 +269,16 @@ impl Action {
             | Self::AuditCheckpoint
             | Self::AuditProve
             | Self::AuditConsistency
-            | Self::AuditExport => Scope::Read,
+            | Self::AuditExport
+            | Self::ReviewList
+            | Self::ReviewShow => Scope::Read,
             Self::GrantRequest
             | Self::GrantEmergency
             | Self::GrantCancel
             | Self::GrantCancelOther
             | Self::GrantExtend => Scope::Request,
-            Self::GrantApprove | Self::GrantDeny => Scope::Approve,
+            // Deciding on someone else's use: approving it, or reviewing it afterwards.
+            Self::GrantApprove | Self::GrantDeny | Self::ReviewRecord => Scope::Approve,
             Self::GrantRevoke | Self::GrantRevokeOther => Scope::Revoke,
             Self::CredentialReveal => Scope::Credential,
             Self::TokenCreate
@@ -298,7 +311,8 @@ impl Action {
             | Self::UserPasswordReset
             | Self::UserTotpReset
             | Self::UserDisable
-            | Self::UserEnable => true,
+            | Self::UserEnable
+            | Self::ReviewRecord => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -321,7 +335,9 @@ impl Action {
             | Self::AuditCheckpoint
             | Self::AuditProve
             | Self::AuditConsistency
-            | Self::AuditExport => false,
+            | Self::AuditExport
+            | Self::ReviewList
+            | Self::ReviewShow => false,
         }
     }
 
@@ -335,6 +351,7 @@ impl Action {
             Self::GrantApprove | Self::GrantDeny => Some(PolicyAction::Approve),
             Self::GrantRevoke | Self::GrantRevokeOther => Some(PolicyAction::Revoke),
             Self::GrantList | Self::GrantShow => Some(PolicyAction::Read),
+            Self::ReviewRecord => Some(PolicyAction::Review),
             Self::UserList
             | Self::PolicyExplain
             | Self::AuditTail
@@ -365,7 +382,11 @@ impl Action {
             | Self::Introspect
             | Self::TokenList
             | Self::TokenCreate
-            | Self::TokenRevoke => None,
+            | Self::TokenRevoke
+            // Who sees reviews and their evidence is the core's rule per grant (its requester,
+            // approvers, owner and reviewers, admins and auditors), as for `grants list`.
+            | Self::ReviewList
+            | Self::ReviewShow => None,
         }
     }
 
@@ -407,6 +428,9 @@ impl Action {
             Self::AuditProve => "audit.prove",
             Self::AuditConsistency => "audit.consistency",
             Self::AuditExport => "audit.export",
+            Self::ReviewList => "review.list",
+            Self::ReviewShow => "review.show",
+            Self::ReviewRecord => "review.record",
         }
     }
 
@@ -449,6 +473,9 @@ impl Action {
             Self::AuditProve => "audit prove",
             Self::AuditConsistency => "audit consistency",
             Self::AuditExport => "audit export",
+            Self::ReviewList => "reviews",
+            Self::ReviewShow => "review",
+            Self::ReviewRecord => "review --outcome",
         }
     }
 }

@@ -133,6 +133,25 @@ pub enum DomainError {
         grant: String,
         due: crate::Timestamp,
     },
+    // Post-use reviews.
+    #[error("`{principal}` requested grant `{grant}` and cannot review it")]
+    SelfReview { principal: String, grant: String },
+    #[error("`{principal}` approved grant `{grant}` and cannot review it")]
+    ApproverReview { principal: String, grant: String },
+    #[error("`{principal}` may not review uses of role `{role}`")]
+    NotReviewer { principal: String, role: String },
+    #[error("`{principal}` is a service principal; a review is recorded by a person")]
+    ReviewerNotHuman { principal: String },
+    #[error("grant `{grant}` never became active (`{state}`), so there is no use to review")]
+    NeverActive { grant: String, state: &'static str },
+    #[error("grant `{grant}` is still `{state}`; a use is reviewed once it has ended")]
+    StillActive { grant: String, state: &'static str },
+    #[error("grant `{grant}` already has a final review (`{outcome}` by `{reviewer}`)")]
+    AlreadyReviewed {
+        grant: String,
+        outcome: &'static str,
+        reviewer: String,
+    },
 }
 
 impl DomainError {
@@ -212,6 +231,19 @@ impl DomainError {
                 format!("see its current state with `breakglass grants show {grant}`")
             }
             Self::EmergencyReviewOverdue { .. } => "ask for a review of that use first, or request the role the normal way (`breakglass request ROLE` without --emergency) so approvers decide".into(),
+            Self::SelfReview { .. } => "another reviewer of the role must review it; nobody reviews their own use".into(),
+            Self::ApproverReview { .. } => "the role keeps approvers from reviewing what they approved (`[review] exclude_approvers`); ask another reviewer".into(),
+            Self::NotReviewer { role, .. } => format!(
+                "only the reviewers of role `{role}` (`[review] reviewers`, or its owner) review its uses; ask one of them"
+            ),
+            Self::ReviewerNotHuman { .. } => "sign in as a person and record the review with a step-up".into(),
+            Self::NeverActive { .. } => "nothing to review; list the reviews owed with `breakglass reviews --owed`".into(),
+            Self::StillActive { grant, .. } => format!(
+                "wait until it ends, or end it now with `breakglass revoke {grant} --reason …`"
+            ),
+            Self::AlreadyReviewed { grant, .. } => format!(
+                "a use has one final review; see it with `breakglass review {grant}`"
+            ),
         }
     }
 
@@ -239,7 +271,11 @@ impl DomainError {
             | Self::AdminOnly { .. }
             | Self::SelfApproval { .. }
             | Self::RequesterNoLongerAllowed { .. }
-            | Self::EmergencyReviewOverdue { .. } => ErrorCategory::Forbidden,
+            | Self::EmergencyReviewOverdue { .. }
+            | Self::SelfReview { .. }
+            | Self::ApproverReview { .. }
+            | Self::NotReviewer { .. }
+            | Self::ReviewerNotHuman { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -250,7 +286,10 @@ impl DomainError {
             | Self::ExtensionsExhausted { .. }
             | Self::ExtensionPending { .. }
             | Self::CredentialAlreadyDelivered { .. }
-            | Self::CredentialNotAvailable { .. } => ErrorCategory::Conflict,
+            | Self::CredentialNotAvailable { .. }
+            | Self::NeverActive { .. }
+            | Self::StillActive { .. }
+            | Self::AlreadyReviewed { .. } => ErrorCategory::Conflict,
         }
     }
 
@@ -291,6 +330,13 @@ impl DomainError {
             Self::CredentialAlreadyDelivered { .. } => "credential_already_delivered",
             Self::CredentialNotAvailable { .. } => "credential_not_available",
             Self::EmergencyReviewOverdue { .. } => "review_overdue",
+            Self::SelfReview { .. } => "self_review",
+            Self::ApproverReview { .. } => "approver_review",
+            Self::NotReviewer { .. } => "not_reviewer",
+            Self::ReviewerNotHuman { .. } => "reviewer_not_human",
+            Self::NeverActive { .. } => "never_active",
+            Self::StillActive { .. } => "still_active",
+            Self::AlreadyReviewed { .. } => "already_reviewed",
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod event;
 pub mod grant;
 pub mod id;
 pub mod principal;
+pub mod review;
 pub mod role;
 pub mod stepup;
 pub mod text;
