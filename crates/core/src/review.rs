@@ -12,6 +12,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod evidence;
+
 use crate::role::{ReviewRequired, ReviewRule};
 use crate::text::free_text;
 use crate::{
@@ -210,6 +212,12 @@ pub fn may_review(role: Option<&Role>, p: &Principal) -> bool {
         Some(r) => r.may_review(p),
         None => p.is_admin(),
     }
+}
+
+/// Whether `p` may see `g`'s reviews and their evidence: whoever may see the grant (its
+/// requester, approvers and owner, admins and auditors) and the role's reviewers.
+pub fn may_see(role: Option<&Role>, g: &Grant, p: &Principal) -> bool {
+    g.visible_to(role, p) || may_review(role, p)
 }
 
 /// Separation of duties for one grant: never its requester, and not one of its approvers (of the

@@ -17,6 +17,7 @@ use crate::audit::AuditSql;
 use crate::auth::AuthSql;
 use crate::grants::GrantSql;
 use crate::principals::PrincipalSql;
+use crate::reviews::ReviewSql;
 use crate::roles::RoleSql;
 use crate::settings::MetaSql;
 use crate::tokens::TokenSql;
@@ -33,6 +34,7 @@ pub(crate) trait Conn: Send {
     const GRANTS: GrantSql;
     const META: MetaSql;
     const PRINCIPALS: PrincipalSql;
+    const REVIEWS: ReviewSql;
     const ROLES: RoleSql;
     const TOKENS: TokenSql;
 

@@ -15,6 +15,7 @@ mod grants;
 mod health;
 mod jwt;
 mod limits;
+mod reviews;
 mod roles;
 mod signin;
 
@@ -266,10 +267,29 @@ fn table() -> Vec<(Route, Handler)> {
             get(audit::consistency),
         ),
         r(
-            g,
+            g.clone(),
             "/v1/audit/export",
             Some(A::AuditExport),
             get(audit::export),
+        ),
+        // Post-use reviews.
+        r(
+            g.clone(),
+            "/v1/reviews",
+            Some(A::ReviewList),
+            get(reviews::list),
+        ),
+        r(
+            g,
+            "/v1/grants/{id}/review",
+            Some(A::ReviewShow),
+            get(reviews::show),
+        ),
+        r(
+            p,
+            "/v1/grants/{id}/review",
+            Some(A::ReviewRecord),
+            post(reviews::record),
         ),
     ]
 }

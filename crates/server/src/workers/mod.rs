@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod checkpoint;
 pub mod reaper;
 pub mod reconciler;
+pub mod reviews;
 pub mod roles;
 pub mod throttle;
 pub mod wake;

@@ -17,6 +17,7 @@ mod access;
 mod clock;
 mod harness;
 mod limits;
+mod reviews;
 mod routes;
 mod throttle;
 mod workers;
@@ -69,4 +70,10 @@ api_suite!(
     throttle::refusals_while_locked_are_one_event_per_window,
     limits::a_request_past_its_deadline_gets_503_and_https_answers_carry_hsts,
     workers::the_reaper_sleeps_until_its_next_due_item,
+    reviews::bad_reviews_are_refused_and_change_nothing,
+    reviews::the_requester_never_reviews_their_own_use,
+    reviews::a_follow_up_stays_open_and_misuse_is_loud,
+    reviews::a_final_review_lifts_the_emergency_block,
+    reviews::an_overdue_review_alerts_once_then_escalates_once,
+    reviews::the_evidence_proves_every_event_against_the_signed_checkpoint,
 );

@@ -48,6 +48,7 @@ use crate::auth::AuthSql;
 use crate::backend::{Appends, Backend, BoxFut};
 use crate::grants::GrantSql;
 use crate::principals::PrincipalSql;
+use crate::reviews::ReviewSql;
 use crate::roles::RoleSql;
 use crate::settings::MetaSql;
 use crate::sql::{Arg, Conn, Stmt, to_i64};
@@ -59,6 +60,7 @@ mod audit;
 mod auth;
 mod grants;
 mod principals;
+mod reviews;
 mod roles;
 mod settings;
 mod tokens;
@@ -355,6 +357,7 @@ impl Conn for PgConnection {
     const GRANTS: GrantSql = grants::SQL;
     const META: MetaSql = settings::SQL;
     const PRINCIPALS: PrincipalSql = principals::SQL;
+    const REVIEWS: ReviewSql = reviews::SQL;
     const ROLES: RoleSql = roles::SQL;
     const TOKENS: TokenSql = tokens::SQL;
 

@@ -34,6 +34,7 @@ use crate::auth::AuthSql;
 use crate::backend::{Appends, Backend, BoxFut};
 use crate::grants::GrantSql;
 use crate::principals::PrincipalSql;
+use crate::reviews::ReviewSql;
 use crate::roles::RoleSql;
 use crate::settings::MetaSql;
 use crate::sql::{Arg, Conn, Stmt, to_i64};
@@ -45,6 +46,7 @@ mod audit;
 mod auth;
 mod grants;
 mod principals;
+mod reviews;
 mod roles;
 mod settings;
 mod tokens;
@@ -460,6 +462,7 @@ impl Conn for SqliteConnection {
     const GRANTS: GrantSql = grants::SQL;
     const META: MetaSql = settings::SQL;
     const PRINCIPALS: PrincipalSql = principals::SQL;
+    const REVIEWS: ReviewSql = reviews::SQL;
     const ROLES: RoleSql = roles::SQL;
     const TOKENS: TokenSql = tokens::SQL;
 
