@@ -238,7 +238,13 @@ fn a_follow_up_stays_open_and_one_final_review_closes_it() {
     let g = expired();
     let first = rec(&g, &dana(), Outcome::FollowUp, &[]).unwrap();
     assert!(!first.review.outcome.is_final());
-    let second = rec(&g, &dana(), Outcome::Misuse, std::slice::from_ref(&first.review)).unwrap();
+    let second = rec(
+        &g,
+        &dana(),
+        Outcome::Misuse,
+        std::slice::from_ref(&first.review),
+    )
+    .unwrap();
     assert_eq!(second.events.len(), 1);
     assert_eq!(second.events[0].kind.type_name(), "review.recorded");
     let earlier = [first.review, second.review];
