@@ -11,6 +11,7 @@ pub(crate) mod init;
 pub(crate) mod policy;
 pub(crate) mod recover_admin;
 pub(crate) mod request;
+pub(crate) mod reviews;
 pub(crate) mod revoke;
 pub(crate) mod roles;
 pub(crate) mod serve;

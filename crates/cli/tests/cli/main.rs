@@ -455,5 +455,6 @@ mod lifecycle;
 mod limits;
 mod metrics;
 mod postgres;
+mod reviews;
 mod startup;
 mod tls;
