@@ -33,6 +33,9 @@ use auth::{
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     sessions_keep_kind_scopes_and_step_up,
 };
+use reviews::{
+    each_review_reminder_is_sent_once, reviews_are_recorded_once_over_the_grant_version,
+};
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
@@ -45,6 +48,8 @@ mod corrupt;
 mod pgdb;
 #[path = "store/replicas.rs"]
 mod replicas;
+#[path = "store/reviews.rs"]
+mod reviews;
 
 const ROLE: &str = r#"
 id = "db"
@@ -776,6 +781,8 @@ store_suite!(
     disabling_ends_every_token_once,
     failures_lock_with_backoff_and_are_audited,
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
+    reviews_are_recorded_once_over_the_grant_version,
+    each_review_reminder_is_sent_once,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does
