@@ -16,9 +16,24 @@ use crate::signin::Caller;
 
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
-    owed: Option<bool>,
-    overdue: Option<bool>,
-    mine: Option<bool>,
+    owed: Option<String>,
+    overdue: Option<String>,
+    mine: Option<String>,
+}
+
+/// A filter flag from the query: `true` or `false` (absent: `false`), or a 400 that says so.
+fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(
+            format!(
+                "invalid `{name}`: `{}` is not `true` or `false`",
+                breakglass_core::text::shown(other, 20)
+            ),
+            format!("pass `{name}=true` or leave it out"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -39,9 +54,9 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     audited(&app, &caller, None, async {
         let f = Filter {
-            owed: q.owed.unwrap_or(false),
-            overdue: q.overdue.unwrap_or(false),
-            mine: q.mine.unwrap_or(false),
+            owed: flag("owed", q.owed.as_deref())?,
+            overdue: flag("overdue", q.overdue.as_deref())?,
+            mine: flag("mine", q.mine.as_deref())?,
         };
         Ok(Json(Value::Array(reviews::list(&app, &caller, f).await?)))
     })

@@ -139,6 +139,9 @@ pub(crate) async fn a_follow_up_stays_open_and_misuse_is_loud(b: Broker) {
     let id = b.active(&alice, &bob, "10m").await;
     b.advance("10m");
     b.reap().await;
+    b.get("/v1/reviews?owed=yes", &dana)
+        .await
+        .refused(400, "bad_request");
     let owed = b.get("/v1/reviews?owed=true", &dana).await.ok();
     assert_eq!(owed.as_array().unwrap().len(), 1, "{owed}");
     assert_eq!(owed[0]["status"], "owed");
