@@ -13,6 +13,7 @@ pub(crate) mod lockdown;
 pub(crate) mod policy;
 pub(crate) mod recover_admin;
 pub(crate) mod request;
+pub(crate) mod reviews;
 pub(crate) mod revoke;
 pub(crate) mod roles;
 pub(crate) mod serve;

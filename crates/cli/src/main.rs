@@ -90,6 +90,11 @@ enum Command {
     Revoke(cmd::revoke::Args),
     /// Ask for more time on an active grant (needs approval again).
     Extend(cmd::extend::Args),
+    /// List post-use reviews: owed, overdue, yours to record, and recorded.
+    Reviews(cmd::reviews::ListArgs),
+    /// Show a grant's review evidence, every event proven against the signed log; with
+    /// `--outcome` and `--notes`, record the review (needs a step-up).
+    Review(cmd::reviews::ReviewArgs),
     /// Read, prove, export and verify the tamper-evident audit log (admins and auditors).
     #[command(subcommand)]
     Audit(cmd::audit::Command),
@@ -166,6 +171,8 @@ fn run(cli: Cli) -> Result<(), (CliError, Format)> {
             Command::Audit(c @ cmd::audit::Command::Verify { .. }) => {
                 cmd::audit::run_offline(c, format).await
             }
+            Command::Reviews(a) => cmd::reviews::list(a, &ctx()?).await,
+            Command::Review(a) => cmd::reviews::review(a, &ctx()?).await,
             Command::Audit(c) => cmd::audit::run(c, &ctx()?).await,
             Command::Whoami => cmd::whoami::run(&ctx()?).await,
             Command::Login(a) => cmd::signin::login(a, cli.totp.clone(), &ctx()?).await,

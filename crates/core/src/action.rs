@@ -205,10 +205,17 @@ pub enum Action {
     DrillStart,
     DrillList,
     DrillShow,
+    // Post-use reviews.
+    /// List reviews owed and recorded.
+    ReviewList,
+    /// See a grant's review evidence.
+    ReviewShow,
+    /// Record a review of someone else's use.
+    ReviewRecord,
 }
 
 impl Action {
-    pub const ALL: [Action; 47] = [
+    pub const ALL: [Action; 50] = [
         Action::WhoAmI,
         Action::Logout,
         Action::StepUp,
@@ -256,6 +263,9 @@ impl Action {
         Action::DrillStart,
         Action::DrillList,
         Action::DrillShow,
+        Action::ReviewList,
+        Action::ReviewShow,
+        Action::ReviewRecord,
     ];
 
     /// The scope a scoped token needs; `None` for what any token may do about itself (who am I,
@@ -284,14 +294,17 @@ impl Action {
             | Self::AuditExport
             | Self::LockdownStatus
             | Self::DrillList
-            | Self::DrillShow => Scope::Read,
+            | Self::DrillShow
+            | Self::ReviewList
+            | Self::ReviewShow => Scope::Read,
             Self::GrantRequest
             | Self::GrantEmergency
             | Self::GrantCancel
             | Self::GrantCancelOther
             | Self::GrantExtend
             | Self::DrillStart => Scope::Request,
-            Self::GrantApprove | Self::GrantDeny => Scope::Approve,
+            // Deciding on someone else's use: approving it, or reviewing it afterwards.
+            Self::GrantApprove | Self::GrantDeny | Self::ReviewRecord => Scope::Approve,
             // Deciding that a role may go on, like deciding that a request may.
             Self::RoleAttest => Scope::Approve,
             Self::GrantRevoke | Self::GrantRevokeOther => Scope::Revoke,
@@ -332,7 +345,8 @@ impl Action {
             | Self::LockdownEngage
             | Self::LockdownLift
             | Self::RoleAttest
-            | Self::DrillStart => true,
+            | Self::DrillStart
+            | Self::ReviewRecord => true,
             Self::WhoAmI
             | Self::Logout
             | Self::StepUp
@@ -358,7 +372,9 @@ impl Action {
             | Self::AuditExport
             | Self::LockdownStatus
             | Self::DrillList
-            | Self::DrillShow => false,
+            | Self::DrillShow
+            | Self::ReviewList
+            | Self::ReviewShow => false,
         }
     }
 
@@ -372,6 +388,7 @@ impl Action {
             Self::GrantApprove | Self::GrantDeny => Some(PolicyAction::Approve),
             Self::GrantRevoke | Self::GrantRevokeOther => Some(PolicyAction::Revoke),
             Self::GrantList | Self::GrantShow => Some(PolicyAction::Read),
+            Self::ReviewRecord => Some(PolicyAction::Review),
             Self::UserList
             | Self::PolicyExplain
             | Self::AuditTail
@@ -410,7 +427,11 @@ impl Action {
             // The core's rule decides drills: `Role::may_drill`, and who may see them.
             | Self::DrillStart
             | Self::DrillList
-            | Self::DrillShow => None,
+            | Self::DrillShow
+            // Who sees reviews and their evidence is the core's rule per grant (its requester,
+            // approvers, owner and reviewers, admins and auditors), as for `grants list`.
+            | Self::ReviewList
+            | Self::ReviewShow => None,
         }
     }
 
@@ -459,6 +480,9 @@ impl Action {
             Self::DrillStart => "drill.start",
             Self::DrillList => "drill.list",
             Self::DrillShow => "drill.show",
+            Self::ReviewList => "review.list",
+            Self::ReviewShow => "review.show",
+            Self::ReviewRecord => "review.record",
         }
     }
 
@@ -508,6 +532,9 @@ impl Action {
             Self::DrillStart => "drill",
             Self::DrillList => "drills",
             Self::DrillShow => "drills show",
+            Self::ReviewList => "reviews",
+            Self::ReviewShow => "review",
+            Self::ReviewRecord => "review --outcome",
         }
     }
 }

@@ -192,6 +192,25 @@ pub enum DomainError {
         "grant `{grant}` is a drill: its credential is exercised by the broker and shown to nobody"
     )]
     DrillCredentialNotShown { grant: String },
+    // Post-use reviews.
+    #[error("`{principal}` requested grant `{grant}` and cannot review it")]
+    SelfReview { principal: String, grant: String },
+    #[error("`{principal}` approved grant `{grant}` and cannot review it")]
+    ApproverReview { principal: String, grant: String },
+    #[error("`{principal}` may not review uses of role `{role}`")]
+    NotReviewer { principal: String, role: String },
+    #[error("`{principal}` is a service principal; a review is recorded by a person")]
+    ReviewerNotHuman { principal: String },
+    #[error("grant `{grant}` never became active (`{state}`), so there is no use to review")]
+    NeverActive { grant: String, state: &'static str },
+    #[error("grant `{grant}` is still `{state}`; a use is reviewed once it has ended")]
+    StillActive { grant: String, state: &'static str },
+    #[error("grant `{grant}` already has a final review (`{outcome}` by `{reviewer}`)")]
+    AlreadyReviewed {
+        grant: String,
+        outcome: &'static str,
+        reviewer: String,
+    },
 }
 
 impl DomainError {
@@ -308,6 +327,19 @@ impl DomainError {
             Self::DrillCredentialNotShown { grant } => format!(
                 "see what the drill found with `breakglass drills` (grant `{grant}`); request the role yourself to hold its privilege"
             ),
+            Self::SelfReview { .. } => "another reviewer of the role must review it; nobody reviews their own use".into(),
+            Self::ApproverReview { .. } => "the role keeps approvers from reviewing what they approved (`[review] exclude_approvers`); ask another reviewer".into(),
+            Self::NotReviewer { role, .. } => format!(
+                "only the reviewers of role `{role}` (`[review] reviewers`, or its owner) review its uses; ask one of them"
+            ),
+            Self::ReviewerNotHuman { .. } => "sign in as a person and record the review with a step-up".into(),
+            Self::NeverActive { .. } => "nothing to review; list the reviews owed with `breakglass reviews --owed`".into(),
+            Self::StillActive { grant, .. } => format!(
+                "wait until it ends, or end it now with `breakglass revoke {grant} --reason …`"
+            ),
+            Self::AlreadyReviewed { grant, .. } => format!(
+                "a use has one final review; see it with `breakglass review {grant}`"
+            ),
         }
     }
 
@@ -343,7 +375,11 @@ impl DomainError {
             | Self::ServiceCannotAttest { .. }
             | Self::RoleLapsed { .. }
             | Self::NotDrillRunner { .. }
-            | Self::DrillCredentialNotShown { .. } => ErrorCategory::Forbidden,
+            | Self::DrillCredentialNotShown { .. }
+            | Self::SelfReview { .. }
+            | Self::ApproverReview { .. }
+            | Self::NotReviewer { .. }
+            | Self::ReviewerNotHuman { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
@@ -356,7 +392,10 @@ impl DomainError {
             | Self::CredentialAlreadyDelivered { .. }
             | Self::CredentialNotAvailable { .. }
             | Self::AlreadyLockedDown { .. }
-            | Self::NotLockedDown { .. } => ErrorCategory::Conflict,
+            | Self::NotLockedDown { .. }
+            | Self::NeverActive { .. }
+            | Self::StillActive { .. }
+            | Self::AlreadyReviewed { .. } => ErrorCategory::Conflict,
         }
     }
 
@@ -407,6 +446,13 @@ impl DomainError {
             Self::InvalidDrillId { .. } => "invalid_drill_id",
             Self::UnknownDrill { .. } => "unknown_drill",
             Self::DrillCredentialNotShown { .. } => "drill_credential_not_shown",
+            Self::SelfReview { .. } => "self_review",
+            Self::ApproverReview { .. } => "approver_review",
+            Self::NotReviewer { .. } => "not_reviewer",
+            Self::ReviewerNotHuman { .. } => "reviewer_not_human",
+            Self::NeverActive { .. } => "never_active",
+            Self::StillActive { .. } => "still_active",
+            Self::AlreadyReviewed { .. } => "already_reviewed",
         }
     }
 }

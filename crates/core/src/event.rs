@@ -14,6 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use crate::review::Outcome;
 use crate::{Duration, GrantId, Name, Timestamp};
 
 /// The version of the envelope and of every event type's fields. Bump it when a field's meaning
@@ -360,6 +361,36 @@ pub enum EventKind {
         role: String,
         due: Timestamp,
         last_passed: Option<Timestamp>,
+    },
+    // Post-use reviews (governance).
+    /// A post-use review of a grant was recorded. `follow-up` keeps the review open (owned by
+    /// `reviewer`); any other outcome is final. `due` is when the review was owed, if it was.
+    #[serde(rename = "review.recorded")]
+    ReviewRecorded {
+        role: String,
+        requester: String,
+        reviewer: String,
+        outcome: Outcome,
+        notes: String,
+        due: Option<Timestamp>,
+    },
+    /// A grant's review is overdue (`escalated`: twice its window has passed). `reviewers` names
+    /// who may record it.
+    #[serde(rename = "review.overdue")]
+    ReviewOverdue {
+        role: String,
+        requester: String,
+        due: Timestamp,
+        escalated: bool,
+        reviewers: Vec<String>,
+    },
+    /// What a target reported when a grant's privilege was removed: for PostgreSQL, how many of
+    /// the grant's sessions were ended. `handle` names the privilege and holds no secret.
+    #[serde(rename = "target.sessions_ended")]
+    TargetSessionsEnded {
+        target: String,
+        handle: String,
+        sessions: u32,
     },
 }
 

@@ -16,6 +16,7 @@ pub mod grant;
 pub mod id;
 pub mod lockdown;
 pub mod principal;
+pub mod review;
 pub mod role;
 pub mod stepup;
 pub mod text;

@@ -69,6 +69,14 @@ impl ProviderError {
     }
 }
 
+/// What a target reported doing when a privilege was revoked. Holds no secret.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RevokeReport {
+    /// Sessions of the privilege the target ended (PostgreSQL); `None` where the target has no
+    /// sessions to end.
+    pub sessions_ended: Option<u32>,
+}
+
 // INVARIANT(8): every call below is idempotent, so the broker and the reconciler may repeat any
 // of them after a crash or a timeout.
 #[async_trait]
@@ -79,6 +87,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn handle(&self, spec: &GrantSpec<'_>) -> String;
     async fn grant(&self, spec: &GrantSpec<'_>) -> Result<Issued, ProviderError>;
     async fn revoke(&self, handle: &str) -> Result<(), ProviderError>;
+    /// Revokes as [`Provider::revoke`] does, and says what the target reported doing, for the
+    /// audit log (a review's "facts from the target"). Providers with nothing to report revoke
+    /// and report nothing.
+    async fn revoke_reporting(&self, handle: &str) -> Result<RevokeReport, ProviderError> {
+        self.revoke(handle).await?;
+        Ok(RevokeReport::default())
+    }
     async fn check(&self, handle: &str, now: Timestamp) -> Result<Presence, ProviderError>;
     /// The handles of every privilege this broker created at `target` that still exists there,
     /// whatever grant it was for: the reconciler drops any with no live grant behind it (an

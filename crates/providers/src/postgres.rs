@@ -51,7 +51,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _, PgPool, Postgres, Transaction};
 
 use crate::token::fingerprint;
-use crate::{GrantSpec, Issued, Presence, Provider, ProviderError, Secret};
+use crate::{GrantSpec, Issued, Presence, Provider, ProviderError, RevokeReport, Secret};
 
 /// How long getting a connection to a target may take before the target counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -274,22 +274,29 @@ impl Provider for PostgresProvider {
     }
 
     async fn revoke(&self, handle: &str) -> Result<(), ProviderError> {
+        self.revoke_reporting(handle).await.map(|_| ())
+    }
+
+    async fn revoke_reporting(&self, handle: &str) -> Result<RevokeReport, ProviderError> {
         let (dsn_env, role) = parse_handle(handle)?;
         let conn = self.connect(dsn_env).await?;
-        bounded(async {
+        let ended = bounded(async {
             let Some(oid) = role_oid(&conn, role).await? else {
-                return Ok(());
+                return Ok(0);
             };
             match drop_role(&conn, role, oid).await {
                 // Another revoke may have dropped the role between our steps: success too.
                 Err(ProviderError::Target(e)) => match role_oid(&conn, role).await? {
-                    None => Ok(()),
+                    None => Ok(0),
                     Some(_) => Err(ProviderError::Target(e)),
                 },
                 other => other,
             }
         })
-        .await
+        .await?;
+        Ok(RevokeReport {
+            sessions_ended: Some(ended),
+        })
     }
 
     async fn check(&self, handle: &str, now: Timestamp) -> Result<Presence, ProviderError> {
@@ -470,8 +477,9 @@ impl Conn {
     }
 }
 
-/// Ends every trace of `role`: no new logins, no live session, nothing owned, no role.
-async fn drop_role(conn: &Conn, role: &str, oid: Oid) -> Result<(), ProviderError> {
+/// Ends every trace of `role`: no new logins, no live session, nothing owned, no role. Returns
+/// how many of its sessions were ended.
+async fn drop_role(conn: &Conn, role: &str, oid: Oid) -> Result<u32, ProviderError> {
     let quoted = escape_identifier(role);
     let mut c = conn.pool.acquire().await.map_err(|e| conn.unreachable(e))?;
     // Committed on its own first, so no session can start while the others are being ended.
@@ -481,7 +489,7 @@ async fn drop_role(conn: &Conn, role: &str, oid: Oid) -> Result<(), ProviderErro
         .map_err(classify)?;
     // INVARIANT(1): VALID UNTIL and NOLOGIN only stop new logins; the sessions still open are
     // ended here.
-    terminate_sessions(&mut c, oid).await?;
+    let first = terminate_sessions(&mut c, oid).await?;
     let mut tx = c.begin().await.map_err(classify)?;
     execute(
         &mut tx,
@@ -493,23 +501,25 @@ async fn drop_role(conn: &Conn, role: &str, oid: Oid) -> Result<(), ProviderErro
     tx.commit().await.map_err(classify)?;
     // A session whose login was already past the password check when NOLOGIN committed may have
     // started after the first pass; it runs as a role that no longer exists, but end it too.
-    terminate_sessions(&mut c, oid).await
+    let second = terminate_sessions(&mut c, oid).await?;
+    Ok(first.saturating_add(second))
 }
 
+/// Ends the role's sessions; how many were ended.
 async fn terminate_sessions(
     c: &mut sqlx::pool::PoolConnection<Postgres>,
     oid: Oid,
-) -> Result<(), ProviderError> {
+) -> Result<u32, ProviderError> {
     // Waits up to 5 s for each session to end (PostgreSQL 14 and later).
-    sqlx::query(
+    let ended: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity \
          WHERE usesysid = $1 AND pid <> pg_backend_pid()",
     )
     .bind(oid)
-    .execute(&mut **c)
+    .fetch_all(&mut **c)
     .await
     .map_err(classify)?;
-    Ok(())
+    Ok(u32::try_from(ended.iter().filter(|e| **e).count()).unwrap_or(u32::MAX))
 }
 
 async fn role_oid(conn: &Conn, role: &str) -> Result<Option<Oid>, ProviderError> {

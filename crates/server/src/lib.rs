@@ -218,6 +218,11 @@ impl Server {
             self.config.reconcile_interval,
             stop_rx.clone(),
         ));
+        workers.spawn(workers::reviews::run(
+            self.app(),
+            self.config.reconcile_interval,
+            stop_rx.clone(),
+        ));
         let addr = self.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let tls = match (self.tls, &self.config.tls) {
             (Some(tls), Some(files)) => {

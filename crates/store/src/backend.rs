@@ -22,10 +22,12 @@ use crate::audit::{self, AuditReads};
 use crate::auth::{self, Throttles};
 use crate::sql::Conn;
 use crate::{
-    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, NewCredential, Result,
-    RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
-    ThrottlePolicy, ThrottleState, drills, grants, lockdown, principals, roles, settings, tokens,
+    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, DeliveryRecord, NewCredential,
+    Result, RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
+    ThrottlePolicy, ThrottleState, drills, grants, lockdown, principals, reviews, roles, settings,
+    tokens,
 };
+use breakglass_core::review::{Reminder, Review};
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -559,6 +561,76 @@ impl<B: Backend> Store for B {
             Box::pin(drills::mark_overdue(tx, role, due, events, now))
         })
         .await
+    }
+
+    // Post-use reviews.
+    async fn record_review(
+        &self,
+        g: &Grant,
+        expected_version: i64,
+        review: &Review,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<StoredGrant> {
+        let args = (g.clone(), review.clone(), events.to_vec());
+        self.write(args, move |tx, (g, review, events)| {
+            Box::pin(reviews::record(
+                tx,
+                g,
+                expected_version,
+                review,
+                events,
+                now,
+            ))
+        })
+        .await
+    }
+
+    async fn reviews_of(&self, id: GrantId) -> Result<Vec<Review>> {
+        reviews::of_grant(&mut *self.read().await?, id).await
+    }
+
+    async fn reviews(&self, limit: u32) -> Result<Vec<Review>> {
+        reviews::latest(&mut *self.read().await?, limit).await
+    }
+
+    async fn unreviewed(&self) -> Result<Vec<(StoredGrant, Timestamp)>> {
+        reviews::unreviewed(&mut *self.read().await?).await
+    }
+
+    async fn review_reminders(&self) -> Result<Vec<(GrantId, Reminder)>> {
+        reviews::reminders(&mut *self.read().await?).await
+    }
+
+    async fn send_review_reminder(
+        &self,
+        id: GrantId,
+        stage: Reminder,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool> {
+        let args = events.to_vec();
+        self.write(args, move |tx, events| {
+            Box::pin(reviews::remind(tx, id, stage, events, now))
+        })
+        .await
+    }
+
+    async fn grant_events(&self, id: GrantId) -> Result<Vec<AuditEvent>> {
+        reviews::grant_events(&mut *self.read().await?, id).await
+    }
+
+    async fn events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        reviews::between(&mut *self.read().await?, from, to, limit).await
+    }
+
+    async fn deliveries_of_grant(&self, id: GrantId) -> Result<Vec<DeliveryRecord>> {
+        reviews::deliveries(&mut *self.read().await?, id).await
     }
 
     fn watch_appends(&self) -> watch::Receiver<u64> {

@@ -29,6 +29,7 @@ mod grants;
 mod lockdown;
 mod postgres;
 mod principals;
+mod reviews;
 mod roles;
 mod settings;
 mod sql;
@@ -43,6 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use breakglass_audit::{Hash, NodeId};
+use breakglass_core::review::{Reminder, Review};
 use breakglass_core::{
     AuditEvent, DomainError, EventDraft, Grant, GrantId, Lockdown, Principal, Scope, StateKind,
     Timestamp,
@@ -257,6 +259,19 @@ pub struct ChannelBacklog {
     pub delivered: u64,
     /// Pending after at least one failed attempt.
     pub failing: u64,
+}
+
+/// What became of one alert about an event (for a review's evidence): delivered, dead, or still
+/// being tried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    pub seq: u64,
+    pub channel: String,
+    pub attempts: u32,
+    pub delivered_at: Option<Timestamp>,
+    pub dead_at: Option<Timestamp>,
+    /// The last failure, which holds no secret.
+    pub last_error: Option<String>,
 }
 
 /// The longest `last_error` kept for a failed delivery, in bytes; a longer one is cut at a
@@ -524,6 +539,48 @@ pub trait Store: Send + Sync + 'static {
     /// ended), past or not; `None` if nothing is pending: when the dispatcher next has a delivery
     /// to make.
     async fn next_delivery_due(&self) -> Result<Option<Timestamp>>;
+
+    // Post-use reviews.
+    /// Records `review` of grant `g` with `events`, in one transaction: `g` (as the core decided
+    /// it: an emergency grant's `reviewed_at` set by a final review) is written over its row if
+    /// it is still at `expected_version`, else [`StoreError::Conflict`] and nothing written.
+    async fn record_review(
+        &self,
+        g: &Grant,
+        expected_version: i64,
+        review: &Review,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<StoredGrant>;
+    /// Every review of grant `id`, oldest first.
+    async fn reviews_of(&self, id: GrantId) -> Result<Vec<Review>>;
+    /// The latest `limit` reviews, newest first.
+    async fn reviews(&self, limit: u32) -> Result<Vec<Review>>;
+    /// Every grant that ended after it became active and has no final review, with when it
+    /// became active (its `grant.activated` event's time), oldest first.
+    async fn unreviewed(&self) -> Result<Vec<(StoredGrant, Timestamp)>>;
+    /// Every reminder sent about an overdue review.
+    async fn review_reminders(&self) -> Result<Vec<(GrantId, Reminder)>>;
+    /// Records reminder `stage` about grant `id` with `events`, if it was not sent yet; `false`
+    /// (and nothing written) if it was, so replicas sending it at once send it once.
+    async fn send_review_reminder(
+        &self,
+        id: GrantId,
+        stage: Reminder,
+        events: &[EventDraft],
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Every audit event about grant `id`, in order.
+    async fn grant_events(&self, id: GrantId) -> Result<Vec<AuditEvent>>;
+    /// Up to `limit` events written from `from` to `to` (inclusive), in order.
+    async fn events_between(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>>;
+    /// The alert deliveries of grant `id`'s events, by seq and channel.
+    async fn deliveries_of_grant(&self, id: GrantId) -> Result<Vec<DeliveryRecord>>;
 
     /// Changes after each write of this process that may have appended audit events has
     /// committed (the count is of such writes, not of events): the workers that route new events

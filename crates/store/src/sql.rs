@@ -20,6 +20,7 @@ use crate::drills::DrillSql;
 use crate::grants::GrantSql;
 use crate::lockdown::LockdownSql;
 use crate::principals::PrincipalSql;
+use crate::reviews::ReviewSql;
 use crate::roles::RoleSql;
 use crate::settings::MetaSql;
 use crate::tokens::TokenSql;
@@ -39,6 +40,7 @@ pub(crate) trait Conn: Send {
     const LOCKDOWNS: LockdownSql;
     const META: MetaSql;
     const PRINCIPALS: PrincipalSql;
+    const REVIEWS: ReviewSql;
     const ROLES: RoleSql;
     const TOKENS: TokenSql;
 

@@ -42,6 +42,9 @@ use drills::{
     a_drill_starts_with_its_grant_and_moves_on_over_its_version, an_overdue_date_is_recorded_once,
 };
 use lockdown::lockdowns_are_in_force_until_lifted_once_per_scope;
+use reviews::{
+    each_review_reminder_is_sent_once, reviews_are_recorded_once_over_the_grant_version,
+};
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
@@ -60,6 +63,8 @@ mod lockdown;
 mod pgdb;
 #[path = "store/replicas.rs"]
 mod replicas;
+#[path = "store/reviews.rs"]
+mod reviews;
 
 const ROLE: &str = r#"
 id = "db"
@@ -798,6 +803,8 @@ store_suite!(
     a_content_is_in_force_from_when_it_first_loaded,
     the_latest_attestation_of_each_content_counts,
     a_notice_is_sent_once,
+    reviews_are_recorded_once_over_the_grant_version,
+    each_review_reminder_is_sent_once,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

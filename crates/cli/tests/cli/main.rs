@@ -458,5 +458,6 @@ mod limits;
 mod lockdown;
 mod metrics;
 mod postgres;
+mod reviews;
 mod startup;
 mod tls;

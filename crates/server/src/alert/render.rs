@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use breakglass_core::review::Outcome;
 use breakglass_core::{EventKind, Grant};
 use breakglass_notify::Alert;
 
@@ -238,6 +239,40 @@ fn summary(kind: &EventKind, emergency: bool, who: &str, role: &str, inc: &str) 
         }
         EventKind::DrillOverdue { due, .. } => {
             format!("role {role} is overdue for a drill (due {due}); run `breakglass drill {role}`")
+        }
+        // Post-use reviews.
+        EventKind::ReviewRecorded {
+            reviewer,
+            outcome,
+            notes,
+            ..
+        } => match outcome {
+            Outcome::Misuse => format!(
+                "MISUSE: {reviewer} reviewed {who}'s use of {role}{inc} and found it misused: {notes}"
+            ),
+            Outcome::FollowUp => format!(
+                "{reviewer} is following up the review of {who}'s use of {role}{inc}: {notes}"
+            ),
+            Outcome::Legitimate | Outcome::Drill => {
+                format!("{reviewer} reviewed {who}'s use of {role}{inc}: {outcome}")
+            }
+        },
+        EventKind::ReviewOverdue {
+            due,
+            escalated,
+            reviewers,
+            ..
+        } => {
+            let waiting = reviewers.join(", ");
+            if *escalated {
+                format!(
+                    "ESCALATED: the review of {who}'s use of {role}{inc} was due {due} and is still not done (reviewers: {waiting})"
+                )
+            } else {
+                format!(
+                    "the review of {who}'s use of {role}{inc} was due {due} (reviewers: {waiting})"
+                )
+            }
         }
         // Never routed anywhere; named by their type should that change.
         other => other.type_name(),

@@ -2,6 +2,7 @@
 //! event kind added without its severity and its audience does not compile.
 
 use breakglass_core::EventKind;
+use breakglass_core::review::Outcome;
 use breakglass_notify::Severity;
 
 /// Who hears of an event.
@@ -26,6 +27,20 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
         return Severity::High;
     }
     match kind {
+        // Post-use reviews: misuse and an escalated overdue review are loud.
+        EventKind::ReviewRecorded { outcome, .. } => match outcome {
+            Outcome::Misuse => Severity::High,
+            Outcome::FollowUp => Severity::Warning,
+            Outcome::Legitimate | Outcome::Drill => Severity::Info,
+        },
+        EventKind::ReviewOverdue { escalated, .. } => {
+            if *escalated {
+                Severity::High
+            } else {
+                Severity::Warning
+            }
+        }
+        EventKind::TargetSessionsEnded { .. } => Severity::Info,
         EventKind::GrantActivated { .. }
         | EventKind::GrantEmergencyActivated { .. }
         | EventKind::GrantFailed { .. }
@@ -82,6 +97,20 @@ pub(super) fn severity(kind: &EventKind, emergency: bool) -> Severity {
 /// Who hears of an event of `kind`.
 pub(super) fn audience(kind: &EventKind) -> Audience {
     match kind {
+        // Post-use reviews: misuse goes to the role's channels and `always`; an overdue review
+        // to the role's channels, and once escalated (twice its window) to `always` too.
+        EventKind::ReviewRecorded { outcome, .. } => match outcome {
+            Outcome::Misuse => Audience::RoleAndAlways,
+            Outcome::Legitimate | Outcome::Drill | Outcome::FollowUp => Audience::Role,
+        },
+        EventKind::ReviewOverdue { escalated, .. } => {
+            if *escalated {
+                Audience::Always
+            } else {
+                Audience::Role
+            }
+        }
+        EventKind::TargetSessionsEnded { .. } => Audience::Nobody,
         EventKind::GrantRequested { .. }
         | EventKind::GrantApproved { .. }
         | EventKind::GrantDenied { .. }

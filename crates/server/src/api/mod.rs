@@ -18,6 +18,7 @@ mod health;
 mod jwt;
 mod limits;
 mod lockdown;
+mod reviews;
 mod roles;
 mod signin;
 
@@ -308,16 +309,35 @@ fn table() -> Vec<(Route, Handler)> {
             post(lockdown::engage),
         ),
         r(
-            p,
+            p.clone(),
             "/v1/lockdown/lift",
             Some(A::LockdownLift),
             post(lockdown::lift),
         ),
         r(
-            g,
+            g.clone(),
             "/v1/lockdown",
             Some(A::LockdownStatus),
             get(lockdown::status),
+        ),
+        // Post-use reviews.
+        r(
+            g.clone(),
+            "/v1/reviews",
+            Some(A::ReviewList),
+            get(reviews::list),
+        ),
+        r(
+            g,
+            "/v1/grants/{id}/review",
+            Some(A::ReviewShow),
+            get(reviews::show),
+        ),
+        r(
+            p,
+            "/v1/grants/{id}/review",
+            Some(A::ReviewRecord),
+            post(reviews::record),
         ),
     ]
 }

@@ -5,5 +5,6 @@
 
 pub mod attestations;
 pub mod drills;
+pub mod evidence;
 pub mod lockdown;
 pub mod reviews;

@@ -214,35 +214,37 @@ impl Grants {
             return Ok(sg);
         };
         let g = &sg.grant;
+        let mut report = None;
         // No handle means the activation intent was never recorded: nothing reached the target.
-        if let Some(handle) = g.handle()
-            && let Err(e) = self.providers.for_target(&g.target).revoke(handle).await
-        {
-            let now = self.clock.now();
-            let since = now.unix_millis().saturating_sub(g.updated_at.unix_millis());
-            let give_up = i64::try_from(self.retries.give_up.as_millis()).unwrap_or(i64::MAX);
-            if since >= give_up {
-                self.retries.forget(g.id);
-                tracing::error!(grant = %g.id, error = %e, "revocation kept failing; marking the grant failed");
-                let tr = g.fail(
-                    actor,
-                    &format!(
-                        "revocation at the target kept failing for {}s: {e}; the target still ends access on its own at {expires_at}, and the reconciler keeps trying to remove what is left",
-                        since / 1000
-                    ),
-                    now,
-                )?;
-                return Ok(self.write(&sg, tr, None, now).await?);
+        if let Some(handle) = g.handle() {
+            match self
+                .providers
+                .for_target(&g.target)
+                .revoke_reporting(handle)
+                .await
+            {
+                Ok(r) => report = r.sessions_ended.map(|n| (handle, n)),
+                Err(e) => return self.revoke_refused(sg, actor, expires_at, e).await,
             }
-            let retry = self.retries.schedule(g.id, now);
-            self.alarms.reaper.due_at(retry.next_at);
-            self.metrics.revoke_retry_scheduled();
-            tracing::warn!(grant = %g.id, error = %e, attempts = retry.attempts, next_attempt_at = %retry.next_at, "provider could not revoke; will retry");
-            return Ok(sg);
         }
         self.retries.forget(g.id);
         let now = self.clock.now();
-        let tr = g.finish_revoke(actor.clone(), now)?;
+        let mut tr = g.finish_revoke(actor.clone(), now)?;
+        // What the target reported, recorded with the end it belongs to (a review's evidence).
+        if let Some((handle, sessions)) = report {
+            tr.events.push(
+                EventDraft::new(
+                    actor.clone(),
+                    Some(g.id),
+                    EventKind::TargetSessionsEnded {
+                        target: g.target.kind().to_owned(),
+                        handle: handle.to_owned(),
+                        sessions,
+                    },
+                )
+                .flagged(g.emergency.is_some()),
+            );
+        }
         let ended = match self.write(&sg, tr, None, now).await {
             Ok(ended) => ended,
             Err(StoreError::Conflict) => {
@@ -254,6 +256,39 @@ impl Grants {
         self.metrics.ended(&ended.grant.state);
         tracing::info!(grant = %g.id, state = ended.grant.state.name(), "grant ended");
         Ok(ended)
+    }
+
+    /// The target refused a revocation: retried with backoff, until `revoke_give_up` marks the
+    /// grant `failed`.
+    async fn revoke_refused(
+        &self,
+        sg: StoredGrant,
+        actor: Actor,
+        expires_at: Timestamp,
+        e: breakglass_providers::ProviderError,
+    ) -> Result<StoredGrant, ServiceError> {
+        let g = &sg.grant;
+        let now = self.clock.now();
+        let since = now.unix_millis().saturating_sub(g.updated_at.unix_millis());
+        let give_up = i64::try_from(self.retries.give_up.as_millis()).unwrap_or(i64::MAX);
+        if since >= give_up {
+            self.retries.forget(g.id);
+            tracing::error!(grant = %g.id, error = %e, "revocation kept failing; marking the grant failed");
+            let tr = g.fail(
+                actor,
+                &format!(
+                    "revocation at the target kept failing for {}s: {e}; the target still ends access on its own at {expires_at}, and the reconciler keeps trying to remove what is left",
+                    since / 1000
+                ),
+                now,
+            )?;
+            return Ok(self.write(&sg, tr, None, now).await?);
+        }
+        let retry = self.retries.schedule(g.id, now);
+        self.alarms.reaper.due_at(retry.next_at);
+        self.metrics.revoke_retry_scheduled();
+        tracing::warn!(grant = %g.id, error = %e, attempts = retry.attempts, next_attempt_at = %retry.next_at, "provider could not revoke; will retry");
+        Ok(sg)
     }
 
     /// A revocation that reached the target after someone else had already ended the grant, for

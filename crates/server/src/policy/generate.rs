@@ -144,8 +144,8 @@ when {{ principal.kind == "service" }};
 }
 
 /// The policies one role file implies, in the order of [`ROLE_ACTIONS`]: requesters request
-/// (and, when allowed, raise emergencies), approvers approve, approvers and the owner revoke and
-/// review, and all of them read.
+/// (and, when allowed, raise emergencies), approvers approve, approvers and the owner revoke, the
+/// role's reviewers (`[review] reviewers`, the owner by default) review, and all of them read.
 fn role_policies(facts: &RoleFacts<'_>) -> RolePolicies {
     let role = facts.role;
     let id = role.id.as_str();
@@ -153,7 +153,8 @@ fn role_policies(facts: &RoleFacts<'_>) -> RolePolicies {
     let approvers = dedup(&role.approvers);
     // The owner answers for the role: they may end any grant of it, as they may review it.
     let revokers = dedup(role.approvers.iter().chain([&role.owner]));
-    let reviewers = dedup(role.approvers.iter().chain([&role.owner]));
+    // `[review] reviewers` (the owner by default); separation of duties is the core's rule.
+    let reviewers = dedup(role.reviewers());
     let readers = dedup(
         role.requesters
             .iter()

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod drills;
 pub mod reaper;
 pub mod reconciler;
+pub mod reviews;
 pub mod roles;
 pub mod throttle;
 pub mod wake;

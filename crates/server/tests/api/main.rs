@@ -20,6 +20,7 @@ mod drills;
 mod harness;
 mod limits;
 mod lockdown;
+mod reviews;
 mod routes;
 mod throttle;
 mod workers;
@@ -83,4 +84,10 @@ api_suite!(
     drills::an_emergency_drill_does_not_hold_up_its_runners_emergency_use,
     drills::an_overdue_drill_alerts_once_per_due_date,
     drills::a_drill_cut_off_between_its_steps_is_finished_by_the_next_pass,
+    reviews::bad_reviews_are_refused_and_change_nothing,
+    reviews::the_requester_never_reviews_their_own_use,
+    reviews::a_follow_up_stays_open_and_misuse_is_loud,
+    reviews::a_final_review_lifts_the_emergency_block,
+    reviews::an_overdue_review_alerts_once_then_escalates_once,
+    reviews::the_evidence_proves_every_event_against_the_signed_checkpoint,
 );

@@ -295,6 +295,28 @@ const ROUTES: &[Row] = &[
         Some("read"),
         false,
     ),
+    // Post-use reviews.
+    (
+        "GET",
+        "/v1/reviews",
+        Some(Action::ReviewList),
+        Some("read"),
+        false,
+    ),
+    (
+        "GET",
+        "/v1/grants/{id}/review",
+        Some(Action::ReviewShow),
+        Some("read"),
+        false,
+    ),
+    (
+        "POST",
+        "/v1/grants/{id}/review",
+        Some(Action::ReviewRecord),
+        Some("approve"),
+        true,
+    ),
 ];
 
 /// The stronger actions a service moves to on someone else's grant or token, or when replacing
@@ -404,7 +426,7 @@ pub(crate) async fn a_read_only_token_is_refused_every_route_that_changes_anythi
     b.post("/v1/step-up", &reader, json!({ "code": "123456" }))
         .await
         .refused(403, "step_up_impossible");
-    assert_eq!(refused, 18);
+    assert_eq!(refused, 22);
     // Nothing changed: every call left exactly one `auth.denied`.
     let audit = b.audit().await;
     assert_eq!(audit.len(), size + refused + 1);

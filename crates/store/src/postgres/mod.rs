@@ -50,6 +50,7 @@ use crate::backend::{Appends, Backend, BoxFut};
 use crate::grants::GrantSql;
 use crate::lockdown::LockdownSql;
 use crate::principals::PrincipalSql;
+use crate::reviews::ReviewSql;
 use crate::roles::RoleSql;
 use crate::settings::MetaSql;
 use crate::sql::{Arg, Conn, Stmt, to_i64};
@@ -64,6 +65,7 @@ mod drills;
 mod grants;
 mod lockdown;
 mod principals;
+mod reviews;
 mod roles;
 mod settings;
 mod tokens;
@@ -363,6 +365,7 @@ impl Conn for PgConnection {
     const LOCKDOWNS: LockdownSql = lockdown::SQL;
     const META: MetaSql = settings::SQL;
     const PRINCIPALS: PrincipalSql = principals::SQL;
+    const REVIEWS: ReviewSql = reviews::SQL;
     const ROLES: RoleSql = roles::SQL;
     const TOKENS: TokenSql = tokens::SQL;
 
