@@ -59,7 +59,10 @@ pub(crate) async fn attestation_lapse_blocks_a_request(b: Broker) {
     b.advance_ms(14 * DAY_MS - 10 * 60_000);
     b.step_up(&bob, "bob").await;
     let active = b.active(&alice, &bob, "30m").await;
-    b.advance("10m");
+    b.advance("5m");
+    // Requests wait 10 minutes for approval: this one still waits when the role lapses.
+    let waiting = b.request(&alice, "30m").await;
+    b.advance("5m");
     assert_eq!(role(&b, "db").await["attestation"]["status"], "lapsed");
 
     // New requests are refused, emergency ones too, and nothing is written.
@@ -81,8 +84,13 @@ pub(crate) async fn attestation_lapse_blocks_a_request(b: Broker) {
         .await
         .refused(403, "role_lapsed");
     assert_eq!(b.get("/v1/grants", &b.admin.clone()).await.ok(), before);
-    // The grant already active is not cut.
+    // The grant already active is not cut; a request still waiting is not activated.
     assert_eq!(b.grant(&active).await["state"], "active");
+    b.step_up(&bob, "bob").await;
+    b.post(&format!("/v1/grants/{waiting}/approve"), &bob, json!({}))
+        .await
+        .refused(403, "role_lapsed");
+    assert_eq!(b.grant(&waiting).await["state"], "requested");
 
     // The lapse is alerted once.
     remind(&b).await;

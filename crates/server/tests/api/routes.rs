@@ -360,7 +360,7 @@ pub(crate) async fn a_read_only_token_is_refused_every_route_that_changes_anythi
     b.post("/v1/step-up", &reader, json!({ "code": "123456" }))
         .await
         .refused(403, "step_up_impossible");
-    assert_eq!(refused, 17);
+    assert_eq!(refused, 18);
     // Nothing changed: every call left exactly one `auth.denied`.
     let audit = b.audit().await;
     assert_eq!(audit.len(), size + refused + 1);
