@@ -72,4 +72,5 @@ api_suite!(
     workers::the_reaper_sleeps_until_its_next_due_item,
     attestation::attestation_lapse_blocks_a_request,
     attestation::a_changed_role_file_needs_a_fresh_attestation,
+    attestation::an_expired_role_refuses_even_when_attested,
 );
