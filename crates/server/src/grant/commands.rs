@@ -137,6 +137,16 @@ impl Grants {
         self.refuse_if_locked_down(g.role.as_str(), Refused::Approval)
             .await?;
         let roles = self.catalog.roles();
+        // A request still waiting when its role lapsed is not activated either (an extension of
+        // a grant already active is not a new privilege, and goes on).
+        if g.state == GrantState::Requested {
+            attestations::check_request(
+                self.store.as_ref(),
+                roles.require(g.role.as_str())?,
+                self.clock.now(),
+            )
+            .await?;
+        }
         let actor = Actor::User(caller.principal.name.clone());
         let sg = self
             .decide(id, |g, now| {

@@ -59,7 +59,10 @@ pub(crate) async fn attestation_lapse_blocks_a_request(b: Broker) {
     b.advance_ms(14 * DAY_MS - 10 * 60_000);
     b.step_up(&bob, "bob").await;
     let active = b.active(&alice, &bob, "30m").await;
-    b.advance("10m");
+    b.advance("5m");
+    // Requests wait 10 minutes for approval: this one still waits when the role lapses.
+    let waiting = b.request(&alice, "30m").await;
+    b.advance("5m");
     assert_eq!(role(&b, "db").await["attestation"]["status"], "lapsed");
 
     // New requests are refused, emergency ones too, and nothing is written.
@@ -81,8 +84,13 @@ pub(crate) async fn attestation_lapse_blocks_a_request(b: Broker) {
         .await
         .refused(403, "role_lapsed");
     assert_eq!(b.get("/v1/grants", &b.admin.clone()).await.ok(), before);
-    // The grant already active is not cut.
+    // The grant already active is not cut; a request still waiting is not activated.
     assert_eq!(b.grant(&active).await["state"], "active");
+    b.step_up(&bob, "bob").await;
+    b.post(&format!("/v1/grants/{waiting}/approve"), &bob, json!({}))
+        .await
+        .refused(403, "role_lapsed");
+    assert_eq!(b.grant(&waiting).await["state"], "requested");
 
     // The lapse is alerted once.
     remind(&b).await;
@@ -174,4 +182,46 @@ pub(crate) async fn a_changed_role_file_needs_a_fresh_attestation(b: Broker) {
     assert_eq!(lapsed.len(), 1, "{lapsed:?}");
     assert_eq!(lapsed[0]["on_lapse"], "warn");
     assert_eq!(lapsed[0]["hash"], role(&b, "db").await["hash"]);
+}
+
+pub(crate) async fn an_expired_role_refuses_even_when_attested(b: Broker) {
+    let (alice, _bob, dana) = people(&b).await;
+    // Valid through 5 December (UTC); the clock starts on 30 November.
+    let dir = b.app.catalog.roles_dir().to_owned();
+    std::fs::write(
+        dir.join("db.toml"),
+        format!("{DB_ROLE}[governance]\nexpires = \"2026-12-05\"\n"),
+    )
+    .unwrap();
+    b.app.reload_roles().await.unwrap();
+    b.step_up(&dana, "dana").await;
+    b.post(
+        "/v1/roles/db/attest",
+        &dana,
+        json!({ "note": "needed until the migration" }),
+    )
+    .await
+    .ok();
+    b.request(&alice, "30m").await;
+    b.advance("6d");
+    let r = role(&b, "db").await;
+    assert_eq!(r["attestation"]["status"], "expired", "{r}");
+    assert_eq!(r["attestation"]["expires"], "2026-12-06T00:00:00.000Z");
+    let refused = b.post("/v1/grants", &alice, request_body(false)).await;
+    refused.refused(403, "role_lapsed");
+    assert!(
+        refused.message().contains("expired after `2026-12-05`"),
+        "{}",
+        refused.message()
+    );
+    let help = refused.body["error"]["help"].as_str().unwrap();
+    assert!(
+        help.contains("expires") && help.contains("db.toml"),
+        "{help}"
+    );
+    remind(&b).await;
+    let lapsed = b.events("role.lapsed").await;
+    assert_eq!(lapsed.len(), 1, "{lapsed:?}");
+    assert_eq!(lapsed[0]["cause"], "expired");
+    assert_eq!(lapsed[0]["since"], "2026-12-06T00:00:00.000Z");
 }

@@ -90,4 +90,5 @@ api_suite!(
     reviews::a_final_review_lifts_the_emergency_block,
     reviews::an_overdue_review_alerts_once_then_escalates_once,
     reviews::the_evidence_proves_every_event_against_the_signed_checkpoint,
+    attestation::an_expired_role_refuses_even_when_attested,
 );
