@@ -45,6 +45,8 @@ pub enum DomainError {
     TokenAlreadyRevoked { id: String },
     #[error("user `{name}` already exists")]
     PrincipalExists { name: String },
+    #[error("the name `{name}` is kept for the broker's own records")]
+    ReservedName { name: String },
     #[error("duration `{requested}` is longer than role `{role}` allows (`{max}`)")]
     DurationOverMax {
         requested: String,
@@ -238,6 +240,9 @@ impl DomainError {
             Self::UnknownToken { .. } => "list tokens with `breakglass tokens list` and copy the id".into(),
             Self::TokenAlreadyRevoked { .. } => "nothing to do; the token no longer works".into(),
             Self::PrincipalExists { .. } => "pick another name, or use the existing user".into(),
+            Self::ReservedName { .. } => {
+                "pick a name that does not start with `system.`".into()
+            }
             Self::DurationOverMax { max, .. } => {
                 format!("ask for `{max}` or less; extend later if the role allows extensions")
             }
@@ -381,6 +386,7 @@ impl DomainError {
             | Self::NotReviewer { .. }
             | Self::ReviewerNotHuman { .. } => ErrorCategory::Forbidden,
             Self::PrincipalExists { .. }
+            | Self::ReservedName { .. }
             | Self::TokenAlreadyRevoked { .. }
             | Self::AlreadyApproved { .. }
             | Self::WrongState { .. }
@@ -412,6 +418,7 @@ impl DomainError {
             Self::UnknownGrant { .. } => "unknown_grant",
             Self::UnknownPrincipal { .. } => "unknown_user",
             Self::PrincipalExists { .. } => "user_exists",
+            Self::ReservedName { .. } => "reserved_name",
             Self::UnknownToken { .. } => "unknown_token",
             Self::TokenAlreadyRevoked { .. } => "token_already_revoked",
             Self::DurationOverMax { .. } => "duration_over_max",

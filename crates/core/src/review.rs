@@ -177,6 +177,11 @@ pub fn activated_at(g: &Grant) -> Option<Timestamp> {
 /// The review `g` owes under `role`'s rule, if any: a grant that became active (at
 /// `activated_at`) and has ended. Emergency uses always owe one, whatever `required` says.
 pub fn owed(role: Option<&Role>, g: &Grant, activated_at: Option<Timestamp>) -> Option<Owed> {
+    // A drill is not a use: its review is recorded by the broker when the drill completes
+    // ([`record_drill`]), and nobody owes one.
+    if g.drill {
+        return None;
+    }
     let activated_at = activated_at?;
     let ended_at = ended_at(g)?;
     let (due, opened) = match g.emergency {
@@ -332,6 +337,69 @@ pub fn record(
             at: now,
         },
         grant: next,
+        events: vec![event],
+    })
+}
+
+/// The name a drill's automatic review is recorded under. It is not a principal: names starting
+/// `system.` are refused when a user is added ([`is_reserved_name`]).
+pub const DRILL_REVIEWER: &str = "system.drills";
+
+/// Whether `name` is kept for the broker's own records (such as [`DRILL_REVIEWER`]) and may not be
+/// given to a principal.
+pub fn is_reserved_name(name: &str) -> bool {
+    name.starts_with("system.")
+}
+
+/// The broker records the review of drill grant `g` (which became active at `activated_at`) when
+/// its drill `drill` completed: the outcome is `drill`, final, by [`DRILL_REVIEWER`]. A grant that
+/// is not a drill, is not over, or has a final review already is refused as a person's would be.
+pub fn record_drill(
+    g: &Grant,
+    activated_at: Option<Timestamp>,
+    earlier: &[Review],
+    drill: &str,
+    passed: bool,
+    now: Timestamp,
+) -> Result<Recorded, DomainError> {
+    if !g.drill || !g.state.is_ended() || activated_at.is_none() {
+        return Err(DomainError::NeverActive {
+            grant: g.id.to_string(),
+            state: g.state.name(),
+        });
+    }
+    if let Some(done) = final_review(earlier) {
+        return Err(DomainError::AlreadyReviewed {
+            grant: g.id.to_string(),
+            outcome: done.outcome.as_str(),
+            reviewer: done.reviewer.to_string(),
+        });
+    }
+    let reviewer: Name = DRILL_REVIEWER.parse()?;
+    let notes = format!(
+        "drill {drill} {}; its report is `breakglass drills show {drill}`",
+        if passed { "passed" } else { "failed" }
+    );
+    let event = g.event(
+        Actor::System("drills"),
+        EventKind::ReviewRecorded {
+            role: g.role.to_string(),
+            requester: g.requester.to_string(),
+            reviewer: reviewer.to_string(),
+            outcome: Outcome::Drill,
+            notes: notes.clone(),
+            due: None,
+        },
+    );
+    Ok(Recorded {
+        review: Review {
+            grant: g.id,
+            reviewer,
+            outcome: Outcome::Drill,
+            notes,
+            at: now,
+        },
+        grant: g.clone(),
         events: vec![event],
     })
 }

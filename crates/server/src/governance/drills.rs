@@ -70,11 +70,44 @@ impl DrillOutcome {
     }
 }
 
-/// Called once a drill has completed and its `drill.completed` is committed. The post-use review
-/// of the drill grant is recorded here with the outcome `drill` once reviews exist; until then a
-/// drill grant owes no review it could be blocked by (`overdue_emergency_review` skips drills).
-pub(crate) async fn completed(_app: &App, outcome: &DrillOutcome) {
+/// Called once a drill has completed and its `drill.completed` is committed: the broker records
+/// the drill grant's post-use review with the outcome `drill` (`review::record_drill`), so a drill
+/// never shows as a use owed a review. Failing to record it is logged, never fatal: the drill's
+/// own report stands, and a drill grant owes no review it could be blocked by.
+pub(crate) async fn completed(app: &App, outcome: &DrillOutcome) {
     tracing::info!(drill = %outcome.drill, grant = %outcome.grant, role = %outcome.role, passed = outcome.passed, "drill completed");
+    for _ in 0..3 {
+        match review_drill(app, outcome).await {
+            Ok(()) => return,
+            Err(ServiceError::Store(breakglass_store::StoreError::Conflict)) => continue,
+            Err(e) => {
+                tracing::warn!(drill = %outcome.drill, grant = %outcome.grant, error = %e, "could not record the drill's review");
+                return;
+            }
+        }
+    }
+}
+
+async fn review_drill(app: &App, outcome: &DrillOutcome) -> Result<(), ServiceError> {
+    let sg = app.grants.load(outcome.grant).await?;
+    let activated_at = crate::governance::reviews::activated(app, &sg.grant).await?;
+    let earlier = app.store.reviews_of(outcome.grant).await?;
+    if breakglass_core::review::final_review(&earlier).is_some() {
+        return Ok(());
+    }
+    let now = app.clock.now();
+    let rec = breakglass_core::review::record_drill(
+        &sg.grant,
+        activated_at,
+        &earlier,
+        &outcome.drill.to_string(),
+        outcome.passed,
+        now,
+    )?;
+    app.store
+        .record_review(&rec.grant, sg.version, &rec.review, &rec.events, now)
+        .await?;
+    Ok(())
 }
 
 fn random_bytes() -> Result<[u8; 16], ServiceError> {

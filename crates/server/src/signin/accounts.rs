@@ -25,6 +25,12 @@ impl SignIn {
     ) -> Result<(Principal, Option<Secret>), ServiceError> {
         self.access.check(caller, caller.action, None, false)?;
         let name: Name = name.parse()?;
+        if breakglass_core::review::is_reserved_name(name.as_str()) {
+            return Err(DomainError::ReservedName {
+                name: name.to_string(),
+            }
+            .into());
+        }
         let groups = groups
             .iter()
             .map(|g| g.parse::<Name>())
