@@ -322,3 +322,65 @@ fn overdue_reminders_fire_once_each_at_due_and_at_twice_the_window() {
     );
     assert_eq!(next_reminder(&o, &Reminder::ALL), None);
 }
+
+#[test]
+fn a_drill_owes_no_review_and_the_broker_records_its_review_as_a_drill() {
+    let r = role();
+    // The same emergency use, flagged as a drill: nobody owes a review of it.
+    let mut drill = emergency();
+    drill.drill = true;
+    assert_eq!(owed(Some(&r), &drill, activated_at(&drill)), None);
+    assert!(owed(Some(&r), &emergency(), activated_at(&emergency())).is_some());
+
+    let done = record_drill(&drill, activated_at(&drill), &[], "d-1", true, t(70)).unwrap();
+    assert_eq!(done.review.outcome, Outcome::Drill);
+    assert!(done.review.outcome.is_final());
+    assert_eq!(done.review.reviewer.as_str(), DRILL_REVIEWER);
+    assert!(
+        done.review.notes.contains("d-1 passed"),
+        "{}",
+        done.review.notes
+    );
+    assert_eq!(done.events.len(), 1);
+    assert_eq!(done.events[0].actor, Actor::System("drills"));
+    assert!(matches!(
+        done.events[0].kind,
+        EventKind::ReviewRecorded {
+            outcome: Outcome::Drill,
+            due: None,
+            ..
+        }
+    ));
+    // Once: a second automatic review, or a person's, is refused.
+    let again = record_drill(
+        &drill,
+        activated_at(&drill),
+        &[done.review.clone()],
+        "d-1",
+        true,
+        t(80),
+    );
+    assert_eq!(again.unwrap_err().code(), "already_reviewed");
+    let by_dana = rec(&drill, &dana(), Outcome::Legitimate, &[done.review]);
+    assert_eq!(by_dana.unwrap_err().code(), "already_reviewed");
+    // Only a drill grant, and only once it is over.
+    let not_a_drill = record_drill(
+        &emergency(),
+        activated_at(&emergency()),
+        &[],
+        "d-1",
+        true,
+        t(70),
+    );
+    assert_eq!(not_a_drill.unwrap_err().code(), "never_active");
+    let failed = record_drill(&drill, activated_at(&drill), &[], "d-2", false, t(70)).unwrap();
+    assert!(failed.review.notes.contains("d-2 failed"));
+}
+
+#[test]
+fn names_starting_system_dot_are_kept_for_the_broker() {
+    assert!(is_reserved_name(DRILL_REVIEWER));
+    assert!(is_reserved_name("system.anything"));
+    assert!(!is_reserved_name("systems"));
+    assert!(!is_reserved_name("alice"));
+}

@@ -468,3 +468,31 @@ pub(crate) async fn free_text_refuses_what_reads_differently(b: Broker) {
     .await
     .ok();
 }
+
+/// `system.` names are the broker's own (the drill reviewer `system.drills`): no principal may
+/// take one, and nothing is written.
+pub(crate) async fn a_name_kept_for_the_broker_is_refused_for_a_user(b: Broker) {
+    b.step_up_admin().await;
+    let admin = b.admin.clone();
+    let size = b.audit().await.len();
+    for kind in ["human", "service"] {
+        let r = b
+            .post(
+                "/v1/users",
+                &admin,
+                json!({ "name": "system.drills", "kind": kind, "groups": ["sre"] }),
+            )
+            .await;
+        r.refused(409, "reserved_name");
+        assert!(r.message().contains("system.drills"), "{}", r.message());
+    }
+    let users = b.get("/v1/users", &admin).await.ok();
+    assert!(!users.to_string().contains("system.drills"), "{users}");
+    assert!(
+        b.audit()
+            .await
+            .iter()
+            .skip(size)
+            .all(|e| e["type"] != "principal.created"),
+    );
+}

@@ -121,6 +121,20 @@ pub(crate) async fn a_token_drill_goes_through_approval_and_the_broker_exercises
     // Later passes change nothing.
     pass(&b).await;
     assert_eq!(b.events("drill.completed").await.len(), 1);
+    // The broker recorded the drill's review, once, with the outcome `drill`: no use is owed a
+    // review, and nobody can record another.
+    let reviewed = b.events("review.recorded").await;
+    assert_eq!(reviewed.len(), 1, "{reviewed:?}");
+    assert_eq!(reviewed[0]["grant"], grant.as_str());
+    assert_eq!(reviewed[0]["outcome"], "drill");
+    assert_eq!(reviewed[0]["reviewer"], "system.drills");
+    assert_eq!(reviewed[0]["actor"], "system:drills");
+    let owed = b.get("/v1/reviews?owed=true", &dana).await.ok();
+    assert!(
+        owed.as_array()
+            .is_some_and(|a| a.iter().all(|r| r["grant"] != grant.as_str())),
+        "{owed}"
+    );
     // The role list shows it.
     let roles = b.get("/v1/roles", &dana).await.ok();
     assert_eq!(roles[0]["drill"]["last_drill"], id.as_str());

@@ -91,4 +91,5 @@ api_suite!(
     reviews::an_overdue_review_alerts_once_then_escalates_once,
     reviews::the_evidence_proves_every_event_against_the_signed_checkpoint,
     attestation::an_expired_role_refuses_even_when_attested,
+    access::a_name_kept_for_the_broker_is_refused_for_a_user,
 );
