@@ -355,7 +355,7 @@ fn a_drill_owes_no_review_and_the_broker_records_its_review_as_a_drill() {
     let again = record_drill(
         &drill,
         activated_at(&drill),
-        &[done.review.clone()],
+        std::slice::from_ref(&done.review),
         "d-1",
         true,
         t(80),
