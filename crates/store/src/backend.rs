@@ -20,8 +20,8 @@ use crate::audit::{self, AuditReads};
 use crate::auth::{self, Throttles};
 use crate::sql::Conn;
 use crate::{
-    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, NewCredential, Result,
-    RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
+    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, GrantUpdate, NewCredential,
+    Result, RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
     ThrottlePolicy, ThrottleState, grants, lockdown, principals, roles, settings, tokens,
 };
 
@@ -509,6 +509,17 @@ impl<B: Backend> Store for B {
 
     async fn lockdowns(&self) -> Result<Vec<Lockdown>> {
         lockdown::in_force(&mut *self.read().await?).await
+    }
+
+    async fn update_grants(
+        &self,
+        batch: &[GrantUpdate],
+        now: Timestamp,
+    ) -> Result<Vec<Option<StoredGrant>>> {
+        self.write(batch.to_vec(), move |tx, batch| {
+            Box::pin(lockdown::update_grants(tx, batch, now))
+        })
+        .await
     }
 
     async fn close(&self) {

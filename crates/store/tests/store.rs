@@ -33,7 +33,10 @@ use auth::{
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     sessions_keep_kind_scopes_and_step_up,
 };
-use lockdown::lockdowns_are_in_force_until_lifted_once_per_scope;
+use lockdown::{
+    a_batch_of_grant_updates_skips_only_the_stale,
+    lockdowns_are_in_force_until_lifted_once_per_scope,
+};
 
 // Kept under `store/` so that Cargo does not build them as test binaries of their own.
 #[path = "store/alerts.rs"]
@@ -780,6 +783,7 @@ store_suite!(
     failures_lock_with_backoff_and_are_audited,
     refusals_while_locked_are_one_event_per_window_and_counters_are_pruned,
     lockdowns_are_in_force_until_lifted_once_per_scope,
+    a_batch_of_grant_updates_skips_only_the_stale,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does
