@@ -22,10 +22,10 @@ use crate::audit::{self, AuditReads};
 use crate::auth::{self, Throttles};
 use crate::sql::Conn;
 use crate::{
-    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, DeliveryRecord, NewCredential,
-    Result, RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant, StoredLogin,
-    ThrottlePolicy, ThrottleState, drills, grants, lockdown, principals, reviews, roles, settings,
-    tokens,
+    ApiToken, AuditSnapshot, AuditVisitor, ChannelBacklog, Delivery, DeliveryRecord, GrantUpdate,
+    NewCredential, Result, RoleRecord, SealedCredential, Store, StoredCheckpoint, StoredGrant,
+    StoredLogin, ThrottlePolicy, ThrottleState, drills, grants, lockdown, principals, reviews,
+    roles, settings, tokens,
 };
 use breakglass_core::review::{Reminder, Review};
 
@@ -690,6 +690,17 @@ impl<B: Backend> Store for B {
         let args = (a.clone(), events.to_vec());
         self.write(args, move |tx, (a, events)| {
             Box::pin(attestations::record(tx, a, events, now))
+        })
+        .await
+    }
+
+    async fn update_grants(
+        &self,
+        batch: &[GrantUpdate],
+        now: Timestamp,
+    ) -> Result<Vec<Option<StoredGrant>>> {
+        self.write(batch.to_vec(), move |tx, batch| {
+            Box::pin(lockdown::update_grants(tx, batch, now))
         })
         .await
     }

@@ -179,6 +179,14 @@ pub struct StoredGrant {
     pub version: i64,
 }
 
+/// One decision of a batch written with [`Store::update_grants`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantUpdate {
+    pub grant: Grant,
+    pub expected_version: i64,
+    pub events: Vec<EventDraft>,
+}
+
 /// A credential to keep sealed until its holder collects it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewCredential {
@@ -683,6 +691,16 @@ pub trait Store: Send + Sync + 'static {
     async fn attestation_notices(
         &self,
     ) -> Result<BTreeSet<breakglass_core::attestation::NoticeKey>>;
+    /// Writes many grant decisions in one transaction, for a sweep over many grants (a
+    /// lockdown), so that the audit head's lock and the commit are paid once per batch, not once
+    /// per grant. Each grant whose row is still at its expected version is written with its
+    /// events exactly as [`Store::update_grant`] writes one (no credential); one that moved on
+    /// meanwhile is skipped, with nothing of it written, and `None` stands in its place.
+    async fn update_grants(
+        &self,
+        batch: &[GrantUpdate],
+        now: Timestamp,
+    ) -> Result<Vec<Option<StoredGrant>>>;
 
     /// Finishes the writes already accepted and closes every connection.
     async fn close(&self);

@@ -7,7 +7,7 @@
 use breakglass_core::{EventDraft, Lockdown, LockdownScope, Name, Timestamp};
 
 use crate::sql::{Conn, Row, Stmt};
-use crate::{Result, StoreError};
+use crate::{GrantUpdate, Result, StoreError, StoredGrant, grants};
 
 /// The SQL of lockdowns. Parameters, in order, after each field's name.
 pub(crate) struct LockdownSql {
@@ -59,6 +59,25 @@ pub(crate) async fn lift<C: Conn>(
         return Err(StoreError::Conflict);
     }
     tx.append(events, now).await
+}
+
+/// See [`crate::Store::update_grants`].
+pub(crate) async fn update_grants<C: Conn>(
+    tx: &mut C,
+    batch: &[GrantUpdate],
+    now: Timestamp,
+) -> Result<Vec<Option<StoredGrant>>> {
+    let mut out = Vec::with_capacity(batch.len());
+    for u in batch {
+        // A stale version matches no row and writes nothing (not even its events), so the rest
+        // of the batch carries on in the same transaction.
+        match grants::update(tx, &u.grant, u.expected_version, None, &u.events, now).await {
+            Ok(s) => out.push(Some(s)),
+            Err(StoreError::Conflict) => out.push(None),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// See [`crate::Store::lockdowns`].

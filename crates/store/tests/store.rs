@@ -41,7 +41,10 @@ use drills::{
     a_drill_reads_its_alerts_deliveries_once_routed,
     a_drill_starts_with_its_grant_and_moves_on_over_its_version, an_overdue_date_is_recorded_once,
 };
-use lockdown::lockdowns_are_in_force_until_lifted_once_per_scope;
+use lockdown::{
+    a_batch_of_grant_updates_skips_only_the_stale,
+    lockdowns_are_in_force_until_lifted_once_per_scope,
+};
 use reviews::{
     each_review_reminder_is_sent_once, reviews_are_recorded_once_over_the_grant_version,
 };
@@ -805,6 +808,7 @@ store_suite!(
     a_notice_is_sent_once,
     reviews_are_recorded_once_over_the_grant_version,
     each_review_reminder_is_sent_once,
+    a_batch_of_grant_updates_skips_only_the_stale,
 );
 
 /// Invariant 2 on a real SQLite file: when the audit row cannot be written, the state change does

@@ -72,6 +72,7 @@ pub(crate) async fn engage(
                 "revoked": ended.revoked,
                 "cancelled": ended.cancelled,
                 "retrying": ended.retrying,
+                "interrupted": ended.interrupted,
             })),
         ))
     })

@@ -11,19 +11,25 @@
 //! any revocation left `revoking`, as it does for every revocation.
 
 use breakglass_core::lockdown::{self, Refused};
-use breakglass_core::{Actor, GrantId, GrantState, Lockdown, LockdownScope, Name, StateKind};
-use breakglass_store::{StoreError, StoredGrant};
+use breakglass_core::{
+    Actor, GrantId, GrantState, Lockdown, LockdownScope, Name, StateKind, Timestamp,
+};
+use breakglass_store::{GrantUpdate, StoreError, StoredGrant};
 use futures_util::StreamExt as _;
 
 use crate::app::App;
 use crate::error::ServiceError;
-use crate::grant::Grants;
+use crate::grant::{Grants, SETTLED_MS};
 use crate::signin::Caller;
 use crate::startup::sealing::SealError;
 
-/// How many grants a lockdown ends at once: enough to keep a target and the store busy, few
-/// enough not to exhaust a target's connections (each PostgreSQL revoke opens one).
+/// How many revocations a lockdown has in flight at once: enough to keep the targets busy, few
+/// enough not to crowd out everything else the broker asks of them.
 const CONCURRENCY: usize = 16;
+/// How many grants a lockdown writes in one transaction (their intents, then their outcomes):
+/// the audit head's lock and the commit are paid once per batch, and a batch is small enough
+/// that its intents do not wait long for their outcomes.
+const BATCH: usize = 100;
 /// How many times a change re-decides after losing a race.
 const MAX_ATTEMPTS: usize = 8;
 /// The states in which a grant holds, or may come to hold, privilege.
@@ -44,6 +50,8 @@ pub struct Ended {
     /// Revocations the target refused for now: left `revoking`, retried by the reaper with
     /// backoff (the target's own expiry still ends them).
     pub retrying: usize,
+    /// The sweep stopped part-way (the store went away): the reconciler's next pass finishes it.
+    pub interrupted: bool,
 }
 
 impl Ended {
@@ -112,10 +120,21 @@ impl App {
         }
         let l = engaged.ok_or(ServiceError::Busy)?;
         tracing::warn!(lockdown = %l.id, scope = %l.scope.as_string(), by = %l.engaged_by, "lockdown engaged");
-        let ended = self
+        let ended = match self
             .grants
             .end_for_lockdown(&l, &Actor::User(caller.principal.name.clone()))
-            .await?;
+            .await
+        {
+            Ok(ended) => ended,
+            // The lockdown is committed and in force: say so, and let the reconciler finish.
+            Err(e) => {
+                tracing::error!(lockdown = %l.id, error = %e, "the lockdown sweep stopped part-way; the reconciler will finish it");
+                Ended {
+                    interrupted: true,
+                    ..Ended::default()
+                }
+            }
+        };
         tracing::warn!(lockdown = %l.id, revoked = ended.revoked, cancelled = ended.cancelled, retrying = ended.retrying, "lockdown enforced");
         Ok((l, ended))
     }
@@ -197,7 +216,10 @@ impl Grants {
         Ok(total)
     }
 
-    /// Ends every live grant in `l`'s scope, [`CONCURRENCY`] at a time.
+    /// Ends every live grant in `l`'s scope, [`BATCH`] grants at a time: the batch's intents
+    /// (a grant's `revoking`, or a request's cancellation) are written in one transaction, then
+    /// the batch is revoked at its targets [`CONCURRENCY`] at a time, then the outcomes are
+    /// written in one transaction. A grant that moved on meanwhile is decided again on its own.
     pub(crate) async fn end_for_lockdown(
         &self,
         l: &Lockdown,
@@ -209,24 +231,128 @@ impl Grants {
             .into_iter()
             .filter(|sg| l.scope.covers(sg.grant.role.as_str()))
             .collect();
-        let ended = futures_util::stream::iter(in_scope)
-            .map(|sg| async move {
-                let id = sg.grant.id;
-                match self.end_one_for_lockdown(sg, l, actor).await {
-                    Ok(o) => o,
-                    Err(e) => {
-                        // The lockdown is committed; the reconciler's next pass ends this one.
-                        tracing::warn!(grant = %id, error = %e, "could not end a grant for the lockdown; the reconciler will retry");
-                        Outcome::Retrying
-                    }
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .fold(Ended::default(), |acc, o| async move { acc.add(o) })
-            .await;
+        let mut ended = Ended::default();
+        for chunk in in_scope.chunks(BATCH) {
+            let (done, stale) = self.end_batch(chunk, l, actor).await?;
+            for o in done {
+                ended = ended.add(o);
+            }
+            for id in stale {
+                let o = match self.load(id).await {
+                    Ok(sg) => self.end_one_for_lockdown(sg, l, actor).await,
+                    Err(e) => Err(e),
+                };
+                ended = ended.add(o.unwrap_or_else(|e| {
+                    // The lockdown is committed; the reconciler's next pass ends this one.
+                    tracing::warn!(grant = %id, error = %e, "could not end a grant for the lockdown; the reconciler will retry");
+                    Outcome::Retrying
+                }));
+            }
+        }
         Ok(ended)
     }
 
+    /// One batch: intents, revocations at the targets, outcomes. Returns what became of each
+    /// grant it ended, and the grants that moved on before their intent was written.
+    async fn end_batch(
+        &self,
+        chunk: &[StoredGrant],
+        l: &Lockdown,
+        actor: &Actor,
+    ) -> Result<(Vec<Outcome>, Vec<GrantId>), ServiceError> {
+        let now = self.clock.now();
+        let intents: Vec<GrantUpdate> = chunk
+            .iter()
+            .filter_map(|sg| {
+                sg.grant
+                    .end_for_lockdown(l, actor, now)
+                    .map(|tr| GrantUpdate {
+                        grant: tr.grant,
+                        expected_version: sg.version,
+                        events: tr.events,
+                    })
+            })
+            .collect();
+        // INVARIANT(3): every intent to revoke is durable before its target is touched; and if
+        // the broker dies now, the reaper finishes each of them.
+        let written = self.store.update_grants(&intents, now).await?;
+        let mut outcomes = Vec::new();
+        let mut stale = Vec::new();
+        let mut revoking = Vec::new();
+        for (u, w) in intents.iter().zip(written) {
+            match w {
+                None => stale.push(u.grant.id),
+                Some(s) if matches!(s.grant.state, GrantState::Revoking { .. }) => {
+                    let at = s.grant.updated_at.unix_millis().saturating_add(SETTLED_MS);
+                    self.alarms.reaper.due_at(Timestamp::from_unix_millis(at));
+                    revoking.push(s);
+                }
+                Some(_) => outcomes.push(Outcome::Cancelled),
+            }
+        }
+        let revoked: Vec<(StoredGrant, bool)> = futures_util::stream::iter(revoking)
+            .map(|sg| async move {
+                let res = match sg.grant.handle() {
+                    // No handle: the activation intent was never recorded, nothing is there.
+                    None => Ok(()),
+                    Some(h) => self.providers.for_target(&sg.grant.target).revoke(h).await,
+                };
+                if let Err(e) = &res {
+                    // Left `revoking`: the reaper retries it with backoff, as any revocation.
+                    tracing::warn!(grant = %sg.grant.id, error = %e, "provider could not revoke for the lockdown; the reaper will retry");
+                }
+                (sg, res.is_ok())
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        let now = self.clock.now();
+        let mut finished = Vec::new();
+        for (sg, ok) in &revoked {
+            if !ok {
+                outcomes.push(Outcome::Retrying);
+                continue;
+            }
+            let tr = sg.grant.finish_revoke(actor.clone(), now)?;
+            finished.push((
+                sg,
+                GrantUpdate {
+                    grant: tr.grant,
+                    expected_version: sg.version,
+                    events: tr.events,
+                },
+            ));
+        }
+        let batch: Vec<GrantUpdate> = finished.iter().map(|(_, u)| u.clone()).collect();
+        let written = self.store.update_grants(&batch, now).await?;
+        for ((sg, _), w) in finished.iter().zip(written) {
+            match w {
+                Some(s) => {
+                    self.metrics.ended(&s.grant.state);
+                    outcomes.push(Outcome::Revoked);
+                }
+                // The reaper finished it meanwhile, or gave up on it: the privilege is gone
+                // either way; if the grant says `failed`, the log must say it is gone.
+                None => {
+                    let now_g = self.load(sg.grant.id).await?.grant;
+                    if let (GrantState::Failed { .. }, Some(h)) = (&now_g.state, sg.grant.handle())
+                    {
+                        self.record_removed(
+                            actor.clone(),
+                            sg.grant.target.kind(),
+                            h,
+                            Some(sg.grant.id),
+                        )
+                        .await?;
+                    }
+                    outcomes.push(Outcome::Revoked);
+                }
+            }
+        }
+        Ok((outcomes, stale))
+    }
+
+    /// Ends one grant for lockdown `l` on its own, re-deciding while it keeps moving on.
     async fn end_one_for_lockdown(
         &self,
         mut sg: StoredGrant,

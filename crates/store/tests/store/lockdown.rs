@@ -2,7 +2,7 @@
 //! change written with its events. The suite runs on both backends.
 
 use breakglass_core::{EventKind, Lockdown, LockdownScope};
-use breakglass_store::{Store, StoreError};
+use breakglass_store::{GrantUpdate, Store, StoreError};
 
 use super::{initialized, note, t};
 
@@ -89,4 +89,45 @@ pub(crate) async fn lockdowns_are_in_force_until_lifted_once_per_scope(store: &d
             .unwrap()
     );
     assert_eq!(store.lockdowns().await.unwrap(), [all, db2]);
+}
+
+pub(crate) async fn a_batch_of_grant_updates_skips_only_the_stale(store: &dyn Store) {
+    initialized(store).await;
+    let (a, va) = super::activate(store, 1).await;
+    let (b, vb) = super::activate(store, 2).await;
+    let size = store.audit_size().await.unwrap();
+    let mut a2 = a.clone();
+    a2.reason = "changed a".into();
+    let mut b2 = b.clone();
+    b2.reason = "changed b".into();
+    let ev = |k: &str| {
+        note(EventKind::AuthDenied {
+            action: k.into(),
+            code: "x".into(),
+            message: "x".into(),
+        })
+    };
+    let batch = [
+        GrantUpdate {
+            grant: a2.clone(),
+            expected_version: va,
+            events: vec![ev("a")],
+        },
+        // Stale: written by nobody, and its event with it.
+        GrantUpdate {
+            grant: b2,
+            expected_version: vb - 1,
+            events: vec![ev("b")],
+        },
+    ];
+    let out = store.update_grants(&batch, t(20)).await.unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].as_ref().map(|s| s.version), Some(va + 1));
+    assert!(out[1].is_none());
+    assert_eq!(
+        store.grant(a.id).await.unwrap().unwrap().grant.reason,
+        "changed a"
+    );
+    assert_eq!(store.grant(b.id).await.unwrap().unwrap().grant, b);
+    assert_eq!(store.audit_size().await.unwrap(), size + 1);
 }
