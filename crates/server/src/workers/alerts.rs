@@ -320,6 +320,9 @@ async fn failed(
         app.store
             .delivery_failed(d.id, error, Some(retry_at), &[], now)
             .await?;
+        // This attempt ran in its own task, after the pass that started it planned its wake-up:
+        // move the alarm, or the retry would wait for the next re-check.
+        app.alarms.alerts.due_at(retry_at);
         return Ok(());
     }
     tracing::error!(channel = %d.channel, seq = d.seq, attempts, error, "alert delivery given up");
