@@ -6,6 +6,8 @@
 //! `schema.cedarschema` in strict mode when they load, so a policy naming an unknown action,
 //! entity type or attribute, or one that can never apply, is refused at load instead of silently
 //! never matching. A load is all or nothing: the first problem names its file, line and column.
+//! Cedar parses and checks by recursion, so a load runs on a thread with a large stack of its
+//! own, and a file nested too deeply for any stack is refused before Cedar reads it (`nesting`).
 //!
 //! Decisions follow Cedar: a satisfied `forbid` beats any `permit`, and what nothing permits is
 //! denied. With thousands of roles the whole set would be evaluated for every decision, so the
@@ -20,6 +22,7 @@ mod access;
 mod catalog;
 mod generate;
 mod load;
+mod nesting;
 mod slice;
 
 pub use access::{Access, AccessError, parse_scopes};
@@ -41,6 +44,9 @@ use cedar_policy::{
 use sha2::{Digest as _, Sha256};
 
 const SCHEMA: &str = include_str!("schema.cedarschema");
+/// The stack policies are loaded on. Nesting is bounded (see `nesting`), so this is far more
+/// than a load needs, even unoptimised; it is address space, and only what is used is memory.
+const LOAD_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// The id of the one `Breakglass::Installation` entity.
 const INSTALLATION: &str = "breakglass";
 
@@ -121,13 +127,45 @@ impl Policies {
         roles: impl IntoIterator<Item = RoleFacts<'a>>,
         dir: Option<&Path>,
     ) -> Result<Policies, PolicyError> {
-        let names = Names::new()?;
-        let schema = schema()?;
-        let generated = generate::generate(roles);
         let files = match dir {
             Some(dir) => load::read_dir(dir)?,
             None => Vec::new(),
         };
+        Self::from_files(roles, files)
+    }
+
+    /// Parses, validates and slices on a thread of its own with a [`LOAD_STACK_BYTES`] stack:
+    /// Cedar works by recursion, and the caller may be an async worker with a small stack.
+    fn from_files<'a>(
+        roles: impl IntoIterator<Item = RoleFacts<'a>>,
+        files: Vec<load::CustomFile>,
+    ) -> Result<Policies, PolicyError> {
+        let generated = generate::generate(roles);
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("policy-load".into())
+                .stack_size(LOAD_STACK_BYTES)
+                .spawn_scoped(scope, || Self::assemble(generated, &files))
+                .map_err(|e| PolicyError {
+                    file: "policies".into(),
+                    line: None,
+                    column: None,
+                    reason: format!(
+                        "cannot start a thread to load the policies: {}; free some memory and try again",
+                        e.to_string().to_lowercase()
+                    ),
+                })?
+                .join()
+                .map_err(|_| internal("loading the policies stopped unexpectedly"))?
+        })
+    }
+
+    fn assemble(
+        generated: generate::Generated,
+        files: &[load::CustomFile],
+    ) -> Result<Policies, PolicyError> {
+        let names = Names::new()?;
+        let schema = schema()?;
 
         let mut all = PolicySet::new();
         // Every policy and template in load order, with where it came from.
@@ -199,7 +237,7 @@ impl Policies {
                 order.push((id, origin));
             }
         }
-        for file in &files {
+        for file in files {
             for parsed in load::parse(file)? {
                 let id = parsed.policy.id().clone();
                 if let Some(other) = known.get(&id) {
@@ -237,7 +275,7 @@ impl Policies {
 
         let mut hasher = Sha256::new();
         hasher.update(generated.text.as_bytes());
-        for file in &files {
+        for file in files {
             // Framed by name and length so that no two different sets of files hash alike.
             hasher.update(b"\0file\0");
             hasher.update(file.name.as_bytes());
