@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::LazyLock;
 
 pub use breakglass_core::PolicyAction;
 use breakglass_core::{Principal, PrincipalKind, Role, Subject};
@@ -108,7 +109,7 @@ pub struct Reason {
 
 /// Why the policies did not load. Displayed as `file:line:column: reason`, leaving out what is
 /// unknown.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{file}{}: {reason}", position(*.line, *.column))]
 pub struct PolicyError {
     /// The custom file's path, or the role file a generated policy came from.
@@ -165,15 +166,14 @@ impl Policies {
         files: &[load::CustomFile],
     ) -> Result<Policies, PolicyError> {
         let names = Names::new()?;
-        let schema = schema()?;
+        let fixed = FIXED.as_ref().map_err(Clone::clone)?;
 
         let mut all = PolicySet::new();
         // Every policy and template in load order, with where it came from.
         let mut order: Vec<(PolicyId, Origin<'_>)> = Vec::new();
         let mut known: HashMap<PolicyId, Known> = HashMap::new();
 
-        let builtin = parse_generated(&generated.builtin, Origin::Builtin)?;
-        for policy in builtin.policies {
+        for policy in fixed.builtin.iter().cloned() {
             let id = policy.id().clone();
             known.insert(
                 id.clone(),
@@ -186,7 +186,7 @@ impl Policies {
                 .map_err(|e| Origin::Builtin.bug(&format!("cannot add policy `{id}`: {e}")))?;
             order.push((id, Origin::Builtin));
         }
-        for template in parse_generated(&generate::templates(), Origin::Template)?.templates {
+        for template in fixed.templates.iter().cloned() {
             let id = template.id().clone();
             known.insert(
                 id.clone(),
@@ -270,7 +270,7 @@ impl Policies {
             }
         }
 
-        validate(&schema, &all, &order)?;
+        validate(&fixed.schema, &all, &order)?;
         let slices = slice(&names, &all, &order)?;
 
         let mut hasher = Sha256::new();
@@ -521,6 +521,22 @@ impl Origin<'_> {
         }
     }
 }
+
+/// What every load uses and no file changes, parsed once per process: the schema, the built-in
+/// policies and the templates role policies link.
+struct Fixed {
+    schema: Schema,
+    builtin: Vec<Policy>,
+    templates: Vec<Template>,
+}
+
+static FIXED: LazyLock<Result<Fixed, PolicyError>> = LazyLock::new(|| {
+    Ok(Fixed {
+        schema: schema()?,
+        builtin: parse_generated(&generate::builtin(), Origin::Builtin)?.policies,
+        templates: parse_generated(&generate::templates(), Origin::Template)?.templates,
+    })
+});
 
 /// Static policies and templates parsed from generated text, in text order, each renamed to its
 /// `@id`.
