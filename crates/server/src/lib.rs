@@ -11,6 +11,7 @@ pub mod app;
 pub mod audit;
 mod backoff;
 pub mod error;
+pub mod fuzzing;
 pub mod grant;
 pub mod metrics;
 pub mod policy;

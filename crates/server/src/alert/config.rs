@@ -70,7 +70,16 @@ impl FileConfig {
             use sha2::Digest as _;
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
         };
-        let cfg: Self = toml::from_str(&text).map_err(|e| bad(toml_reason(&text, &e)))?;
+        Ok((Self::parse(&text, path)?, hash))
+    }
+
+    /// Parses and validates the text of the config file at `path` (which names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, StartupError> {
+        let bad = |message: String| StartupError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let cfg: Self = toml::from_str(text).map_err(|e| bad(toml_reason(text, &e)))?;
         for (key, names) in [
             ("alerts.always", &cfg.alerts.always),
             ("alerts.checkpoints", &cfg.alerts.checkpoints),
@@ -105,7 +114,7 @@ impl FileConfig {
                 "key `alerts.max_attempts` must be between 1 and 100, not {n}"
             )));
         }
-        Ok((cfg, hash))
+        Ok(cfg)
     }
 }
 

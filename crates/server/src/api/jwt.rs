@@ -12,8 +12,8 @@ use crate::api::{ApiError, AppState, audited};
 use crate::signin::Caller;
 
 #[derive(Deserialize)]
-struct IntrospectForm {
-    token: String,
+pub(super) struct IntrospectForm {
+    pub(super) token: String,
     #[serde(default)]
     #[expect(
         dead_code,

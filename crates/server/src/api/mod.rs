@@ -11,6 +11,7 @@ mod admin;
 mod audit;
 mod error;
 mod extract;
+pub(crate) mod fuzz;
 mod grants;
 mod health;
 mod jwt;

@@ -26,6 +26,7 @@ mod nesting;
 mod slice;
 
 pub use access::{Access, AccessError, parse_scopes};
+pub(crate) use catalog::build_from;
 pub use catalog::{Catalog, build, record};
 use slice::{Slice, slice, validate};
 
@@ -132,6 +133,22 @@ impl Policies {
             Some(dir) => load::read_dir(dir)?,
             None => Vec::new(),
         };
+        Self::from_files(roles, files)
+    }
+
+    /// As [`Policies::build`], with the custom files given by name and content instead of read
+    /// from a directory (`policies/NAME` in errors). What the fuzzer feeds.
+    pub(crate) fn build_from<'a>(
+        roles: impl IntoIterator<Item = RoleFacts<'a>>,
+        files: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<Policies, PolicyError> {
+        let files = files
+            .into_iter()
+            .map(|(name, bytes)| {
+                let path = format!("policies/{name}");
+                load::CustomFile::new("policies", name, path, bytes)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Self::from_files(roles, files)
     }
 
