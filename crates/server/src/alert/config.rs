@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use breakglass_core::text::toml_reason;
 use breakglass_core::{Actor, Duration, EventDraft, EventKind, Name, RoleSet, Timestamp};
 use breakglass_notify::ChannelConfig;
 use serde::Deserialize;
@@ -115,21 +116,6 @@ impl FileConfig {
             )));
         }
         Ok(cfg)
-    }
-}
-
-/// Where and why the file does not parse, as `line L, column C: reason`. The offending text is
-/// not quoted: a secret pasted into the file by mistake must not reach a log line.
-fn toml_reason(text: &str, e: &toml::de::Error) -> String {
-    let reason = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-    match e.span() {
-        Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("line {line}, column {column}: {reason}")
-        }
-        None => reason,
     }
 }
 
