@@ -151,6 +151,22 @@ pub fn shown(s: &str, max: usize) -> String {
     escape_deceptive(&cut).into_owned()
 }
 
+/// Where and why a TOML file does not parse, as `line L, column C: reason`, on one line. The
+/// offending text is not quoted: a line can be as long as the file, and a secret pasted into a
+/// file by mistake must not reach a log line.
+pub fn toml_reason(text: &str, e: &toml::de::Error) -> String {
+    let reason = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            format!("line {line}, column {column}: {reason}")
+        }
+        None => reason,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

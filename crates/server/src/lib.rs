@@ -12,6 +12,7 @@ pub mod app;
 pub mod audit;
 mod backoff;
 pub mod error;
+pub mod fuzzing;
 pub mod governance;
 pub mod grant;
 pub mod metrics;

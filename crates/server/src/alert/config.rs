@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use breakglass_core::text::toml_reason;
 use breakglass_core::{Actor, Duration, EventDraft, EventKind, Name, RoleSet, Timestamp};
 use breakglass_notify::ChannelConfig;
 use serde::Deserialize;
@@ -70,7 +71,16 @@ impl FileConfig {
             use sha2::Digest as _;
             hex::encode(sha2::Sha256::digest(text.as_bytes()))
         };
-        let cfg: Self = toml::from_str(&text).map_err(|e| bad(toml_reason(&text, &e)))?;
+        Ok((Self::parse(&text, path)?, hash))
+    }
+
+    /// Parses and validates the text of the config file at `path` (which names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, StartupError> {
+        let bad = |message: String| StartupError::Config {
+            path: path.to_owned(),
+            message,
+        };
+        let cfg: Self = toml::from_str(text).map_err(|e| bad(toml_reason(text, &e)))?;
         for (key, names) in [
             ("alerts.always", &cfg.alerts.always),
             ("alerts.checkpoints", &cfg.alerts.checkpoints),
@@ -105,22 +115,7 @@ impl FileConfig {
                 "key `alerts.max_attempts` must be between 1 and 100, not {n}"
             )));
         }
-        Ok((cfg, hash))
-    }
-}
-
-/// Where and why the file does not parse, as `line L, column C: reason`. The offending text is
-/// not quoted: a secret pasted into the file by mistake must not reach a log line.
-fn toml_reason(text: &str, e: &toml::de::Error) -> String {
-    let reason = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-    match e.span() {
-        Some(span) => {
-            let before = text.get(..span.start).unwrap_or(text);
-            let line = before.matches('\n').count() + 1;
-            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            format!("line {line}, column {column}: {reason}")
-        }
-        None => reason,
+        Ok(cfg)
     }
 }
 

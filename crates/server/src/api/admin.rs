@@ -17,26 +17,46 @@ const DEFAULT_TOKEN_TTL: &str = "30d";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddUser {
-    name: String,
+pub(super) struct AddUser {
+    pub(super) name: String,
     #[serde(default)]
-    groups: Vec<String>,
+    pub(super) groups: Vec<String>,
     /// `human` (the default) or `service`.
     #[serde(default)]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateToken {
-    user: String,
+pub(super) struct CreateToken {
+    pub(super) user: String,
     #[serde(default)]
-    ttl: Option<String>,
+    pub(super) ttl: Option<String>,
     #[serde(default)]
-    scopes: Option<Vec<String>>,
+    pub(super) scopes: Option<Vec<String>>,
 }
 
-fn user_view(p: &Principal) -> Value {
+/// A new principal's `kind`: `human` unless it says `service`.
+pub(super) fn principal_kind(kind: Option<&str>) -> Result<PrincipalKind, ApiError> {
+    match kind {
+        None | Some("human") => Ok(PrincipalKind::Human),
+        Some("service") => Ok(PrincipalKind::Service),
+        Some(other) => Err(ApiError::bad_request(
+            format!(
+                "unknown principal kind `{}`",
+                breakglass_core::text::shown(other, 40)
+            ),
+            "use `human` (a person, who signs in) or `service` (automation, with scoped tokens)",
+        )),
+    }
+}
+
+/// A new token's lifetime: `ttl`, or [`DEFAULT_TOKEN_TTL`].
+pub(super) fn token_ttl(ttl: Option<&str>) -> Result<Duration, ApiError> {
+    Ok(ttl.unwrap_or(DEFAULT_TOKEN_TTL).parse()?)
+}
+
+pub(super) fn user_view(p: &Principal) -> Value {
     json!({ "name": p.name, "kind": p.kind, "groups": p.groups, "disabled": p.disabled, "created_at": p.created_at })
 }
 
@@ -92,19 +112,7 @@ pub(crate) async fn add_user(
     // The one-time password is in this response and nowhere else.
     audited(&app, &caller, None, async {
         let req: AddUser = body.json(r#"{"name": "alice", "groups": ["sre"], "kind": "human"}"#)?;
-        let kind = match req.kind.as_deref() {
-            None | Some("human") => PrincipalKind::Human,
-            Some("service") => PrincipalKind::Service,
-            Some(other) => {
-                return Err(ApiError::bad_request(
-                    format!(
-                        "unknown principal kind `{}`",
-                        breakglass_core::text::shown(other, 40)
-                    ),
-                    "use `human` (a person, who signs in) or `service` (automation, with scoped tokens)",
-                ));
-            }
-        };
+        let kind = principal_kind(req.kind.as_deref())?;
         let (p, initial) = app
             .signin
             .add_user(&caller, &req.name, kind, &req.groups)
@@ -152,7 +160,7 @@ pub(crate) async fn create_token(
     audited(&app, &caller, None, async {
         let req: CreateToken =
             body.json(r#"{"user": "rotator", "ttl": "1h", "scopes": ["request", "credential"]}"#)?;
-        let ttl: Duration = req.ttl.as_deref().unwrap_or(DEFAULT_TOKEN_TTL).parse()?;
+        let ttl = token_ttl(req.ttl.as_deref())?;
         let t = app
             .signin
             .create_token(&caller, &req.user, ttl, req.scopes)

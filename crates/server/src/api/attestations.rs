@@ -15,8 +15,8 @@ use crate::signin::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AttestBody {
-    note: String,
+pub(crate) struct AttestBody {
+    pub(crate) note: String,
 }
 
 /// A role's attestation status as the API shows it.

@@ -14,11 +14,11 @@ use crate::signin::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StartBody {
-    role: String,
+pub(crate) struct StartBody {
+    pub(crate) role: String,
     /// Through the role's emergency path instead of its approval.
     #[serde(default)]
-    emergency: bool,
+    pub(crate) emergency: bool,
 }
 
 #[derive(Deserialize)]

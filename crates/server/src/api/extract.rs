@@ -106,6 +106,11 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 }
 
 impl RawBody {
+    /// A body that arrived whole: what the fuzzer feeds.
+    pub(super) fn from_bytes(bytes: &[u8]) -> Self {
+        Self(Ok(Bytes::copy_from_slice(bytes)))
+    }
+
     /// Parses the body as a JSON object of `T`; an empty body is `{}`. Anything but an object
     /// (an array, a string, a number) is refused, however `T` would read it.
     pub(super) fn json<T: DeserializeOwned>(self, example: &str) -> Result<T, ApiError> {

@@ -15,41 +15,41 @@ use crate::signin::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RequestBody {
-    role: String,
-    reason: String,
+pub(super) struct RequestBody {
+    pub(super) role: String,
+    pub(super) reason: String,
     #[serde(default)]
-    incident: Option<String>,
+    pub(super) incident: Option<String>,
     #[serde(default)]
-    duration: Option<String>,
+    pub(super) duration: Option<String>,
     /// Emergency self-activation (the role must allow it).
     #[serde(default)]
-    emergency: bool,
+    pub(super) emergency: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ApproveBody {
+pub(super) struct ApproveBody {
     #[serde(default)]
-    comment: Option<String>,
+    pub(super) comment: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReasonBody {
-    reason: String,
+pub(super) struct ReasonBody {
+    pub(super) reason: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExtendBody {
-    duration: String,
-    reason: String,
+pub(super) struct ExtendBody {
+    pub(super) duration: String,
+    pub(super) reason: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EmptyBody {}
+pub(super) struct EmptyBody {}
 
 #[derive(Deserialize)]
 pub(crate) struct ListQuery {
@@ -76,7 +76,7 @@ fn parse_id(id: &str) -> Result<GrantId, ApiError> {
     Ok(id.parse::<GrantId>()?)
 }
 
-fn parse_duration(s: Option<&str>) -> Result<Option<Duration>, ApiError> {
+pub(super) fn parse_duration(s: Option<&str>) -> Result<Option<Duration>, ApiError> {
     Ok(s.map(str::parse).transpose()?)
 }
 

@@ -15,8 +15,8 @@ use crate::app::App;
 use crate::signin::Caller;
 
 #[derive(Deserialize)]
-struct IntrospectForm {
-    token: String,
+pub(super) struct IntrospectForm {
+    pub(super) token: String,
     #[serde(default)]
     #[expect(
         dead_code,

@@ -13,23 +13,23 @@ use crate::signin::Caller;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EngageBody {
+pub(crate) struct EngageBody {
     #[serde(default)]
-    role: Option<String>,
+    pub(crate) role: Option<String>,
     #[serde(default)]
-    all: bool,
-    reason: String,
+    pub(crate) all: bool,
+    pub(crate) reason: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LiftBody {
+pub(crate) struct LiftBody {
     #[serde(default)]
-    role: Option<String>,
+    pub(crate) role: Option<String>,
     #[serde(default)]
-    all: bool,
+    pub(crate) all: bool,
     #[serde(default)]
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 fn view(l: &Lockdown) -> Value {
@@ -40,7 +40,11 @@ fn view(l: &Lockdown) -> Value {
 }
 
 /// Exactly one of `role` and `all` for engaging; at most one for lifting.
-fn one_scope(role: Option<String>, all: bool, required: bool) -> Result<Option<String>, ApiError> {
+pub(crate) fn one_scope(
+    role: Option<String>,
+    all: bool,
+    required: bool,
+) -> Result<Option<String>, ApiError> {
     match (role, all) {
         (Some(_), true) => Err(ApiError::bad_request(
             "`role` and `all` were both given",

@@ -13,6 +13,7 @@ mod audit;
 mod drills;
 mod error;
 mod extract;
+pub(crate) mod fuzz;
 mod grants;
 mod health;
 mod jwt;

@@ -38,9 +38,9 @@ fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RecordBody {
-    outcome: String,
-    notes: String,
+pub(crate) struct RecordBody {
+    pub(crate) outcome: String,
+    pub(crate) notes: String,
 }
 
 fn parse_id(id: &str) -> Result<GrantId, ApiError> {

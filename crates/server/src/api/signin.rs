@@ -23,26 +23,26 @@ const NO_STORE: NoStore = [(header::CACHE_CONTROL, "no-store")];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
-    user: String,
-    password: String,
+pub(super) struct LoginBody {
+    pub(super) user: String,
+    pub(super) password: String,
     #[serde(default)]
-    code: Option<String>,
+    pub(super) code: Option<String>,
     #[serde(default)]
-    new_password: Option<String>,
+    pub(super) new_password: Option<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CodeBody {
-    code: String,
+pub(super) struct CodeBody {
+    pub(super) code: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PasswordBody {
-    current: String,
-    new: String,
+pub(super) struct PasswordBody {
+    pub(super) current: String,
+    pub(super) new: String,
 }
 
 #[derive(Deserialize)]
@@ -58,7 +58,7 @@ pub(crate) struct ExplainQuery {
 /// Longest password accepted at all (Argon2 hashes anything; this bounds the work).
 const MAX_PASSWORD_BYTES: usize = 1024;
 
-fn bounded(field: &'static str, s: String) -> Result<Secret, ApiError> {
+pub(super) fn bounded(field: &'static str, s: String) -> Result<Secret, ApiError> {
     if s.len() > MAX_PASSWORD_BYTES {
         return Err(ApiError::bad_request(
             format!("`{field}` is longer than {MAX_PASSWORD_BYTES} bytes"),

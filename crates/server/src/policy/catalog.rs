@@ -74,13 +74,22 @@ impl Catalog {
 
 /// The policies for `roles` plus every `*.cedar` in `dir`.
 pub fn build(roles: &RoleSet, dir: Option<&Path>) -> Result<Policies, PolicyError> {
-    Policies::build(
-        roles.iter().map(|role| RoleFacts {
-            role,
-            emergency_allowed: role.emergency.is_some(),
-        }),
-        dir,
-    )
+    Policies::build(facts(roles), dir)
+}
+
+/// As [`build`], with the custom files given by name and content: what the fuzzer feeds.
+pub(crate) fn build_from(
+    roles: &RoleSet,
+    files: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Result<Policies, PolicyError> {
+    Policies::build_from(facts(roles), files)
+}
+
+fn facts(roles: &RoleSet) -> impl Iterator<Item = RoleFacts<'_>> {
+    roles.iter().map(|role| RoleFacts {
+        role,
+        emergency_allowed: role.emergency.is_some(),
+    })
 }
 
 /// Records the effective policy's hash; a change is a `policy.changed` event.

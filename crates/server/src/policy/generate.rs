@@ -27,8 +27,6 @@ const ROLE_ACTIONS: [&str; 6] = [
 pub(super) struct Generated {
     /// Everything, written out as readable Cedar: what `Policies::generated` returns.
     pub(super) text: String,
-    /// The built-in rules, static policies to parse.
-    pub(super) builtin: String,
     pub(super) roles: Vec<RolePolicies>,
 }
 
@@ -69,11 +67,7 @@ pub(super) fn generate<'a>(roles: impl IntoIterator<Item = RoleFacts<'a>>) -> Ge
         }
         out.push(role);
     }
-    Generated {
-        text,
-        builtin,
-        roles: out,
-    }
+    Generated { text, roles: out }
 }
 
 /// The templates role policies link, one per action and kind of subject, each with its id as
@@ -97,7 +91,7 @@ fn template_id(action: &str, kind: &str) -> String {
 }
 
 /// The rules that do not depend on any role file.
-fn builtin() -> String {
+pub(super) fn builtin() -> String {
     let admins = quote(ADMIN_GROUP);
     let auditors = quote(AUDITOR_GROUP);
     format!(

@@ -34,6 +34,41 @@ pub(super) struct Parsed {
     pub(super) offset: usize,
 }
 
+impl CustomFile {
+    /// A file named `name` in a directory whose last component is `dir_label`, from its bytes,
+    /// which must be UTF-8. `path` names it in errors.
+    pub(super) fn new(
+        dir_label: &str,
+        name: String,
+        path: String,
+        bytes: Vec<u8>,
+    ) -> Result<Self, PolicyError> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let (line, column) = line_col(&String::from_utf8_lossy(e.as_bytes()), valid);
+            PolicyError {
+                file: path.clone(),
+                line: Some(line),
+                column: Some(column),
+                reason: "the file is not valid UTF-8; save it as UTF-8".into(),
+            }
+        })?;
+        let label = if dir_label.is_empty() {
+            name.clone()
+        } else {
+            format!("{dir_label}/{name}")
+        };
+        Ok(Self {
+            name,
+            path,
+            label,
+            text,
+            sha256,
+        })
+    }
+}
+
 /// Every `*.cedar` file in `dir`, sorted by name. A missing directory holds no files; anything
 /// else that cannot be read is an error. Names starting with `.` (editor lock and swap files) are
 /// skipped, as is anything not ending in `.cedar` and anything that is not a file.
@@ -70,29 +105,12 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<CustomFile>, PolicyError> {
             continue;
         }
         let bytes = read_capped(&path)?;
-        let sha256 = hex::encode(Sha256::digest(&bytes));
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let valid = e.utf8_error().valid_up_to();
-            let (line, column) = line_col(&String::from_utf8_lossy(e.as_bytes()), valid);
-            PolicyError {
-                file: path.display().to_string(),
-                line: Some(line),
-                column: Some(column),
-                reason: "the file is not valid UTF-8; save it as UTF-8".into(),
-            }
-        })?;
-        let label = if dir_label.is_empty() {
-            name.clone()
-        } else {
-            format!("{dir_label}/{name}")
-        };
-        files.push(CustomFile {
+        files.push(CustomFile::new(
+            &dir_label,
             name,
-            path: path.display().to_string(),
-            label,
-            text,
-            sha256,
-        });
+            path.display().to_string(),
+            bytes,
+        )?);
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
@@ -101,6 +119,7 @@ pub(super) fn read_dir(dir: &Path) -> Result<Vec<CustomFile>, PolicyError> {
 /// Parses one custom file. Each policy keeps its `@id` if it has one and is otherwise named
 /// `file.cedar#N` (N counting from 0 in the file), so ids never collide across files.
 pub(super) fn parse(file: &CustomFile) -> Result<Vec<Parsed>, PolicyError> {
+    super::nesting::check(file)?;
     let set = PolicySet::from_str(&file.text).map_err(|errors| {
         let first = errors.iter().next().map(DetailedError::from);
         match first {

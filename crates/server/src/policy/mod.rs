@@ -6,6 +6,8 @@
 //! `schema.cedarschema` in strict mode when they load, so a policy naming an unknown action,
 //! entity type or attribute, or one that can never apply, is refused at load instead of silently
 //! never matching. A load is all or nothing: the first problem names its file, line and column.
+//! Cedar parses and checks by recursion, so a load runs on a thread with a large stack of its
+//! own, and a file nested too deeply for any stack is refused before Cedar reads it (`nesting`).
 //!
 //! Decisions follow Cedar: a satisfied `forbid` beats any `permit`, and what nothing permits is
 //! denied. With thousands of roles the whole set would be evaluated for every decision, so the
@@ -20,9 +22,11 @@ mod access;
 mod catalog;
 mod generate;
 mod load;
+mod nesting;
 mod slice;
 
 pub use access::{Access, AccessError, parse_scopes};
+pub(crate) use catalog::build_from;
 pub use catalog::{Catalog, build, record};
 use slice::{Slice, slice, validate};
 
@@ -30,6 +34,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr as _;
+use std::sync::LazyLock;
 
 pub use breakglass_core::PolicyAction;
 use breakglass_core::{Principal, PrincipalKind, Role, Subject};
@@ -41,6 +46,9 @@ use cedar_policy::{
 use sha2::{Digest as _, Sha256};
 
 const SCHEMA: &str = include_str!("schema.cedarschema");
+/// The stack policies are loaded on. Nesting is bounded (see `nesting`), so this is far more
+/// than a load needs, even unoptimised; it is address space, and only what is used is memory.
+const LOAD_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// The id of the one `Breakglass::Installation` entity.
 const INSTALLATION: &str = "breakglass";
 
@@ -102,7 +110,7 @@ pub struct Reason {
 
 /// Why the policies did not load. Displayed as `file:line:column: reason`, leaving out what is
 /// unknown.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("{file}{}: {reason}", position(*.line, *.column))]
 pub struct PolicyError {
     /// The custom file's path, or the role file a generated policy came from.
@@ -121,21 +129,68 @@ impl Policies {
         roles: impl IntoIterator<Item = RoleFacts<'a>>,
         dir: Option<&Path>,
     ) -> Result<Policies, PolicyError> {
-        let names = Names::new()?;
-        let schema = schema()?;
-        let generated = generate::generate(roles);
         let files = match dir {
             Some(dir) => load::read_dir(dir)?,
             None => Vec::new(),
         };
+        Self::from_files(roles, files)
+    }
+
+    /// As [`Policies::build`], with the custom files given by name and content instead of read
+    /// from a directory (`policies/NAME` in errors). What the fuzzer feeds.
+    pub(crate) fn build_from<'a>(
+        roles: impl IntoIterator<Item = RoleFacts<'a>>,
+        files: impl IntoIterator<Item = (String, Vec<u8>)>,
+    ) -> Result<Policies, PolicyError> {
+        let files = files
+            .into_iter()
+            .map(|(name, bytes)| {
+                let path = format!("policies/{name}");
+                load::CustomFile::new("policies", name, path, bytes)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::from_files(roles, files)
+    }
+
+    /// Parses, validates and slices on a thread of its own with a [`LOAD_STACK_BYTES`] stack:
+    /// Cedar works by recursion, and the caller may be an async worker with a small stack.
+    fn from_files<'a>(
+        roles: impl IntoIterator<Item = RoleFacts<'a>>,
+        files: Vec<load::CustomFile>,
+    ) -> Result<Policies, PolicyError> {
+        let generated = generate::generate(roles);
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("policy-load".into())
+                .stack_size(LOAD_STACK_BYTES)
+                .spawn_scoped(scope, || Self::assemble(generated, &files))
+                .map_err(|e| PolicyError {
+                    file: "policies".into(),
+                    line: None,
+                    column: None,
+                    reason: format!(
+                        "cannot start a thread to load the policies: {}; free some memory and try again",
+                        e.to_string().to_lowercase()
+                    ),
+                })?
+                .join()
+                .map_err(|_| internal("loading the policies stopped unexpectedly"))?
+        })
+    }
+
+    fn assemble(
+        generated: generate::Generated,
+        files: &[load::CustomFile],
+    ) -> Result<Policies, PolicyError> {
+        let names = Names::new()?;
+        let fixed = FIXED.as_ref().map_err(Clone::clone)?;
 
         let mut all = PolicySet::new();
         // Every policy and template in load order, with where it came from.
         let mut order: Vec<(PolicyId, Origin<'_>)> = Vec::new();
         let mut known: HashMap<PolicyId, Known> = HashMap::new();
 
-        let builtin = parse_generated(&generated.builtin, Origin::Builtin)?;
-        for policy in builtin.policies {
+        for policy in fixed.builtin.iter().cloned() {
             let id = policy.id().clone();
             known.insert(
                 id.clone(),
@@ -148,7 +203,7 @@ impl Policies {
                 .map_err(|e| Origin::Builtin.bug(&format!("cannot add policy `{id}`: {e}")))?;
             order.push((id, Origin::Builtin));
         }
-        for template in parse_generated(&generate::templates(), Origin::Template)?.templates {
+        for template in fixed.templates.iter().cloned() {
             let id = template.id().clone();
             known.insert(
                 id.clone(),
@@ -199,7 +254,7 @@ impl Policies {
                 order.push((id, origin));
             }
         }
-        for file in &files {
+        for file in files {
             for parsed in load::parse(file)? {
                 let id = parsed.policy.id().clone();
                 if let Some(other) = known.get(&id) {
@@ -232,12 +287,12 @@ impl Policies {
             }
         }
 
-        validate(&schema, &all, &order)?;
+        validate(&fixed.schema, &all, &order)?;
         let slices = slice(&names, &all, &order)?;
 
         let mut hasher = Sha256::new();
         hasher.update(generated.text.as_bytes());
-        for file in &files {
+        for file in files {
             // Framed by name and length so that no two different sets of files hash alike.
             hasher.update(b"\0file\0");
             hasher.update(file.name.as_bytes());
@@ -483,6 +538,22 @@ impl Origin<'_> {
         }
     }
 }
+
+/// What every load uses and no file changes, parsed once per process: the schema, the built-in
+/// policies and the templates role policies link.
+struct Fixed {
+    schema: Schema,
+    builtin: Vec<Policy>,
+    templates: Vec<Template>,
+}
+
+static FIXED: LazyLock<Result<Fixed, PolicyError>> = LazyLock::new(|| {
+    Ok(Fixed {
+        schema: schema()?,
+        builtin: parse_generated(&generate::builtin(), Origin::Builtin)?.policies,
+        templates: parse_generated(&generate::templates(), Origin::Template)?.templates,
+    })
+});
 
 /// Static policies and templates parsed from generated text, in text order, each renamed to its
 /// `@id`.

@@ -212,3 +212,61 @@ fn files_and_hash_follow_the_custom_files() {
     );
     assert_ne!(a.hash(), policies(&[]).hash());
 }
+
+/// Cedar recurses without a limit: this file once overflowed the stack and aborted the broker.
+#[test]
+fn a_deeply_nested_policy_is_refused_at_its_line_instead_of_crashing() {
+    let head = "permit(principal, action == Breakglass::Action::\"read\", resource) when { ";
+    let n = 40_000;
+    for (body, reason) in [
+        (
+            format!("{}true{}", "(".repeat(n), ")".repeat(n)),
+            "brackets and `if` nest more than 64 deep here, which could exhaust the stack; flatten the expression or split the policy into several",
+        ),
+        (
+            format!(
+                "{}true{}",
+                "if true then ".repeat(n),
+                " else false".repeat(n)
+            ),
+            "brackets and `if` nest more than 64 deep here",
+        ),
+        (
+            format!("context.own{}", ".own".repeat(n)),
+            "this expression nests more than 1000 operators deep, which could exhaust the stack; split the policy into several, or compare with `in [...]` instead of a chain of `||`",
+        ),
+        (
+            format!("{}true", "true || ".repeat(n)),
+            "this expression nests more than 1000 operators deep",
+        ),
+    ] {
+        let text = format!("// Too deep.\n{head}{body} }};\n");
+        let e = error(&[("deep.cedar", &text)]);
+        assert!(e.file.ends_with("policies/deep.cedar"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.column.is_some_and(|c| c > head.len() as u32), "{e}");
+        assert!(e.reason.starts_with(reason), "{e}");
+    }
+}
+
+#[test]
+fn policies_load_from_a_caller_with_a_small_stack() {
+    // An async worker reloading on SIGHUP has a small stack; unoptimised, Cedar needs tens of
+    // KiB per level of brackets.
+    let text = format!(
+        "permit(principal, action == Breakglass::Action::\"read\", resource) when {{ {}context.own{} }};\n",
+        "(".repeat(60),
+        ")".repeat(60)
+    );
+    let loaded = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            build_with(false, &[("nested.cedar", &text)])
+                .1
+                .map(|p| p.len())
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(loaded.unwrap(), policies(&[]).len() + 1);
+}
