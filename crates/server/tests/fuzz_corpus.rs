@@ -23,20 +23,20 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 
 #[test]
 fn roles_corpus_replays_without_panicking() {
-    assert!(replay("roles", breakglass_server::fuzzing::roles) >= 20);
+    assert!(replay("roles", breakglass_server::fuzzing::roles) >= 100);
 }
 
 #[test]
 fn config_corpus_replays_without_panicking() {
-    assert!(replay("config", breakglass_server::fuzzing::config) >= 20);
+    assert!(replay("config", breakglass_server::fuzzing::config) >= 100);
 }
 
 #[test]
 fn policy_corpus_replays_without_panicking() {
-    assert!(replay("policy", breakglass_server::fuzzing::policy) >= 20);
+    assert!(replay("policy", breakglass_server::fuzzing::policy) >= 100);
 }
 
 #[test]
 fn api_corpus_replays_without_panicking() {
-    assert!(replay("api", breakglass_server::fuzzing::api) >= 20);
+    assert!(replay("api", breakglass_server::fuzzing::api) >= 100);
 }
