@@ -6,12 +6,19 @@
 //! shown to people ([`Generated::text`], `policy show`) is the same policies written out as
 //! plain Cedar, one commented section per role and one `@id`-annotated policy per subject and
 //! action; a test checks that the written text and the links are the same policies.
+//!
+//! The schema, the built-in policies and the templates never change, so they are parsed once per
+//! process ([`FIXED`]).
 
 use std::fmt::Write as _;
+use std::str::FromStr as _;
+use std::sync::LazyLock;
 
 use breakglass_core::{ADMIN_GROUP, AUDITOR_GROUP, Subject};
+use cedar_policy::ffi::DetailedError;
+use cedar_policy::{Policy, PolicyId, PolicySet, Schema, Template};
 
-use super::RoleFacts;
+use super::{Origin, PolicyError, RoleFacts, internal, load};
 
 /// The actions role files give, in the order they are generated.
 const ROLE_ACTIONS: [&str; 6] = [
@@ -28,6 +35,64 @@ pub(super) struct Generated {
     /// Everything, written out as readable Cedar: what `Policies::generated` returns.
     pub(super) text: String,
     pub(super) roles: Vec<RolePolicies>,
+}
+
+/// What every load uses and no file changes, parsed once per process: the schema, the built-in
+/// policies and the templates role policies link.
+pub(super) struct Fixed {
+    pub(super) schema: Schema,
+    pub(super) builtin: Vec<Policy>,
+    pub(super) templates: Vec<Template>,
+}
+
+pub(super) static FIXED: LazyLock<Result<Fixed, PolicyError>> = LazyLock::new(|| {
+    Ok(Fixed {
+        schema: Schema::from_cedarschema_str(SCHEMA)
+            .map(|(schema, _warnings)| schema)
+            .map_err(|e| internal(&format!("the built-in schema does not load: {e}")))?,
+        builtin: parse(&builtin(), Origin::Builtin)?.policies,
+        templates: parse(&templates(), Origin::Template)?.templates,
+    })
+});
+
+const SCHEMA: &str = include_str!("schema.cedarschema");
+
+/// Static policies and templates parsed from generated text, in text order, each renamed to its
+/// `@id`.
+struct Parsed {
+    policies: Vec<Policy>,
+    templates: Vec<Template>,
+}
+
+fn parse(text: &str, origin: Origin<'_>) -> Result<Parsed, PolicyError> {
+    let set = PolicySet::from_str(text).map_err(|errors| {
+        let reason = errors
+            .iter()
+            .next()
+            .map(|e| load::sentence(&DetailedError::from(e)))
+            .unwrap_or_default();
+        origin.bug(&format!("generated policy text does not parse: {reason}"))
+    })?;
+    let mut out = Parsed {
+        policies: Vec::new(),
+        templates: Vec::new(),
+    };
+    // Cedar names the statements of a text `policy0`, `policy1`, … in order.
+    for n in 0..set.num_of_policies() + set.num_of_templates() {
+        let cedar_id = PolicyId::new(format!("policy{n}"));
+        if let Some(policy) = set.policy(&cedar_id) {
+            let id = policy
+                .annotation("id")
+                .ok_or_else(|| origin.bug("a generated policy has no `@id`"))?;
+            out.policies.push(policy.new_id(PolicyId::new(id)));
+        } else if let Some(template) = set.template(&cedar_id) {
+            let id = template
+                .annotation("id")
+                .ok_or_else(|| origin.bug("a generated template has no `@id`"))?;
+            out.templates.push(template.new_id(PolicyId::new(id)));
+        }
+    }
+    Ok(out)
 }
 
 /// The policies of one role.
@@ -91,7 +156,7 @@ fn template_id(action: &str, kind: &str) -> String {
 }
 
 /// The rules that do not depend on any role file.
-pub(super) fn builtin() -> String {
+fn builtin() -> String {
     let admins = quote(ADMIN_GROUP);
     let auditors = quote(AUDITOR_GROUP);
     format!(

@@ -34,18 +34,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr as _;
-use std::sync::LazyLock;
 
 pub use breakglass_core::PolicyAction;
 use breakglass_core::{Principal, PrincipalKind, Role, Subject};
-use cedar_policy::ffi::DetailedError;
 use cedar_policy::{
     Authorizer, Context, Decision, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
-    Policy, PolicyId, PolicySet, Request, RestrictedExpression, Schema, SlotId, Template,
+    Policy, PolicyId, PolicySet, Request, RestrictedExpression, SlotId,
 };
 use sha2::{Digest as _, Sha256};
 
-const SCHEMA: &str = include_str!("schema.cedarschema");
 /// The stack policies are loaded on. Nesting is bounded (see `nesting`), so this is far more
 /// than a load needs, even unoptimised; it is address space, and only what is used is memory.
 const LOAD_STACK_BYTES: usize = 64 * 1024 * 1024;
@@ -183,7 +180,7 @@ impl Policies {
         files: &[load::CustomFile],
     ) -> Result<Policies, PolicyError> {
         let names = Names::new()?;
-        let fixed = FIXED.as_ref().map_err(Clone::clone)?;
+        let fixed = generate::FIXED.as_ref().map_err(Clone::clone)?;
 
         let mut all = PolicySet::new();
         // Every policy and template in load order, with where it came from.
@@ -537,66 +534,6 @@ impl Origin<'_> {
             reason: format!("{what}; this is a bug in breakglass, please report it"),
         }
     }
-}
-
-/// What every load uses and no file changes, parsed once per process: the schema, the built-in
-/// policies and the templates role policies link.
-struct Fixed {
-    schema: Schema,
-    builtin: Vec<Policy>,
-    templates: Vec<Template>,
-}
-
-static FIXED: LazyLock<Result<Fixed, PolicyError>> = LazyLock::new(|| {
-    Ok(Fixed {
-        schema: schema()?,
-        builtin: parse_generated(&generate::builtin(), Origin::Builtin)?.policies,
-        templates: parse_generated(&generate::templates(), Origin::Template)?.templates,
-    })
-});
-
-/// Static policies and templates parsed from generated text, in text order, each renamed to its
-/// `@id`.
-struct ParsedText {
-    policies: Vec<Policy>,
-    templates: Vec<Template>,
-}
-
-fn parse_generated(text: &str, origin: Origin<'_>) -> Result<ParsedText, PolicyError> {
-    let set = PolicySet::from_str(text).map_err(|errors| {
-        let reason = errors
-            .iter()
-            .next()
-            .map(|e| load::sentence(&DetailedError::from(e)))
-            .unwrap_or_default();
-        origin.bug(&format!("generated policy text does not parse: {reason}"))
-    })?;
-    let mut out = ParsedText {
-        policies: Vec::new(),
-        templates: Vec::new(),
-    };
-    // Cedar names the statements of a text `policy0`, `policy1`, … in order.
-    for n in 0..set.num_of_policies() + set.num_of_templates() {
-        let cedar_id = PolicyId::new(format!("policy{n}"));
-        if let Some(policy) = set.policy(&cedar_id) {
-            let id = policy
-                .annotation("id")
-                .ok_or_else(|| origin.bug("a generated policy has no `@id`"))?;
-            out.policies.push(policy.new_id(PolicyId::new(id)));
-        } else if let Some(template) = set.template(&cedar_id) {
-            let id = template
-                .annotation("id")
-                .ok_or_else(|| origin.bug("a generated template has no `@id`"))?;
-            out.templates.push(template.new_id(PolicyId::new(id)));
-        }
-    }
-    Ok(out)
-}
-
-fn schema() -> Result<Schema, PolicyError> {
-    Schema::from_cedarschema_str(SCHEMA)
-        .map(|(schema, _warnings)| schema)
-        .map_err(|e| internal(&format!("the built-in schema does not load: {e}")))
 }
 
 fn internal(what: &str) -> PolicyError {
